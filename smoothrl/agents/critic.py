@@ -1,0 +1,119 @@
+"""A critic with a smoothness method applied: SN on chosen layers, or DIVOUT, or plain (thesis Section 7.3).
+
+The four methods read sigma from one place, `smoothrl.networks.spectral`, with persistent power-iteration vectors
+kept in an explicit `SpectralState`. DIVGRAD and MULEPS leave the critic as it is and use `rho` in the optimiser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal, NamedTuple, Sequence
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from smoothrl.networks import critics
+from smoothrl.networks import spectral
+from smoothrl.networks import spectral_norm
+from smoothrl.networks.layers import LayerSpec
+
+METHODS = ('none', 'sn', 'divout', 'divgrad', 'muleps')
+# Power-iteration steps used when measuring sigma of layers that training does not iterate.
+MEASURE_ITERATIONS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+  """Which smoothness method acts on which layers.
+
+  Attributes:
+    method: 'none'; 'sn' (normalise the selected layers); 'divout' (Eq 7.13, output divided by rho);
+      'divgrad' (Eq 7.28, gradients divided by rho); 'muleps' (Eq 7.31, Adam's eps multiplied by rho).
+    layers: the selected layers, indexed from the output: -1 the output layer, -2 the penultimate, ...
+    lipschitz: K; SN divides a layer's weights by max(sigma / K, 1), or by sigma / K when `sn_always`.
+    sn_always: divide by sigma / K even when sigma < K (Miyato et al.), not only when sigma > K.
+    sn_grad_through_sigma: backpropagate through sigma (off in the thesis' RL runs, Appendix E.2.1).
+    power_iterations: power-iteration steps per learner update on each selected layer.
+  """
+  method: Literal['none', 'sn', 'divout', 'divgrad', 'muleps'] = 'none'
+  layers: tuple[int, ...] = (-2,)
+  lipschitz: float = 1.0
+  sn_always: bool = False
+  sn_grad_through_sigma: bool = False
+  power_iterations: int = 1
+
+
+class CriticOutput(NamedTuple):
+  q: jax.Array  # the critic's output as the loss and acting see it
+  net_state: hk.State  # updated haiku state (batch-norm statistics)
+  rho: jax.Array  # prod of sigma over the selected layers of the unnormalised weights (1 for 'none')
+
+
+class Critic(NamedTuple):
+  """The critic's pure functions.
+
+  init(key, obs) -> (params, net_state, spectral_state)
+  apply(params, net_state, spectral_state, obs, is_training) -> CriticOutput
+  advance(params, spectral_state) -> spectral_state: power iteration on the selected layers.
+  measure(params, spectral_state) -> (sigmas of every layer, spectral_state)
+  """
+  init: Callable[..., tuple[hk.Params, hk.State, spectral.SpectralState]]
+  apply: Callable[..., CriticOutput]
+  advance: Callable[..., spectral.SpectralState]
+  measure: Callable[..., tuple[dict[str, jax.Array], spectral.SpectralState]]
+  specs: tuple[LayerSpec, ...]
+  selected: tuple[str, ...]
+
+
+def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape: Sequence[int],
+                num_actions: int, batch_norm: bool = False) -> Critic:
+  """Builds the critic of `network` with `method` applied to the layers `method.layers`."""
+  if method.method not in METHODS:
+    raise ValueError(f'unknown method {method.method!r}; valid: {", ".join(METHODS)}')
+  net = critics.make_critic(network, num_actions, batch_norm)
+  specs = critics.layer_specs(network, obs_shape)
+  selected = () if method.method == 'none' else critics.resolve_layers(network, method.layers)
+  selected_specs = tuple(s for s in specs if s.name in selected)
+  other_specs = tuple(s for s in specs if s.name not in selected)
+
+  def vectors(spectral_state, layer_specs):
+    return {s.name: spectral_state[s.name] for s in layer_specs}
+
+  def init(key: jax.Array, obs: jax.Array) -> tuple[hk.Params, hk.State, spectral.SpectralState]:
+    net_key, spectral_key = jax.random.split(key)
+    params, net_state = net.init(net_key, obs[None], True)
+    return params, net_state, spectral.init_state(spectral_key, specs)
+
+  def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
+            is_training: bool = False) -> CriticOutput:
+    sigmas = spectral.sigmas_from_state(selected_specs, params, vectors(spectral_state, selected_specs))
+    if not (method.method == 'sn' and method.sn_grad_through_sigma):
+      sigmas = jax.lax.stop_gradient(sigmas)
+    rho = spectral.rho(sigmas, selected)
+    if method.method == 'sn':
+      params = spectral_norm.normalise(params, sigmas, selected, method.lipschitz, method.sn_always)
+    q, net_state = net.apply(params, net_state, None, obs, is_training)
+    if method.method == 'divout':
+      q = spectral_norm.divout(q, rho)
+    return CriticOutput(q, net_state, jnp.asarray(rho, jnp.float32))
+
+  def advance(params: hk.Params, spectral_state: spectral.SpectralState) -> spectral.SpectralState:
+    if not selected_specs:
+      return spectral_state
+    _, updated = spectral.estimate(selected_specs, params, vectors(spectral_state, selected_specs),
+                                   method.power_iterations)
+    return {**spectral_state, **updated}
+
+  def measure(params: hk.Params, spectral_state: spectral.SpectralState):
+    sigmas = dict(spectral.sigmas_from_state(selected_specs, params, vectors(spectral_state, selected_specs)))
+    if other_specs:
+      other, updated = spectral.estimate(other_specs, params, vectors(spectral_state, other_specs),
+                                         MEASURE_ITERATIONS)
+      sigmas.update(other)
+      spectral_state = {**spectral_state, **updated}
+    return jax.lax.stop_gradient(sigmas), spectral_state
+
+  return Critic(init, apply, advance, measure, specs, selected)
+
+

@@ -1,0 +1,154 @@
+"""DQN (thesis Eq 7.7) as pure functions over an explicit state.
+
+`init`, `act` and `learner_step` are pure and jittable; the same functions run in a Python loop over any
+environment and can be traced into `jax.lax.scan` or `jax.vmap`. The target network is refreshed inside
+`learner_step` every `target_update_period / update_period` updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal, NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+
+from smoothrl import optimizers
+from smoothrl.agents import critic as critic_lib
+from smoothrl.agents.replay import Transitions
+from smoothrl.networks import spectral
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+  """DQN hyperparameters; defaults are thesis Table E.1 (MinAtar)."""
+  gamma: float = 0.99
+  update_period: int = 4
+  target_update_period: int = 4_000
+  epsilon_start: float = 1.0
+  epsilon_end: float = 0.01
+  epsilon_decay_steps: int = 250_000
+  warmup_steps: int = 5_000
+  replay_capacity: int = 100_000
+  batch_size: int = 32
+  loss: Literal['mse', 'huber'] = 'mse'
+  learning_rate: float = 0.00025
+  adam_eps: float = 0.0003125
+  adam_b1: float = 0.9
+  adam_b2: float = 0.999
+  eps_placement: Literal['outside', 'inside'] = 'outside'
+
+
+class DQNState(NamedTuple):
+  params: hk.Params
+  target_params: hk.Params
+  net_state: hk.State
+  target_net_state: hk.State
+  spectral: spectral.SpectralState
+  target_spectral: spectral.SpectralState
+  opt_state: optax.OptState
+  updates: jax.Array  # number of learner updates so far
+
+
+class ActorState(NamedTuple):
+  """What acting reads: the online critic's parameters, haiku state and spectral vectors."""
+  params: hk.Params
+  net_state: hk.State
+  spectral: spectral.SpectralState
+
+
+def actor_state(state: DQNState) -> ActorState:
+  return ActorState(state.params, state.net_state, state.spectral)
+
+
+class DQN(NamedTuple):
+  """The agent's pure functions.
+
+  init(key, obs) -> DQNState
+  act(actor, key, obs, epsilon) -> action: epsilon-greedy on one observation (`actor` is a DQNState or the
+    smaller ActorState, which is cheaper to pass to a jitted call).
+  learner_step(state, transitions) -> (state, metrics)
+  q_values(actor, obs) -> Q(obs, .) for a batch, as acting sees them.
+  """
+  init: Callable[[jax.Array, jax.Array], DQNState]
+  act: Callable[[DQNState | ActorState, jax.Array, jax.Array, jax.Array], jax.Array]
+  learner_step: Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]
+  q_values: Callable[[DQNState | ActorState, jax.Array], jax.Array]
+  critic: critic_lib.Critic
+
+
+def epsilon_schedule(config: DQNConfig) -> optax.Schedule:
+  """Linear exploration schedule: epsilon_start during warm-up, then linear to epsilon_end over the decay steps."""
+  return optax.linear_schedule(config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps,
+                               transition_begin=config.warmup_steps)
+
+
+def td_targets(rewards: jax.Array, discounts: jax.Array, next_q: jax.Array, gamma: float) -> jax.Array:
+  """r + gamma * discount * max_a' Q_target(s', a') (Eq 7.7); discount is 0 at termination."""
+  return rewards + gamma * discounts * jnp.max(next_q, axis=-1)
+
+
+def td_loss(q_taken: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
+  """Mean of (q - y)^2 ('mse', PyTorch's MSELoss) or of the Huber loss with delta 1 ('huber', SmoothL1Loss)."""
+  errors = q_taken - jax.lax.stop_gradient(targets)
+  if kind == 'mse':
+    return jnp.mean(jnp.square(errors))
+  if kind == 'huber':
+    return jnp.mean(optax.losses.huber_loss(errors, delta=1.0))
+  raise ValueError(f'unknown loss {kind!r}; valid: mse, huber')
+
+
+def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_actions: int) -> DQN:
+  """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho)."""
+  optimizer = optimizers.make_optimizer(method, config.learning_rate, config.adam_b1, config.adam_b2,
+                                        config.adam_eps, config.eps_placement)
+  target_every = config.target_update_period // config.update_period
+
+  def init(key: jax.Array, obs: jax.Array) -> DQNState:
+    params, net_state, spectral_state = critic.init(key, obs)
+    return DQNState(params, params, net_state, net_state, spectral_state, spectral_state,
+                    optimizer.init(params), jnp.zeros((), jnp.int32))
+
+  def q_values(actor: DQNState | ActorState, obs: jax.Array) -> jax.Array:
+    return critic.apply(actor.params, actor.net_state, actor.spectral, obs, False).q
+
+  def act(actor: DQNState | ActorState, key: jax.Array, obs: jax.Array, epsilon: jax.Array) -> jax.Array:
+    greedy = jnp.argmax(q_values(actor, obs[None])[0])
+    explore_key, action_key = jax.random.split(key)
+    random_action = jax.random.randint(action_key, (), 0, num_actions)
+    return jnp.where(jax.random.uniform(explore_key) < epsilon, random_action, greedy)
+
+  def loss_fn(params, state: DQNState, spectral_state, batch: Transitions):
+    out = critic.apply(params, state.net_state, spectral_state, batch.obs, True)
+    next_q = critic.apply(state.target_params, state.target_net_state, state.target_spectral, batch.next_obs,
+                          False).q
+    q_taken = jnp.take_along_axis(out.q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    targets = td_targets(batch.reward, batch.discount, next_q, config.gamma)
+    loss = td_loss(q_taken, targets, config.loss)
+    return loss, (out, q_taken)
+
+  def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:
+    spectral_state = critic.advance(state.params, state.spectral)
+    (loss, (out, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state, spectral_state, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params, rho=out.rho)
+    params = optax.apply_updates(state.params, updates)
+    count = state.updates + 1
+    refresh = count % target_every == 0
+    pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(refresh, n, o), new, old)
+    new_state = DQNState(
+        params=params,
+        target_params=pick(params, state.target_params),
+        net_state=out.net_state,
+        target_net_state=pick(out.net_state, state.target_net_state),
+        spectral=spectral_state,
+        target_spectral=pick(spectral_state, state.target_spectral),
+        opt_state=opt_state,
+        updates=count)
+    metrics = {'loss': loss, 'q_mean': jnp.mean(q_taken), 'rho': out.rho,
+               'grad_norm': optax.tree.norm(grads)}
+    return new_state, metrics
+
+  return DQN(init, act, learner_step, q_values, critic)

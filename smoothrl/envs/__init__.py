@@ -1,0 +1,119 @@
+"""Environments, built by name.
+
+Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games and
+`chain/<n>` for the test chain MDP. A new family is added by registering an
+`EnvFamily` in `ENV_FAMILIES` (see `register_family`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import dm_env
+
+from smoothrl.envs import chain
+from smoothrl.envs import minatar
+from smoothrl.envs.chain import ChainEnv
+from smoothrl.envs.minatar import MinAtarEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvFamily:
+  """How to check and build the environments of one family.
+
+  Attributes:
+    names: the valid names after `<family>/`, as shown to users; a pattern such
+      as `<n>` stands for a parameter.
+    is_valid: whether a name after `<family>/` is valid; must not build
+      anything.
+    factory: builds the environment from the name after `<family>/`, a seed
+      and keyword arguments.
+  """
+  names: tuple[str, ...]
+  is_valid: Callable[[str], bool]
+  factory: Callable[..., dm_env.Environment]
+
+
+def _make_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+  return MinAtarEnv(game, seed=seed, **kwargs)
+
+
+def _is_chain_length(rest: str) -> bool:
+  return rest.isascii() and rest.isdigit() and int(rest) >= 1
+
+
+def _make_chain(rest: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+  del seed  # The chain is deterministic.
+  return ChainEnv(n=int(rest), **kwargs)
+
+
+ENV_FAMILIES: dict[str, EnvFamily] = {
+    'minatar': EnvFamily(
+        names=minatar.GAMES,
+        is_valid=lambda game: game in minatar.GAMES,
+        factory=_make_minatar),
+    'chain': EnvFamily(
+        names=('<n>',),
+        is_valid=_is_chain_length,
+        factory=_make_chain),
+}
+
+
+def register_family(name: str, family: EnvFamily) -> None:
+  """Adds a family of environments, e.g. `atari`, to `ENV_FAMILIES`."""
+  if '/' in name or not name:
+    raise ValueError(f'invalid family name {name!r}')
+  if name in ENV_FAMILIES:
+    raise ValueError(f'environment family {name!r} is already registered')
+  ENV_FAMILIES[name] = family
+
+
+def list_envs() -> tuple[str, ...]:
+  """The valid environment names (`<n>` stands for a positive integer)."""
+  return tuple(f'{family}/{rest}'
+               for family, spec in ENV_FAMILIES.items()
+               for rest in spec.names)
+
+
+def _parse(name: str) -> tuple[EnvFamily, str]:
+  family_name, sep, rest = name.partition('/')
+  family = ENV_FAMILIES.get(family_name)
+  if not sep or family is None or not family.is_valid(rest):
+    raise ValueError(
+        f'unknown environment {name!r}; valid: {", ".join(list_envs())}')
+  return family, rest
+
+
+def validate_name(name: str) -> None:
+  """Raises `ValueError` listing the valid names if `name` is not one."""
+  _parse(name)
+
+
+def make(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+  """Builds the environment `name`, e.g. `minatar/breakout` or `chain/5`.
+
+  Args:
+    name: `<family>/<rest>`, one of `list_envs()`.
+    seed: the environment's seed (ignored by deterministic environments).
+    **kwargs: passed to the environment's constructor.
+
+  Returns:
+    The environment, not yet reset.
+  """
+  family, rest = _parse(name)
+  return family.factory(rest, seed, **kwargs)
+
+
+__all__ = [
+    'ChainEnv',
+    'ENV_FAMILIES',
+    'EnvFamily',
+    'MinAtarEnv',
+    'chain',
+    'list_envs',
+    'make',
+    'minatar',
+    'register_family',
+    'validate_name',
+]

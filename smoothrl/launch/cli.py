@@ -1,0 +1,147 @@
+"""The `smoothrl` command line.
+
+    smoothrl train --agent dqn --env minatar/breakout --steps 20000 --method sn --layers -2 --out runs/x
+
+Every flag maps onto a field of `TrainConfig`; the run directory's `config.json` records the full config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, Sequence
+
+from smoothrl.launch import config as config_lib
+
+# Flags for the DQN hyperparameters of thesis Table E.1, the network (Table E.6) and the smoothness method.
+_SECTIONS = {
+    'dqn': 'DQN hyperparameters (defaults: thesis Table E.1)',
+    'network': 'critic architecture (defaults: thesis Table E.3; Table E.6 varies depth and widths)',
+    'method': 'smoothness method (thesis Section 7.3)',
+}
+_HELP = {
+    'gamma': 'discount factor', 'update_period': 'environment steps per learner update',
+    'target_update_period': 'environment steps between target-network refreshes',
+    'epsilon_start': 'exploration epsilon at the start', 'epsilon_end': 'final exploration epsilon',
+    'epsilon_decay_steps': 'steps (after warm-up) over which epsilon decays linearly',
+    'warmup_steps': 'steps of random acting before learning starts', 'replay_capacity': 'replay buffer size',
+    'batch_size': 'transitions per update', 'loss': 'TD loss: mse (Table E.1) or huber (Table E.4)',
+    'learning_rate': 'Adam learning rate', 'adam_eps': "Adam's epsilon", 'adam_b1': "Adam's beta1",
+    'adam_b2': "Adam's beta2",
+    'eps_placement': "Adam's epsilon outside the square root (PyTorch, optax eps) or inside (thesis Eq 2.22)",
+    'conv_layers': 'number of 3x3 convolutions', 'conv_channels': 'channels of every convolution',
+    'kernel_size': 'convolution kernel size', 'stride': 'convolution stride',
+    'padding': 'convolution padding (VALID as the MinAtar reference network)',
+    'hidden': 'units of the hidden dense layer',
+    'method': 'none | sn | divout (Eq 7.13) | divgrad (Eq 7.28) | muleps (Eq 7.31)',
+    'layers': 'selected layers, indexed from the output, e.g. -2 or -2,-3 (-1 is the output layer)',
+    'lipschitz': 'K: SN divides weights by max(sigma/K, 1)',
+    'sn_always': 'SN divides by sigma/K even when sigma < K',
+    'sn_grad_through_sigma': 'backpropagate through sigma in SN (off in the thesis)',
+    'power_iterations': 'power-iteration steps per learner update',
+}
+_RUN_HELP = {
+    'agent': 'agent to train', 'env': 'environment, e.g. minatar/breakout', 'steps': 'environment steps',
+    'seed': 'random seed', 'out': 'run directory (created)',
+    'eval_period': 'steps between evaluation phases (one also runs at the end)',
+    'eval_steps': 'environment steps per evaluation phase', 'eval_epsilon': 'epsilon during evaluation',
+    'log_period': 'steps between training-metric entries',
+    'sigma_log_period': 'steps between entries with the spectral norm of every critic layer',
+}
+
+
+def _layers(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(part) for part in text.split(',') if part.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'layers must be comma-separated integers like -2,-3, got {text!r}') from None
+
+
+def _bool(text: str) -> bool:
+  if text.lower() in ('1', 'true', 'yes', 'on'):
+    return True
+  if text.lower() in ('0', 'false', 'no', 'off'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
+def _add_field(group, field: dataclasses.Field, dest: str, help_text: str) -> None:
+  flag = '--' + field.name.replace('_', '-')
+  kind = {int: int, float: float, bool: _bool}.get(type(field.default), str)
+  if field.name == 'layers':
+    kind = _layers
+  default = field.default
+  shown = ','.join(map(str, default)) if isinstance(default, tuple) else default
+  group.add_argument(flag, dest=dest, type=kind, default=None, metavar=field.name.upper(),
+                     help=f'{help_text} (default: {shown})')
+
+
+def _train_parser(sub) -> argparse.ArgumentParser:
+  p = sub.add_parser('train', help='train one agent', description='Train one agent and write its run directory: '
+                     'config.json, metrics.jsonl (one JSON object per line with "step" and "kind": episode, train, '
+                     'sigma, eval) and summary.json.')
+  p.add_argument('--preset', default=None, help=f'start from a preset: {", ".join(sorted(config_lib.PRESETS))} '
+                 '(flags override it)')
+  p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
+  for field in dataclasses.fields(config_lib.TrainConfig):
+    if field.name in _SECTIONS:
+      continue
+    _add_field(p, field, field.name, _RUN_HELP[field.name])
+  p.set_defaults(agent=None)
+  for section, title in _SECTIONS.items():
+    group = p.add_argument_group(title)
+    cls = type(getattr(config_lib.TrainConfig(), section))
+    for field in dataclasses.fields(cls):
+      _add_field(group, field, f'{section}.{field.name}', _HELP[field.name])
+  return p
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog='smoothrl', description='Deep RL with smoothness-aware optimisation.')
+  sub = p.add_subparsers(dest='command', required=True)
+  _train_parser(sub)
+  return p
+
+
+def config_from_args(args: argparse.Namespace) -> config_lib.TrainConfig:
+  base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
+  updates: dict[str, Any] = {k: v for k, v in vars(args).items()
+                             if v is not None and k not in ('command', 'preset', 'no_progress')}
+  return config_lib.replace(base, **updates)
+
+
+def _attach_layer_values(argv: Sequence[str]) -> list[str]:
+  """Lets `--layers -2,-3` through: argparse would read '-2,-3' as an option, so it becomes `--layers=-2,-3`."""
+  out, argv = [], list(argv)
+  while argv:
+    token = argv.pop(0)
+    if token == '--layers' and argv and argv[0].startswith('-'):
+      token = f'--layers={argv.pop(0)}'
+    out.append(token)
+  return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parser().parse_args(_attach_layer_values(sys.argv[1:] if argv is None else argv))
+  try:
+    config = config_from_args(args)
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    print(f'smoothrl: {e}', file=sys.stderr)
+    return 2
+  from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
+  try:
+    summary = runner.train(config, show_progress=not args.no_progress)
+  except runner.TrainingError as e:
+    print(f'smoothrl: run failed: {e}', file=sys.stderr)
+    return 1
+  final = summary['final_eval']
+  print(f'evaluation return {final["return_mean"]:.2f} over {final["episodes"]} episodes '
+        f'(epsilon {config.eval_epsilon}) after {config.steps} steps')
+  print(f'results written to {config.out}/ (config.json, metrics.jsonl, summary.json)')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

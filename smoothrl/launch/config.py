@@ -1,0 +1,166 @@
+"""Typed, frozen run configurations, their presets and their validation.
+
+A `TrainConfig` fully describes a run (DESIGN principle 3): the command line maps onto it, a sweep is a grid
+over its fields and a run directory holds the `config.json` that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from smoothrl import envs
+from smoothrl.agents.critic import METHODS, MethodConfig
+from smoothrl.agents.dqn import DQNConfig
+from smoothrl.networks import critics
+from smoothrl.networks.critics import NetworkConfig
+
+AGENTS = ('dqn',)
+LOSSES = ('mse', 'huber')
+EPS_PLACEMENTS = ('outside', 'inside')
+PADDINGS = ('VALID', 'SAME')
+
+
+class ConfigError(ValueError):
+  """A configuration that cannot run; the message lists every problem found."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run."""
+  agent: str = 'dqn'
+  env: str = 'minatar/breakout'
+  steps: int = 5_000_000
+  seed: int = 0
+  out: str = 'runs/run'
+  eval_period: int = 250_000
+  eval_steps: int = 125_000
+  eval_epsilon: float = 0.001
+  log_period: int = 1_000
+  sigma_log_period: int = 10_000
+  network: NetworkConfig = NetworkConfig()
+  method: MethodConfig = MethodConfig()
+  dqn: DQNConfig = DQNConfig()
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    return _build(cls, data, path='')
+
+
+_NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'dqn': DQNConfig}
+
+
+def _build(cls, data: dict[str, Any], path: str):
+  """Builds a (nested) config dataclass from a dict, refusing unknown fields."""
+  if not isinstance(data, dict):
+    raise ConfigError(f'{path or "config"}: expected a mapping, got {type(data).__name__}')
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(data) - set(fields))
+  if unknown:
+    raise ConfigError(f'{path or "config"}: unknown field(s) {unknown}; valid: {sorted(fields)}')
+  kwargs = {}
+  for name, value in data.items():
+    sub = _NESTED.get(name) if cls is TrainConfig else None
+    if sub is not None:
+      kwargs[name] = _build(sub, value, f'{path}{name}.')
+    elif name == 'layers':
+      kwargs[name] = tuple(value)
+    else:
+      kwargs[name] = value
+  return cls(**kwargs)
+
+
+def replace(config: TrainConfig, **updates: Any) -> TrainConfig:
+  """Returns `config` with fields replaced; dotted names ('dqn.learning_rate') reach nested configs."""
+  data = config.to_dict()
+  for key, value in updates.items():
+    *parents, leaf = key.split('.')
+    node = data
+    for parent in parents:
+      if parent not in node or not isinstance(node[parent], dict):
+        raise ConfigError(f'unknown config section {parent!r} in {key!r}')
+      node = node[parent]
+    if leaf not in node:
+      raise ConfigError(f'unknown config field {key!r}')
+    node[leaf] = value
+  return TrainConfig.from_dict(data)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Thesis Table E.1 with the Table E.3 critic: the MinAtar reproduction settings.
+    'dqn-minatar': {},
+    # A short run that shows learning on MinAtar in minutes on a laptop.
+    'minatar-quick': {
+        'steps': 60_000, 'eval_period': 30_000, 'eval_steps': 5_000, 'sigma_log_period': 5_000,
+        'dqn.epsilon_decay_steps': 30_000, 'dqn.warmup_steps': 2_000, 'dqn.target_update_period': 1_000,
+        'dqn.learning_rate': 0.001,
+    },
+}
+
+
+def preset(name: str) -> TrainConfig:
+  if name not in PRESETS:
+    raise ConfigError(f'unknown preset {name!r}; valid: {sorted(PRESETS)}')
+  return replace(TrainConfig(), **PRESETS[name])
+
+
+def validate(config: TrainConfig) -> None:
+  """Checks everything that can be checked before work starts; raises one ConfigError listing every problem."""
+  problems: list[str] = []
+
+  def check(ok: bool, message: str) -> None:
+    if not ok:
+      problems.append(message)
+
+  c, d, n, m = config, config.dqn, config.network, config.method
+  check(c.agent in AGENTS, f'unknown agent {c.agent!r}; valid: {", ".join(AGENTS)}')
+  try:
+    envs.validate_name(c.env)
+  except ValueError as e:
+    problems.append(str(e))
+  check(isinstance(c.steps, int) and c.steps > 0, f'steps must be a positive integer, got {c.steps!r}')
+  check(c.eval_period > 0, f'eval_period must be positive, got {c.eval_period}')
+  check(c.eval_steps > 0, f'eval_steps must be positive, got {c.eval_steps}')
+  check(0.0 <= c.eval_epsilon <= 1.0, f'eval_epsilon must be in [0, 1], got {c.eval_epsilon}')
+  check(c.log_period > 0, f'log_period must be positive, got {c.log_period}')
+  check(c.sigma_log_period > 0, f'sigma_log_period must be positive, got {c.sigma_log_period}')
+  check(0.0 <= d.gamma <= 1.0, f'dqn.gamma must be in [0, 1], got {d.gamma}')
+  check(d.update_period > 0, f'dqn.update_period must be positive, got {d.update_period}')
+  check(d.target_update_period > 0 and d.target_update_period % max(d.update_period, 1) == 0,
+        f'dqn.target_update_period ({d.target_update_period}) must be a positive multiple of '
+        f'dqn.update_period ({d.update_period})')
+  check(0.0 <= d.epsilon_end <= d.epsilon_start <= 1.0,
+        f'need 0 <= epsilon_end <= epsilon_start <= 1, got {d.epsilon_end}, {d.epsilon_start}')
+  check(d.epsilon_decay_steps > 0, f'dqn.epsilon_decay_steps must be positive, got {d.epsilon_decay_steps}')
+  check(d.warmup_steps >= d.batch_size,
+        f'dqn.warmup_steps ({d.warmup_steps}) must be at least dqn.batch_size ({d.batch_size})')
+  check(d.replay_capacity > d.batch_size,
+        f'dqn.replay_capacity ({d.replay_capacity}) must exceed dqn.batch_size ({d.batch_size})')
+  check(d.batch_size > 0, f'dqn.batch_size must be positive, got {d.batch_size}')
+  check(d.loss in LOSSES, f'unknown loss {d.loss!r}; valid: {", ".join(LOSSES)}')
+  check(d.learning_rate > 0, f'dqn.learning_rate must be positive, got {d.learning_rate}')
+  check(d.adam_eps >= 0, f'dqn.adam_eps must be non-negative, got {d.adam_eps}')
+  check(0 <= d.adam_b1 < 1 and 0 <= d.adam_b2 < 1, f'Adam betas must be in [0, 1), got {d.adam_b1}, {d.adam_b2}')
+  check(d.eps_placement in EPS_PLACEMENTS,
+        f'unknown eps_placement {d.eps_placement!r}; valid: {", ".join(EPS_PLACEMENTS)}')
+  check(n.conv_layers >= 0, f'network.conv_layers must be >= 0, got {n.conv_layers}')
+  check(n.conv_channels > 0 and n.hidden > 0 and n.kernel_size > 0 and n.stride > 0,
+        'network widths, kernel_size and stride must be positive')
+  check(n.padding in PADDINGS, f'unknown padding {n.padding!r}; valid: {", ".join(PADDINGS)}')
+  check(m.method in METHODS, f'unknown method {m.method!r}; valid: {", ".join(METHODS)}')
+  check(m.lipschitz > 0, f'method.lipschitz must be positive, got {m.lipschitz}')
+  check(m.power_iterations >= 1, f'method.power_iterations must be >= 1, got {m.power_iterations}')
+  if m.method != 'none':
+    try:
+      critics.resolve_layers(n, m.layers)
+    except ValueError as e:
+      problems.append(str(e))
+  if problems:
+    raise ConfigError('invalid config:\n  - ' + '\n  - '.join(problems))

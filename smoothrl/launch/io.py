@@ -1,0 +1,73 @@
+"""Run-directory files: atomic writes and JSON-lines metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` so that readers see the old file or the new one, never a partial one."""
+  path = Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def _jsonable(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if hasattr(value, 'item') and getattr(value, 'ndim', 0) == 0:
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+class MetricsWriter:
+  """Appends one JSON object per line; each line is flushed, so a crash loses at most the line being written."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = Path(path)
+    self._file = open(self.path, 'a', encoding='utf-8')
+
+  def write(self, record: dict[str, Any]) -> None:
+    if 'step' not in record:
+      raise ValueError('every metrics record needs a step')
+    self._file.write(json.dumps(_jsonable(record), sort_keys=True) + '\n')
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+  def __enter__(self) -> MetricsWriter:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def read_metrics(path: str | os.PathLike, kind: str | None = None) -> Iterator[dict[str, Any]]:
+  """Yields the records of a metrics file (optionally of one kind), skipping a torn last line."""
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if kind is None or record.get('kind') == kind:
+        yield record

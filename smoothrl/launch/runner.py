@@ -1,0 +1,179 @@
+"""The host runner: a Python loop over a dm_env environment around the agent's jitted functions.
+
+Per environment step there is one jitted call (acting, which also advances the key) and one device-to-host read
+(the action). Learner metrics stay on the device until a log interval.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import dm_env
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smoothrl import envs
+from smoothrl.agents import critic as critic_lib
+from smoothrl.agents import dqn
+from smoothrl.agents.replay import ReplayBuffer
+from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import MetricsWriter, atomic_write_text
+from smoothrl.launch.progress import Progress
+from smoothrl.networks import smoothness
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
+SMOOTHNESS_STATES = 512  # on-policy states kept from each evaluation for the smoothness measure
+
+
+class TrainingError(RuntimeError):
+  """A run stopped for a reason it names (a non-finite loss, say)."""
+
+
+def build_agent(config: config_lib.TrainConfig, env: dm_env.Environment) -> dqn.DQN:
+  obs_shape = env.observation_spec().shape
+  num_actions = env.action_spec().num_values
+  critic = critic_lib.make_critic(config.network, config.method, obs_shape, num_actions)
+  return dqn.make_dqn(config.dqn, critic, config.method.method, num_actions)
+
+
+def epsilon_at(config: dqn.DQNConfig, step: int) -> float:
+  """The same schedule as `dqn.epsilon_schedule`, in host arithmetic."""
+  frac = min(max((step - config.warmup_steps) / config.epsilon_decay_steps, 0.0), 1.0)
+  return config.epsilon_start + frac * (config.epsilon_end - config.epsilon_start)
+
+
+class _Acting:
+  """Jitted acting that threads its own key, so a step costs one dispatch."""
+
+  def __init__(self, agent: dqn.DQN, key: jax.Array):
+    def step(state, key, obs, epsilon):
+      key, sub = jax.random.split(key)
+      return agent.act(state, sub, obs, epsilon), key
+    self._step = jax.jit(step)
+    self.key = key
+
+  def __call__(self, state: dqn.DQNState, obs: np.ndarray, epsilon: float) -> int:
+    action, self.key = self._step(dqn.actor_state(state), self.key, obs, np.float32(epsilon))
+    return int(action)
+
+
+def smoothness_fn(agent: dqn.DQN):
+  """A jitted `(actor, states) -> max_{s, i} ||dQ_i/ds||` for this agent (Appendix E.2.2)."""
+  return jax.jit(lambda actor, states: smoothness.max_jacobian_norm(lambda o: agent.q_values(actor, o), states))
+
+
+def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: float, acting: _Acting,
+             measure_smoothness, rng: np.random.Generator) -> dict[str, Any]:
+  """Runs `steps` steps at `epsilon`; returns completed-episode returns and the on-policy smoothness measure."""
+  returns, episode_return, states, seen = [], 0.0, [], 0
+  timestep = env.reset()
+  for _ in range(steps):
+    seen += 1  # reservoir sampling keeps a uniform sample of the visited states
+    if len(states) < SMOOTHNESS_STATES:
+      states.append(timestep.observation)
+    else:
+      j = rng.integers(0, seen)
+      if j < SMOOTHNESS_STATES:
+        states[j] = timestep.observation
+    timestep = env.step(acting(state, timestep.observation, epsilon))
+    episode_return += float(timestep.reward)
+    if timestep.last():
+      returns.append(episode_return)
+      episode_return = 0.0
+      timestep = env.reset()
+  measure = float(measure_smoothness(dqn.actor_state(state), np.stack(states)))
+  record = {'episodes': len(returns), 'smoothness': measure}
+  if returns:
+    record.update(return_mean=float(np.mean(returns)), return_std=float(np.std(returns)),
+                  return_min=float(np.min(returns)), return_max=float(np.max(returns)))
+  else:  # no episode ended: report the running one so the entry is never empty
+    record.update(return_mean=episode_return, incomplete=True)
+  return record
+
+
+def train(config: config_lib.TrainConfig, show_progress: bool = True) -> dict[str, Any]:
+  """Trains one run and writes `config.json`, `metrics.jsonl` and `summary.json` into `config.out`."""
+  config_lib.validate(config)
+  out = Path(config.out)
+  out.mkdir(parents=True, exist_ok=True)
+  atomic_write_text(out / 'config.json', config.to_json())
+
+  env = envs.make(config.env, seed=config.seed)
+  eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET)
+  agent = build_agent(config, env)
+  d = config.dqn
+  key = jax.random.PRNGKey(config.seed)
+  init_key, act_key = jax.random.split(key)
+  np_rng = np.random.default_rng(config.seed)
+
+  timestep = env.reset()
+  state = agent.init(init_key, jnp.asarray(timestep.observation))
+  learner_step = jax.jit(agent.learner_step)
+  measure_sigmas = jax.jit(agent.critic.measure)
+  acting = _Acting(agent, act_key)
+  measure_smoothness = smoothness_fn(agent)
+  replay = ReplayBuffer(d.replay_capacity, timestep.observation.shape, timestep.observation.dtype)
+  replay.start_episode(timestep.observation)
+
+  progress = Progress(config.steps, enabled=show_progress)
+  recent = collections.deque(maxlen=20)
+  pending: list[dict[str, jax.Array]] = []
+  episode_return, episode_length, episodes = 0.0, 0, 0
+  last_eval: dict[str, Any] | None = None
+  start = time.perf_counter()
+  with MetricsWriter(out / 'metrics.jsonl') as writer:
+    for step in range(1, config.steps + 1):
+      epsilon = epsilon_at(d, step - 1)
+      action = acting(state, timestep.observation, epsilon)
+      timestep = env.step(action)
+      replay.add(action, timestep.reward, timestep.discount, timestep.observation)
+      episode_return += float(timestep.reward)
+      episode_length += 1
+      if timestep.last():
+        episodes += 1
+        recent.append(episode_return)
+        writer.write({'step': step, 'kind': 'episode', 'return': episode_return, 'length': episode_length})
+        episode_return, episode_length = 0.0, 0
+        timestep = env.reset()
+        replay.start_episode(timestep.observation)
+
+      if step > d.warmup_steps and step % d.update_period == 0:
+        state, metrics = learner_step(state, replay.sample(np_rng, d.batch_size))
+        pending.append(metrics)
+
+      if step % config.log_period == 0 and pending:
+        means = {k: float(v) for k, v in jax.device_get(
+            jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
+        pending.clear()
+        if not math.isfinite(means['loss']):
+          raise TrainingError(f'non-finite loss {means["loss"]} at step {step}; stopping this run')
+        elapsed = time.perf_counter() - start
+        writer.write({'step': step, 'kind': 'train', 'epsilon': epsilon, 'updates': int(state.updates),
+                      'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})
+
+      if step % config.sigma_log_period == 0:
+        sigmas, spectral_state = measure_sigmas(state.params, state.spectral)
+        state = state._replace(spectral=spectral_state)
+        writer.write({'step': step, 'kind': 'sigma', 'sigma': {k: float(v) for k, v in sigmas.items()},
+                      'selected': list(agent.critic.selected)})
+
+      if step % config.eval_period == 0 or step == config.steps:
+        last_eval = evaluate(state, eval_env, config.eval_steps, config.eval_epsilon, acting, measure_smoothness,
+                             np_rng)
+        writer.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
+
+      progress.update(step, force=step == config.steps,
+                      ret=float(np.mean(recent)) if recent else None,
+                      eval=last_eval['return_mean'] if last_eval else None)
+  progress.close()
+
+  summary = {'steps': config.steps, 'episodes': episodes, 'updates': int(state.updates),
+             'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval}
+  atomic_write_text(out / 'summary.json', json.dumps(summary, indent=2, sort_keys=True))
+  return summary

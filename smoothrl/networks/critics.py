@@ -1,0 +1,115 @@
+"""Critic networks whose layers are addressed by negative index from the output.
+
+The MinAtar critic (thesis Table E.3, widths and depth as in Table E.6): `conv_layers` 3x3 stride-1 convolutions
+of `conv_channels` channels, a dense hidden layer of `hidden` units, and the output layer, ReLU after every hidden
+layer. Layer -1 is the output layer ('out'), -2 the hidden dense layer ('hidden'), -3 the last convolution, ...
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import dataclasses
+from typing import Literal
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from smoothrl.networks.layers import LayerSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+  """The MinAtar critic: conv layers, then a hidden dense layer and the output layer.
+
+  Defaults are thesis Table E.3 (two 3x3 stride-1 convolutions of 16 channels, 128 hidden units); Table E.6 varies
+  `conv_layers`, `conv_channels` and `hidden`. `padding` is 'VALID' as in the MinAtar reference network (a 10x10
+  input becomes 8x8 after one convolution).
+  """
+  conv_layers: int = 2
+  conv_channels: int = 16
+  kernel_size: int = 3
+  stride: int = 1
+  padding: Literal['VALID', 'SAME'] = 'VALID'
+  hidden: int = 128
+
+
+def layer_names(config: NetworkConfig) -> tuple[str, ...]:
+  """The critic's linear layers from input to output, as haiku module names."""
+  return tuple(f'conv_{i}' for i in range(config.conv_layers)) + ('hidden', 'out')
+
+
+def resolve_layers(config: NetworkConfig, indices: Sequence[int]) -> tuple[str, ...]:
+  """Maps negative layer indices (-1 = output layer) to layer names, refusing invalid selections."""
+  names = layer_names(config)
+  depth = len(names)
+  listing = ', '.join(f'{i - depth} = {name}' for i, name in enumerate(names))
+  problems = []
+  if not indices:
+    problems.append('no layers selected')
+  for index in indices:
+    if isinstance(index, bool) or not isinstance(index, int):
+      problems.append(f'layer index {index!r} is not an integer')
+    elif index == 0 or not -depth <= index <= -1:
+      problems.append(f'layer index {index} is out of range (use -1 ... {-depth})')
+  duplicates = sorted({i for i in indices if list(indices).count(i) > 1})
+  if duplicates:
+    problems.append(f'duplicate layer indices {duplicates}')
+  if problems:
+    raise ValueError(f'invalid layer selection {list(indices)}: {"; ".join(problems)}. '
+                     f'The critic has {depth} layers, indexed from the output: {listing}')
+  return tuple(names[i] for i in sorted(indices))
+
+
+def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = False) -> hk.TransformedWithState:
+  """Builds the critic: `apply(params, state, None, obs, is_training) -> (q_values, state)`.
+
+  `obs` is a batch of (H, W, C) images (or of flat vectors when `conv_layers == 0`). With `batch_norm`, a batch
+  normalisation follows the ReLU of every hidden layer (the thesis' baseline, Appendix E.1.2); its statistics are
+  haiku state.
+  """
+
+  def forward(obs: jax.Array, is_training: bool) -> jax.Array:
+    x = obs.astype(jnp.float32)
+    hidden_layers = [
+        hk.Conv2D(config.conv_channels, config.kernel_size, stride=config.stride, padding=config.padding,
+                  name=f'conv_{i}') for i in range(config.conv_layers)
+    ]
+    for i, layer in enumerate(hidden_layers):
+      x = jax.nn.relu(layer(x))
+      if batch_norm:
+        x = hk.BatchNorm(True, True, 0.99, name=f'bn_conv_{i}')(x, is_training)
+    x = hk.Flatten()(x)
+    x = jax.nn.relu(hk.Linear(config.hidden, name='hidden')(x))
+    if batch_norm:
+      x = hk.BatchNorm(True, True, 0.99, name='bn_hidden')(x, is_training)
+    return hk.Linear(num_actions, name='out')(x)
+
+  return hk.transform_with_state(forward)
+
+
+def layer_specs(config: NetworkConfig, obs_shape: Sequence[int]) -> tuple[LayerSpec, ...]:
+  """Each linear layer as an operator at its real input shape, from input to output."""
+  obs_shape = tuple(obs_shape)
+  if config.conv_layers and len(obs_shape) != 3:
+    raise ValueError(f'a critic with convolutions needs (H, W, C) observations, got shape {obs_shape}')
+  specs = []
+  shape = obs_shape
+  for i in range(config.conv_layers):
+    specs.append(LayerSpec(f'conv_{i}', 'conv', shape, config.stride, config.padding))
+    h, w, _ = shape
+    if config.padding == 'VALID':
+      h, w = (h - config.kernel_size) // config.stride + 1, (w - config.kernel_size) // config.stride + 1
+    else:
+      h, w = -(-h // config.stride), -(-w // config.stride)
+    if h < 1 or w < 1:
+      raise ValueError(f'{config.conv_layers} {config.padding} convolutions of size {config.kernel_size} '
+                       f'leave no spatial extent on a {obs_shape[0]}x{obs_shape[1]} input')
+    shape = (h, w, config.conv_channels)
+  flat = 1
+  for dim in shape:
+    flat *= dim
+  specs.append(LayerSpec('hidden', 'dense', (flat,)))
+  specs.append(LayerSpec('out', 'dense', (config.hidden,)))
+  return tuple(specs)

@@ -1,0 +1,70 @@
+"""End to end through the command line: the files a short run writes, and refusals before any work starts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from smoothrl.launch import cli
+from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import read_metrics
+
+
+def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
+  out = tmp_path / 'run'
+  code = cli.main(['train', '--agent', 'dqn', '--env', 'minatar/breakout', '--steps', '1500', '--seed', '3',
+                   '--warmup-steps', '500', '--eval-period', '1000', '--eval-steps', '300', '--log-period', '250',
+                   '--sigma-log-period', '500', '--method', 'sn', '--layers', '-2,-3', '--learning-rate', '0.001',
+                   '--out', str(out), '--no-progress'])
+  assert code == 0
+  assert 'evaluation return' in capsys.readouterr().out
+
+  config = config_lib.TrainConfig.from_dict(json.loads((out / 'config.json').read_text()))
+  assert (config.steps, config.seed, config.env) == (1500, 3, 'minatar/breakout')
+  assert config.method.method == 'sn' and config.method.layers == (-2, -3)
+  assert config.dqn.learning_rate == 0.001 and config.dqn.gamma == 0.99  # flag and Table E.1 default
+
+  records = list(read_metrics(out / 'metrics.jsonl'))
+  assert all('step' in r for r in records)
+  evals = [r for r in records if r['kind'] == 'eval']
+  assert [r['step'] for r in evals] == [1000, 1500]
+  assert all(r['epsilon'] == 0.001 and r['smoothness'] > 0 for r in evals)
+  train = [r for r in records if r['kind'] == 'train']
+  assert [r['step'] for r in train] == [750, 1000, 1250, 1500]  # learning starts after the 500 warm-up steps
+  assert train[-1]['updates'] == (1500 - 500) // 4
+  sigmas = [r for r in records if r['kind'] == 'sigma']
+  assert [r['step'] for r in sigmas] == [500, 1000, 1500]
+  assert set(sigmas[-1]['sigma']) == {'conv_0', 'conv_1', 'hidden', 'out'}
+  assert sigmas[-1]['selected'] == ['conv_1', 'hidden']
+  episodes = [r for r in records if r['kind'] == 'episode']
+  assert episodes and all(r['return'] >= 0 and r['length'] > 0 for r in episodes)
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['steps'] == 1500 and summary['final_eval'] == {k: evals[-1][k] for k in summary['final_eval']}
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--env', 'minatar/pong'], 'valid: minatar/asterix, minatar/breakout, minatar/freeway, minatar/seaquest, '
+                                'minatar/space_invaders'),
+    (['--agent', 'ppo'], "unknown agent 'ppo'; valid: dqn"),
+    (['--method', 'sn', '--layers', '7'], 'The critic has 4 layers, indexed from the output: -4 = conv_0'),
+    (['--method', 'sn', '--layers', '-2,-2'], 'duplicate layer indices'),
+    (['--method', 'weird'], "unknown method 'weird'"),
+    (['--steps', '0'], 'steps must be a positive integer'),
+])
+def test_bad_input_is_refused_before_any_work(tmp_path, flags, message):
+  out = tmp_path / 'never'
+  proc = subprocess.run([sys.executable, '-m', 'smoothrl.launch.cli', 'train', '--out', str(out), *flags],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert message in proc.stderr
+  assert not out.exists()
+
+
+def test_help_documents_the_flags():
+  proc = subprocess.run([sys.executable, '-m', 'smoothrl.launch.cli', 'train', '--help'], capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0
+  for flag in ('--agent', '--env', '--steps', '--seed', '--out', '--method', '--layers', '--lipschitz',
+               '--learning-rate', '--adam-eps', '--target-update-period', '--eval-period', '--eval-steps'):
+    assert flag in proc.stdout
