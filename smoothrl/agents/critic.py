@@ -44,6 +44,21 @@ class MethodConfig:
   power_iterations: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class RegulariserConfig:
+  """The smoothness regularisers the thesis compared SN with (Appendix E.1.2).
+
+  Attributes:
+    gradient_penalty: 'none', 'norm_of_sum' (||sum_i dQ_i/ds||), 'sum_of_norms' (sum_i ||dQ_i/ds||) or
+      'norm_of_max' (||d max_i Q_i/ds||), averaged over the replay batch and added to the TD loss.
+    penalty_coef: the penalty's coefficient zeta.
+    batch_norm: batch normalisation after the ReLU of every hidden layer.
+  """
+  gradient_penalty: Literal['none', 'norm_of_sum', 'sum_of_norms', 'norm_of_max'] = 'none'
+  penalty_coef: float = 0.0
+  batch_norm: bool = False
+
+
 class CriticOutput(NamedTuple):
   q: jax.Array  # the critic's output as the loss and acting see it
   net_state: hk.State  # updated haiku state (batch-norm statistics)

@@ -18,6 +18,7 @@ import optax
 from smoothrl import optimizers
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents.replay import Transitions
+from smoothrl.networks import smoothness
 from smoothrl.networks import spectral
 
 
@@ -100,8 +101,12 @@ def td_loss(q_taken: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
   raise ValueError(f'unknown loss {kind!r}; valid: mse, huber')
 
 
-def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_actions: int) -> DQN:
-  """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho)."""
+def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_actions: int,
+             regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> DQN:
+  """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho).
+
+  A gradient penalty in `regulariser` is added to the TD loss with coefficient `penalty_coef`.
+  """
   optimizer = optimizers.make_optimizer(method, config.learning_rate, config.adam_b1, config.adam_b2,
                                         config.adam_eps, config.eps_placement)
   target_every = config.target_update_period // config.update_period
@@ -127,6 +132,9 @@ def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_acti
     q_taken = jnp.take_along_axis(out.q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     targets = td_targets(batch.reward, batch.discount, next_q, config.gamma)
     loss = td_loss(q_taken, targets, config.loss)
+    if regulariser.gradient_penalty != 'none':
+      q_fn = lambda obs: critic.apply(params, state.net_state, spectral_state, obs, True).q
+      loss += regulariser.penalty_coef * smoothness.gradient_penalty(q_fn, batch.obs, regulariser.gradient_penalty)
     return loss, (out, q_taken)
 
   def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:

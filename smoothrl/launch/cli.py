@@ -19,6 +19,7 @@ _SECTIONS = {
     'dqn': 'DQN hyperparameters (defaults: thesis Table E.1)',
     'network': 'critic architecture (defaults: thesis Table E.3; Table E.6 varies depth and widths)',
     'method': 'smoothness method (thesis Section 7.3)',
+    'regulariser': 'baselines the thesis compared SN with (Appendix E.1.2)',
 }
 _HELP = {
     'gamma': 'discount factor', 'update_period': 'environment steps per learner update',
@@ -40,8 +41,14 @@ _HELP = {
     'sn_always': 'SN divides by sigma/K even when sigma < K',
     'sn_grad_through_sigma': 'backpropagate through sigma in SN (off in the thesis)',
     'power_iterations': 'power-iteration steps per learner update',
+    'gradient_penalty': 'none | norm_of_sum (||sum_i dQ_i/ds||) | sum_of_norms (sum_i ||dQ_i/ds||) | '
+                        'norm_of_max (||d max_i Q_i/ds||), added to the TD loss',
+    'penalty_coef': "the gradient penalty's coefficient zeta",
+    'batch_norm': 'batch normalisation after every hidden ReLU',
 }
 _RUN_HELP = {
+    'runner': 'host (a Python loop around jitted acting and learning; any environment) or compiled (the whole '
+              'loop in lax.scan on the JAX-native environment)',
     'agent': 'agent to train', 'env': 'environment, e.g. minatar/breakout', 'steps': 'environment steps',
     'seed': 'random seed', 'out': 'run directory (created)',
     'eval_period': 'steps between evaluation phases (one also runs at the end)',
@@ -56,6 +63,19 @@ def _layers(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(',') if part.strip())
   except ValueError:
     raise argparse.ArgumentTypeError(f'layers must be comma-separated integers like -2,-3, got {text!r}') from None
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+  seeds: list[int] = []
+  try:
+    for part in text.split(','):
+      low, _, high = part.strip().partition('-')
+      seeds.extend(range(int(low), int(high) + 1) if high else [int(low)])
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'seeds must look like 0-9 or 0,3,5, got {text!r}') from None
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise argparse.ArgumentTypeError(f'seeds must be distinct and non-empty, got {text!r}')
+  return tuple(seeds)
 
 
 def _bool(text: str) -> bool:
@@ -84,6 +104,8 @@ def _train_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--preset', default=None, help=f'start from a preset: {", ".join(sorted(config_lib.PRESETS))} '
                  '(flags override it)')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
+  p.add_argument('--seeds', type=_seeds, default=None, metavar='SEEDS',
+                 help='several seeds, e.g. 0-9 or 0,3,5: one run directory per seed, OUT/seed_<s>')
   for field in dataclasses.fields(config_lib.TrainConfig):
     if field.name in _SECTIONS:
       continue
@@ -104,11 +126,15 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
-def config_from_args(args: argparse.Namespace) -> config_lib.TrainConfig:
+def configs_from_args(args: argparse.Namespace) -> list[config_lib.TrainConfig]:
+  """The runs the flags describe: one, or one per seed of `--seeds` (each in OUT/seed_<s>)."""
   base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
   updates: dict[str, Any] = {k: v for k, v in vars(args).items()
-                             if v is not None and k not in ('command', 'preset', 'no_progress')}
-  return config_lib.replace(base, **updates)
+                             if v is not None and k not in ('command', 'preset', 'no_progress', 'seeds')}
+  config = config_lib.replace(base, **updates)
+  if args.seeds is None:
+    return [config]
+  return [config_lib.replace(config, seed=s, out=f'{config.out}/seed_{s}') for s in args.seeds]
 
 
 def _attach_layer_values(argv: Sequence[str]) -> list[str]:
@@ -124,22 +150,30 @@ def _attach_layer_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parser().parse_args(_attach_layer_values(sys.argv[1:] if argv is None else argv))
+  from smoothrl.launch import compiled, runner  # pylint: disable=g-import-not-at-top
   try:
-    config = config_from_args(args)
-    config_lib.validate(config)
+    configs = configs_from_args(args)
+    for config in configs:
+      (compiled.validate if config.runner == 'compiled' else config_lib.validate)(config)
+      if config.runner == 'compiled':
+        compiled.make_env(config.env)
   except config_lib.ConfigError as e:
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
-  from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
+  progress = not args.no_progress
   try:
-    summary = runner.train(config, show_progress=not args.no_progress)
-  except runner.TrainingError as e:
+    if configs[0].runner == 'compiled':
+      summaries = compiled.train_grid(configs, show_progress=progress)
+    else:
+      summaries = [runner.train(config, show_progress=progress) for config in configs]
+  except config_lib.TrainingError as e:
     print(f'smoothrl: run failed: {e}', file=sys.stderr)
     return 1
-  final = summary['final_eval']
-  print(f'evaluation return {final["return_mean"]:.2f} over {final["episodes"]} episodes '
-        f'(epsilon {config.eval_epsilon}) after {config.steps} steps')
-  print(f'results written to {config.out}/ (config.json, metrics.jsonl, summary.json)')
+  for config, summary in zip(configs, summaries):
+    final = summary['final_eval']
+    print(f'seed {config.seed}: evaluation return {final["return_mean"]:.2f} over {final["episodes"]} episodes '
+          f'(epsilon {config.eval_epsilon}) after {config.steps} steps; results in {config.out}/ '
+          '(config.json, metrics.jsonl, summary.json)')
   return 0
 
 

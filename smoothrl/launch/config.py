@@ -11,12 +11,14 @@ import json
 from typing import Any
 
 from smoothrl import envs
-from smoothrl.agents.critic import METHODS, MethodConfig
+from smoothrl.agents.critic import METHODS, MethodConfig, RegulariserConfig
 from smoothrl.agents.dqn import DQNConfig
 from smoothrl.networks import critics
 from smoothrl.networks.critics import NetworkConfig
+from smoothrl.networks.smoothness import PENALTIES
 
 AGENTS = ('dqn',)
+RUNNERS = ('host', 'compiled')
 LOSSES = ('mse', 'huber')
 EPS_PLACEMENTS = ('outside', 'inside')
 PADDINGS = ('VALID', 'SAME')
@@ -26,11 +28,16 @@ class ConfigError(ValueError):
   """A configuration that cannot run; the message lists every problem found."""
 
 
+class TrainingError(RuntimeError):
+  """A run stopped for a reason it names (a non-finite loss, say)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """One training run."""
   agent: str = 'dqn'
   env: str = 'minatar/breakout'
+  runner: str = 'host'
   steps: int = 5_000_000
   seed: int = 0
   out: str = 'runs/run'
@@ -41,6 +48,7 @@ class TrainConfig:
   sigma_log_period: int = 10_000
   network: NetworkConfig = NetworkConfig()
   method: MethodConfig = MethodConfig()
+  regulariser: RegulariserConfig = RegulariserConfig()
   dqn: DQNConfig = DQNConfig()
 
   def to_dict(self) -> dict[str, Any]:
@@ -54,7 +62,7 @@ class TrainConfig:
     return _build(cls, data, path='')
 
 
-_NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'dqn': DQNConfig}
+_NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'regulariser': RegulariserConfig, 'dqn': DQNConfig}
 
 
 def _build(cls, data: dict[str, Any], path: str):
@@ -121,6 +129,7 @@ def validate(config: TrainConfig) -> None:
 
   c, d, n, m = config, config.dqn, config.network, config.method
   check(c.agent in AGENTS, f'unknown agent {c.agent!r}; valid: {", ".join(AGENTS)}')
+  check(c.runner in RUNNERS, f'unknown runner {c.runner!r}; valid: {", ".join(RUNNERS)}')
   try:
     envs.validate_name(c.env)
   except ValueError as e:
@@ -157,6 +166,12 @@ def validate(config: TrainConfig) -> None:
   check(m.method in METHODS, f'unknown method {m.method!r}; valid: {", ".join(METHODS)}')
   check(m.lipschitz > 0, f'method.lipschitz must be positive, got {m.lipschitz}')
   check(m.power_iterations >= 1, f'method.power_iterations must be >= 1, got {m.power_iterations}')
+  r = config.regulariser
+  check(r.gradient_penalty in PENALTIES,
+        f'unknown gradient_penalty {r.gradient_penalty!r}; valid: {", ".join(PENALTIES)}')
+  check(r.penalty_coef >= 0, f'regulariser.penalty_coef must be non-negative, got {r.penalty_coef}')
+  check(r.gradient_penalty == 'none' or r.penalty_coef > 0,
+        f'gradient penalty {r.gradient_penalty!r} needs a positive regulariser.penalty_coef')
   if m.method != 'none':
     try:
       critics.resolve_layers(n, m.layers)

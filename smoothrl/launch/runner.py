@@ -7,6 +7,7 @@ Per environment step there is one jitted call (acting, which also advances the k
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import time
@@ -31,15 +32,23 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with 
 SMOOTHNESS_STATES = 512  # on-policy states kept from each evaluation for the smoothness measure
 
 
-class TrainingError(RuntimeError):
-  """A run stopped for a reason it names (a non-finite loss, say)."""
-
-
 def build_agent(config: config_lib.TrainConfig, env: dm_env.Environment) -> dqn.DQN:
-  obs_shape = env.observation_spec().shape
-  num_actions = env.action_spec().num_values
-  critic = critic_lib.make_critic(config.network, config.method, obs_shape, num_actions)
-  return dqn.make_dqn(config.dqn, critic, config.method.method, num_actions)
+  """The agent of `config` for a dm_env environment."""
+  return make_agent(config, env.observation_spec().shape, env.action_spec().num_values)
+
+
+def make_agent(config: config_lib.TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
+               learning_rate: Any = None, adam_eps: Any = None, lipschitz: Any = None) -> dqn.DQN:
+  """The agent of `config`; the keyword values (which may be traced arrays) override the config's."""
+  d, m = config.dqn, config.method
+  if learning_rate is not None or adam_eps is not None:
+    d = dataclasses.replace(d, learning_rate=d.learning_rate if learning_rate is None else learning_rate,
+                            adam_eps=d.adam_eps if adam_eps is None else adam_eps)
+  if lipschitz is not None:
+    m = dataclasses.replace(m, lipschitz=lipschitz)
+  critic = critic_lib.make_critic(config.network, m, obs_shape, num_actions,
+                                  batch_norm=config.regulariser.batch_norm)
+  return dqn.make_dqn(d, critic, m.method, num_actions, config.regulariser)
 
 
 def epsilon_at(config: dqn.DQNConfig, step: int) -> float:
@@ -152,7 +161,7 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True) -> dict[st
             jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
         pending.clear()
         if not math.isfinite(means['loss']):
-          raise TrainingError(f'non-finite loss {means["loss"]} at step {step}; stopping this run')
+          raise config_lib.TrainingError(f'non-finite loss {means["loss"]} at step {step}; stopping this run')
         elapsed = time.perf_counter() - start
         writer.write({'step': step, 'kind': 'train', 'epsilon': epsilon, 'updates': int(state.updates),
                       'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})

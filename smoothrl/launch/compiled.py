@@ -1,0 +1,388 @@
+"""The compiled runner: acting, replay, learning, target refreshes and the epsilon schedule inside `lax.scan`.
+
+Training runs in chunks of `log_period` environment steps, each one call of a jitted program; between chunks the
+host writes metrics, measures sigma and evaluates (evaluation is a compiled program too). The agent functions
+are the ones the host runner uses. A chunk after warm-up is a scan over iterations of `update_period` environment
+steps followed by one learner step, so there is no branch in the hot loop.
+
+Several runs (seeds, learning rates, Adam epsilons, Lipschitz constants K) that share the critic's structure run
+as one program under `jax.vmap`: the numeric hyperparameters are traced arguments, so a grid compiles once. On a
+CPU, where vmapping brings no throughput, members run one after another through the same compiled programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smoothrl.agents import device_replay
+from smoothrl.agents import dqn
+from smoothrl.agents.replay import Transitions
+from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import MetricsWriter, atomic_write_text
+from smoothrl.launch.progress import Progress
+from smoothrl.networks import smoothness
+
+SMOOTHNESS_STATES = 512
+EVAL_SEED_OFFSET = 1_000_003
+
+
+class JaxEnv(Protocol):
+  """A pure-functional environment (gymnax style)."""
+  num_actions: int
+  obs_shape: tuple[int, ...]
+
+  def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
+    ...
+
+  def step_autoreset(self, key: jax.Array, state: Any, action: jax.Array):
+    """-> (next_obs, obs_after_reset, state, reward, terminal, truncated).
+
+    `next_obs` is the true successor (for replay); `obs_after_reset` is where acting continues, the first
+    observation of a new episode when the step terminated or truncated one.
+    """
+    ...
+
+
+class HParams(NamedTuple):
+  """The numeric hyperparameters that may differ between members of one compiled program."""
+  learning_rate: jax.Array
+  adam_eps: jax.Array
+  lipschitz: jax.Array
+
+  @classmethod
+  def of(cls, config: config_lib.TrainConfig) -> HParams:
+    return cls(jnp.float32(config.dqn.learning_rate), jnp.float32(config.dqn.adam_eps),
+               jnp.float32(config.method.lipschitz))
+
+
+class Carry(NamedTuple):
+  agent: dqn.DQNState
+  env_state: Any
+  obs: jax.Array
+  replay: device_replay.DeviceReplay
+  key: jax.Array
+  episode_return: jax.Array
+  episode_length: jax.Array
+
+
+def structure_key(config: config_lib.TrainConfig) -> str:
+  """Configs with equal keys compile to the same program and can share one vmapped run."""
+  neutral = HParams.of(config_lib.TrainConfig())
+  same = config_lib.replace(config, seed=0, out='', **{'dqn.learning_rate': float(neutral.learning_rate),
+                                                        'dqn.adam_eps': float(neutral.adam_eps),
+                                                        'method.lipschitz': float(neutral.lipschitz)})
+  return same.to_json()
+
+
+class Program:
+  """The jitted pieces of one compiled run structure; every function is per member (vmap adds the member axis)."""
+
+  def __init__(self, config: config_lib.TrainConfig, env: JaxEnv, eval_env: JaxEnv,
+               build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN]):
+    self.config, self.env, self.eval_env = config, env, eval_env
+    d = config.dqn
+    self._agent = lambda hp: build_agent(config, hp)
+    schedule = dqn.epsilon_schedule(d)
+
+    def env_step(agent: dqn.DQN, carry: Carry, t: jax.Array) -> tuple[Carry, tuple[jax.Array, ...]]:
+      key, act_key, env_key = jax.random.split(carry.key, 3)
+      action = agent.act(carry.agent, act_key, carry.obs, schedule(t))
+      next_obs, reset_obs, env_state, reward, terminal, truncated = env.step_autoreset(
+          env_key, carry.env_state, action)
+      done = terminal | truncated
+      transition = Transitions(carry.obs, action, reward, 1.0 - terminal.astype(jnp.float32), next_obs)
+      episode_return = carry.episode_return + reward
+      episode_length = carry.episode_length + 1
+      carry = Carry(carry.agent, env_state, reset_obs, device_replay.add(carry.replay, transition), key,
+                    jnp.where(done, 0.0, episode_return), jnp.where(done, 0, episode_length))
+      return carry, (done, episode_return, episode_length)
+
+    def warmup(hp: HParams, carry: Carry, t0: jax.Array, steps: int):
+      agent = self._agent(hp)
+      return jax.lax.scan(lambda c, t: env_step(agent, c, t), carry, t0 + jnp.arange(steps))
+
+    def iteration(agent: dqn.DQN, carry: Carry, t0: jax.Array):
+      carry, episodes = jax.lax.scan(lambda c, t: env_step(agent, c, t), carry, t0 + jnp.arange(d.update_period))
+      key, sample_key = jax.random.split(carry.key)
+      state, metrics = agent.learner_step(carry.agent, device_replay.sample(carry.replay, sample_key, d.batch_size))
+      return carry._replace(agent=state, key=key), (episodes, metrics)
+
+    def train_chunk(hp: HParams, carry: Carry, t0: jax.Array, iterations: int):
+      agent = self._agent(hp)
+      starts = t0 + d.update_period * jnp.arange(iterations)
+      carry, (episodes, metrics) = jax.lax.scan(lambda c, t: iteration(agent, c, t), carry, starts)
+      flat = jax.tree.map(lambda x: x.reshape(-1), episodes)
+      return carry, flat, jax.tree.map(jnp.mean, metrics)
+
+    def evaluate(hp: HParams, actor: dqn.ActorState, key: jax.Array):
+      agent = self._agent(hp)
+      blocks = min(SMOOTHNESS_STATES, config.eval_steps)
+      per_block = config.eval_steps // blocks
+
+      def step(c, _):
+        env_state, obs, key, ret, length = c
+        key, act_key, env_key = jax.random.split(key, 3)
+        action = agent.act(actor, act_key, obs, config.eval_epsilon)
+        _, obs, env_state, reward, terminal, truncated = eval_env.step_autoreset(env_key, env_state, action)
+        done = terminal | truncated
+        ret, length = ret + reward, length + 1
+        return (env_state, obs, key, jnp.where(done, 0.0, ret), jnp.where(done, 0, length)), (done, ret)
+
+      def block(c, _):
+        first_obs = c[1]
+        c, out = jax.lax.scan(step, c, None, per_block)
+        return c, (out, first_obs)
+
+      reset_key, key = jax.random.split(key)
+      obs, env_state = eval_env.reset(reset_key)
+      init = (env_state, obs, key, jnp.float32(0.0), jnp.int32(0))
+      (_, _, _, running, _), ((done, returns), states) = jax.lax.scan(block, init, None, blocks)
+      q_fn = lambda o: agent.q_values(actor, o)
+      return done.reshape(-1), returns.reshape(-1), running, smoothness.max_jacobian_norm(q_fn, states)
+
+    def init(hp: HParams, key: jax.Array) -> Carry:
+      agent = self._agent(hp)
+      init_key, env_key, key = jax.random.split(key, 3)
+      obs, env_state = env.reset(env_key)
+      return Carry(agent.init(init_key, obs), env_state, obs,
+                   device_replay.init(d.replay_capacity, env.obs_shape, obs.dtype), key, jnp.float32(0.0),
+                   jnp.int32(0))
+
+    def measure(hp: HParams, carry: Carry):
+      agent = self._agent(hp)
+      sigmas, vectors = agent.critic.measure(carry.agent.params, carry.agent.spectral)
+      return sigmas, carry._replace(agent=carry.agent._replace(spectral=vectors))
+
+    def single_step(hp: HParams, carry: Carry, t: jax.Array):
+      return env_step(self._agent(hp), carry, t)
+
+    def single_iteration(hp: HParams, carry: Carry, t0: jax.Array):
+      return iteration(self._agent(hp), carry, t0)
+
+    self.selected = self._agent(HParams.of(config)).critic.selected
+    vm = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes)
+    # Every function takes a leading member axis; `static` arguments are segment lengths.
+    self.init = jax.jit(vm(init))
+    self.warmup = jax.jit(vm(warmup, (0, 0, None, None)), static_argnums=3)
+    self.train_chunk = jax.jit(vm(train_chunk, (0, 0, None, None)), static_argnums=3)
+    self.evaluate = jax.jit(vm(evaluate))
+    self.measure = jax.jit(vm(measure))
+    self.single_step = jax.jit(vm(single_step, (0, 0, None)))
+    self.single_iteration = jax.jit(vm(single_iteration, (0, 0, None)))
+
+
+def _boundaries(config: config_lib.TrainConfig) -> list[int]:
+  """Segment ends: every log, sigma and evaluation period, the end of warm-up and the last step."""
+  ends = {config.steps, min(config.dqn.warmup_steps, config.steps)}
+  for period in (config.log_period, config.sigma_log_period, config.eval_period):
+    ends.update(range(period, config.steps + 1, period))
+  return sorted(e for e in ends if e > 0)
+
+
+def validate(config: config_lib.TrainConfig) -> None:
+  """What the compiled runner needs beyond `config.validate`: segment lengths in whole learner iterations."""
+  config_lib.validate(config)
+  period = config.dqn.update_period
+  bad = [f'{name} ({value})' for name, value in (
+      ('steps', config.steps), ('dqn.warmup_steps', config.dqn.warmup_steps), ('log_period', config.log_period),
+      ('eval_period', config.eval_period), ('sigma_log_period', config.sigma_log_period)) if value % period]
+  if bad:
+    raise config_lib.ConfigError(f'the compiled runner needs multiples of dqn.update_period ({period}): '
+                                 + ', '.join(bad))
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _member(tree: Any, i: int) -> Any:
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+class _Member:
+  """Host-side bookkeeping for one member: its files, its progress line, its last evaluation."""
+
+  def __init__(self, config: config_lib.TrainConfig):
+    self.config = config
+    self.out = Path(config.out)
+    self.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(self.out / 'config.json', config.to_json())
+    self.writer = MetricsWriter(self.out / 'metrics.jsonl')
+    self.episodes = 0
+    self.last_eval: dict[str, Any] | None = None
+    self.recent: list[float] = []
+
+  def episodes_done(self, t0: int, done: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> None:
+    for i in np.flatnonzero(done):
+      self.writer.write({'step': t0 + int(i) + 1, 'kind': 'episode', 'return': float(returns[i]),
+                         'length': int(lengths[i])})
+      self.recent = (self.recent + [float(returns[i])])[-20:]
+      self.episodes += 1
+
+
+def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str], JaxEnv],
+          build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], vmap_members: bool = True,
+          python_loop: bool = False, show_progress: bool = True) -> list[dict[str, Any]]:
+  """Trains runs that share one structure (`structure_key`) as one compiled program; returns their summaries.
+
+  With `vmap_members`, all members run together under `jax.vmap`; otherwise one after another through the same
+  compiled functions. `python_loop` steps the very same jitted step and iteration functions from Python instead of
+  scanning them, which is what the runners' equivalence test compares against.
+  """
+  if not configs:
+    raise ValueError('no runs to train')
+  for config in configs:
+    validate(config)
+  keys = {structure_key(c) for c in configs}
+  if len(keys) > 1:
+    raise config_lib.ConfigError('these runs differ in more than seed, learning rate, Adam eps and K; '
+                                 'group them by structure (see compiled.structure_key)')
+  base = configs[0]
+  program = Program(base, env_factory(base.env), env_factory(base.env), build_agent)
+  groups = [list(configs)] if vmap_members else [[c] for c in configs]
+  summaries: list[dict[str, Any]] = []
+  for group in groups:
+    summaries.extend(_train_group(program, group, python_loop, show_progress))
+  return summaries
+
+
+def _train_group(program: Program, configs: list[config_lib.TrainConfig], python_loop: bool,
+                 show_progress: bool) -> list[dict[str, Any]]:
+  base = program.config
+  members = [_Member(c) for c in configs]
+  hp = _stack([HParams.of(c) for c in configs])
+  carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
+  eval_keys = [jax.random.PRNGKey(c.seed + EVAL_SEED_OFFSET) for c in configs]
+  label = ','.join(str(c.seed) for c in configs)
+  progress = Progress(base.steps, enabled=show_progress)
+  start = time.perf_counter()
+  t0 = 0
+  for end in _boundaries(base):
+    length = end - t0
+    if end <= base.dqn.warmup_steps:
+      carry, (done, returns, lengths) = _run_warmup(program, hp, carry, t0, length, python_loop)
+      metrics = None
+    else:
+      carry, (done, returns, lengths), metrics = _run_training(program, hp, carry, t0, length, python_loop)
+    done, returns, lengths = (np.asarray(x) for x in jax.device_get((done, returns, lengths)))
+    for i, m in enumerate(members):
+      m.episodes_done(t0, done[i], returns[i], lengths[i])
+    if metrics is not None:
+      metrics = jax.device_get(metrics)
+      updates = np.asarray(jax.device_get(carry.agent.updates))
+      elapsed = time.perf_counter() - start
+      for i, m in enumerate(members):
+        values = {k: float(v[i]) for k, v in metrics.items()}
+        if not math.isfinite(values['loss']):
+          raise config_lib.TrainingError(f'run {m.out}: non-finite loss {values["loss"]} at step {end}; stopping')
+        m.writer.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
+                        'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed, **values})
+    if end % base.sigma_log_period == 0:
+      sigmas, carry = program.measure(hp, carry)
+      sigmas = jax.device_get(sigmas)
+      for i, m in enumerate(members):
+        m.writer.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
+                        'selected': list(program.selected)})
+    if end % base.eval_period == 0 or end == base.steps:
+      actor = jax.vmap(dqn.actor_state)(carry.agent)
+      keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
+      done_e, returns_e, running, smooth = jax.device_get(program.evaluate(hp, actor, keys))
+      for i, m in enumerate(members):
+        finished = np.asarray(returns_e[i])[np.asarray(done_e[i])]
+        record = {'episodes': int(finished.size), 'smoothness': float(smooth[i])}
+        if finished.size:
+          record.update(return_mean=float(finished.mean()), return_std=float(finished.std()),
+                        return_min=float(finished.min()), return_max=float(finished.max()))
+        else:
+          record.update(return_mean=float(running[i]), incomplete=True)
+        m.last_eval = record
+        m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **record})
+    t0 = end
+    recent = members[0].recent
+    progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(recent)) if recent else None,
+                    eval=members[0].last_eval['return_mean'] if members[0].last_eval else None)
+  progress.close()
+  wall = time.perf_counter() - start
+  updates = np.asarray(jax.device_get(carry.agent.updates))
+  summaries = []
+  for i, m in enumerate(members):
+    m.writer.close()
+    summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(updates[i]), 'wall_seconds': wall,
+               'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
+    atomic_write_text(m.out / 'summary.json', json.dumps(summary, indent=2, sort_keys=True))
+    summaries.append(summary)
+  return summaries
+
+
+def _run_warmup(program: Program, hp: HParams, carry: Carry, t0: int, length: int, python_loop: bool):
+  if not python_loop:
+    return program.warmup(hp, carry, t0, length)
+  outs = []
+  for t in range(t0, t0 + length):
+    carry, out = program.single_step(hp, carry, jnp.int32(t))
+    outs.append(out)
+  return carry, jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *outs)
+
+
+def _run_training(program: Program, hp: HParams, carry: Carry, t0: int, length: int, python_loop: bool):
+  period = program.config.dqn.update_period
+  if not python_loop:
+    return program.train_chunk(hp, carry, t0, length // period)
+  episodes, metrics = [], []
+  for t in range(t0, t0 + length, period):
+    carry, (eps, m) = program.single_iteration(hp, carry, jnp.int32(t))
+    episodes.append(eps)
+    metrics.append(m)
+  episodes = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *episodes)
+  return carry, episodes, jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs, axis=1), axis=1), *metrics)
+
+
+def make_env(name: str) -> JaxEnv:
+  """The JAX-native environment of a config's `env` name."""
+  family, _, rest = name.partition('/')
+  if family == 'chain':
+    from smoothrl.envs.jax_chain import JaxChain  # pylint: disable=g-import-not-at-top
+    return JaxChain(int(rest))
+  if family == 'minatar':
+    from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
+    return jax_minatar.make(rest)
+  raise config_lib.ConfigError(f'the compiled runner has no JAX-native version of {name!r}; '
+                               'it runs minatar/<game> and chain/<n>')
+
+
+def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn.DQN:
+  from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
+  return runner.make_agent(config, env.obs_shape, env.num_actions, hp.learning_rate, hp.adam_eps, hp.lipschitz)
+
+
+def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | None = None,
+               show_progress: bool = True) -> list[dict[str, Any]]:
+  """Trains any list of runs: grouped by structure, each group one compiled program; summaries in input order.
+
+  `vmap_members` defaults to True on accelerators and False on a CPU, where members run one after another.
+  """
+  if vmap_members is None:
+    vmap_members = jax.default_backend() != 'cpu'
+  for config in configs:
+    validate(config)
+    make_env(config.env)
+  groups: dict[str, list[int]] = {}
+  for i, config in enumerate(configs):
+    groups.setdefault(structure_key(config), []).append(i)
+  summaries: list[Any] = [None] * len(configs)
+  for indices in groups.values():
+    group = [configs[i] for i in indices]
+    results = train(group, make_env, lambda c, hp: build_agent(c, hp, make_env(c.env)), vmap_members,
+                    show_progress=show_progress)
+    for i, summary in zip(indices, results):
+      summaries[i] = summary
+  return summaries

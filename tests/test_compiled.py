@@ -1,0 +1,117 @@
+"""The compiled runner: device replay, equivalence with a Python loop over the same functions, member independence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smoothrl.agents import device_replay
+from smoothrl.agents.replay import Transitions
+from smoothrl.envs.jax_chain import JaxChain
+from smoothrl.launch import compiled
+from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import read_metrics
+
+
+def _transition(i):
+  return Transitions(jnp.full((2,), i, jnp.int32), jnp.int32(i % 3), jnp.float32(i), jnp.float32(i % 2),
+                     jnp.full((2,), i + 1, jnp.int32))
+
+
+def test_device_replay_wraps_around_and_samples_only_written_slots():
+  buffer = device_replay.init(5, (2,), jnp.int32)
+  add = jax.jit(device_replay.add)
+  for i in range(3):
+    buffer = add(buffer, _transition(i))
+  batch = device_replay.sample(buffer, jax.random.PRNGKey(0), 300)
+  assert set(np.asarray(batch.obs[:, 0]).tolist()) == {0, 1, 2}
+  for i in range(3, 12):
+    buffer = add(buffer, _transition(i))
+  batch = jax.jit(device_replay.sample, static_argnums=2)(buffer, jax.random.PRNGKey(1), 500)
+  ids = np.asarray(batch.obs[:, 0])
+  assert set(ids.tolist()) == {7, 8, 9, 10, 11}  # the newest five
+  np.testing.assert_array_equal(batch.next_obs[:, 0], ids + 1)
+  np.testing.assert_array_equal(batch.reward, ids.astype(np.float32))
+  np.testing.assert_array_equal(batch.action, ids % 3)
+  assert int(buffer.size) == 5 and int(buffer.head) == 12 % 5
+
+
+def test_jax_chain_matches_the_dm_env_chain():
+  from smoothrl.envs.chain import ChainEnv  # pylint: disable=g-import-not-at-top
+  jenv, env = JaxChain(3, max_episode_steps=5), ChainEnv(3, max_episode_steps=5)
+  obs, state = jenv.reset(jax.random.PRNGKey(0))
+  timestep = env.reset()
+  for action in [1, 0, 0, 0, 1, 1, 1, 1, 1, 1]:
+    np.testing.assert_array_equal(obs, timestep.observation)
+    next_obs, obs, state, reward, terminal, truncated = jenv.step_autoreset(jax.random.PRNGKey(0), state, action)
+    timestep = env.step(action)
+    np.testing.assert_array_equal(next_obs, timestep.observation)
+    assert float(reward) == timestep.reward and bool(terminal) == (timestep.last() and timestep.discount == 0)
+    assert bool(terminal | truncated) == timestep.last()
+    if timestep.last():
+      timestep = env.reset()
+
+
+def _chain_config(tmp_path, **fields):
+  cfg = config_lib.TrainConfig(env='chain/4', steps=1_600, eval_period=800, eval_steps=40, sigma_log_period=400,
+                               log_period=200, runner='compiled', out=str(tmp_path))
+  return config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 32, 'method.method': 'sn',
+                                    'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 800, 'dqn.epsilon_end': 0.1,
+                                    'dqn.update_period': 2, 'dqn.target_update_period': 100,
+                                    'dqn.learning_rate': 3e-3, 'dqn.replay_capacity': 2_000, **fields})
+
+
+def _run(configs, **kwargs):
+  env = JaxChain(4)
+  build = lambda c, hp: compiled.build_agent(c, hp, env)
+  return compiled.train(configs, lambda name: env, build, show_progress=False, **kwargs)
+
+
+def _records(out, kind):
+  return list(read_metrics(f'{out}/metrics.jsonl', kind))
+
+
+def test_compiled_loop_equals_a_python_loop_over_the_same_functions(tmp_path):
+  scan = _chain_config(tmp_path / 'scan')
+  loop = config_lib.replace(scan, out=str(tmp_path / 'loop'))
+  _run([scan])
+  _run([loop], python_loop=True)
+  assert _records(scan.out, 'episode') == _records(loop.out, 'episode')
+  a, b = _records(scan.out, 'train'), _records(loop.out, 'train')
+  assert [r['step'] for r in a] == [r['step'] for r in b] == list(range(400, 1_601, 200))
+  for x, y in zip(a, b):
+    assert x['updates'] == y['updates']
+    np.testing.assert_allclose([x['loss'], x['q_mean'], x['rho']], [y['loss'], y['q_mean'], y['rho']], rtol=1e-4)
+  for x, y in zip(_records(scan.out, 'sigma'), _records(loop.out, 'sigma')):
+    np.testing.assert_allclose(list(x['sigma'].values()), list(y['sigma'].values()), rtol=1e-4)
+
+
+def test_members_are_independent_and_learn(tmp_path):
+  alone = _chain_config(tmp_path / 'alone', seed=0)
+  together = [_chain_config(tmp_path / f'm{s}', seed=s, **{'dqn.learning_rate': lr, 'method.lipschitz': k})
+              for s, lr, k in [(0, 3e-3, 1.0), (1, 1e-3, 2.0), (2, 3e-3, 1.0)]]
+  _run([alone])
+  summaries = _run(together, vmap_members=True)
+  assert all(s['members_together'] == 3 for s in summaries)
+  assert _records(alone.out, 'episode') == _records(together[0].out, 'episode')
+  for x, y in zip(_records(alone.out, 'train'), _records(together[0].out, 'train')):
+    np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-4)
+  # Members really differ (seed, learning rate, K), and each wrote its own evaluations.
+  assert _records(together[0].out, 'episode') != _records(together[1].out, 'episode')
+  assert all([r['step'] for r in _records(c.out, 'eval')] == [800, 1_600] for c in together)
+
+
+def test_sequential_members_reuse_the_program(tmp_path):
+  configs = [_chain_config(tmp_path / f's{s}', seed=s) for s in (0, 1)]
+  summaries = _run(configs, vmap_members=False)
+  assert [s['members_together'] for s in summaries] == [1, 1]
+  assert _records(configs[0].out, 'episode') != _records(configs[1].out, 'episode')
+
+
+def test_compiled_runner_validation(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match='multiples of dqn.update_period'):
+    compiled.validate(_chain_config(tmp_path, **{'dqn.warmup_steps': 201}))
+  with pytest.raises(config_lib.ConfigError, match='group them by structure'):
+    _run([_chain_config(tmp_path / 'a'), _chain_config(tmp_path / 'b', **{'method.method': 'none'})])
+  with pytest.raises(config_lib.ConfigError, match='no JAX-native version'):
+    compiled.make_env('atari/Pong')

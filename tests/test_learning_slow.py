@@ -1,0 +1,20 @@
+"""Learning checks on MinAtar, one short run per method (the slow set: `make test-slow`)."""
+
+import pytest
+
+from smoothrl.launch import config as config_lib
+from smoothrl.launch import runner
+from smoothrl.launch.io import read_metrics
+
+BREAKOUT_RANDOM = 0.52  # thesis Table E.2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method', ['none', 'sn', 'divout', 'divgrad', 'muleps'])
+def test_each_method_learns_breakout(tmp_path, method):
+  cfg = config_lib.replace(config_lib.preset('minatar-quick'), out=str(tmp_path), steps=40_000, eval_period=20_000,
+                           eval_steps=5_000, seed=1, **{'method.method': method, 'method.layers': (-2,)})
+  summary = runner.train(cfg, show_progress=False)
+  evals = list(read_metrics(tmp_path / 'metrics.jsonl', 'eval'))
+  assert evals[-1] == {**evals[-1], **summary['final_eval']}
+  assert summary['final_eval']['return_mean'] > 2 * BREAKOUT_RANDOM, summary['final_eval']
