@@ -101,6 +101,43 @@ def td_loss(q_taken: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
   raise ValueError(f'unknown loss {kind!r}; valid: mse, huber')
 
 
+LossFn = Callable[..., tuple[jax.Array, tuple[critic_lib.CriticOutput, jax.Array]]]
+
+
+def make_learner_step(critic: critic_lib.Critic, optimizer: optax.GradientTransformationExtraArgs, loss_fn: LossFn,
+                      target_every: int) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
+  """The value-based learner step shared by DQN and C51.
+
+  Advances the power iteration of the selected layers, takes one optimiser step on
+  `loss_fn(params, state, spectral_state, batch) -> (loss, (critic_output, q_taken))` with rho passed to the
+  optimiser, and refreshes the target network (parameters, haiku state, spectral vectors) every `target_every`
+  updates.
+  """
+
+  def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:
+    spectral_state = critic.advance(state.params, state.spectral)
+    (loss, (out, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state, spectral_state, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params, rho=out.rho)
+    params = optax.apply_updates(state.params, updates)
+    count = state.updates + 1
+    refresh = count % target_every == 0
+    pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(refresh, n, o), new, old)
+    new_state = DQNState(
+        params=params,
+        target_params=pick(params, state.target_params),
+        net_state=out.net_state,
+        target_net_state=pick(out.net_state, state.target_net_state),
+        spectral=spectral_state,
+        target_spectral=pick(spectral_state, state.target_spectral),
+        opt_state=opt_state,
+        updates=count)
+    metrics = {'loss': loss, 'q_mean': jnp.mean(q_taken), 'rho': out.rho, 'grad_norm': optax.tree.norm(grads)}
+    return new_state, metrics
+
+  return learner_step
+
+
 def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_actions: int,
              regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> DQN:
   """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho).
@@ -137,26 +174,6 @@ def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_acti
       loss += regulariser.penalty_coef * smoothness.gradient_penalty(q_fn, batch.obs, regulariser.gradient_penalty)
     return loss, (out, q_taken)
 
-  def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:
-    spectral_state = critic.advance(state.params, state.spectral)
-    (loss, (out, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state, spectral_state, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params, rho=out.rho)
-    params = optax.apply_updates(state.params, updates)
-    count = state.updates + 1
-    refresh = count % target_every == 0
-    pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(refresh, n, o), new, old)
-    new_state = DQNState(
-        params=params,
-        target_params=pick(params, state.target_params),
-        net_state=out.net_state,
-        target_net_state=pick(out.net_state, state.target_net_state),
-        spectral=spectral_state,
-        target_spectral=pick(spectral_state, state.target_spectral),
-        opt_state=opt_state,
-        updates=count)
-    metrics = {'loss': loss, 'q_mean': jnp.mean(q_taken), 'rho': out.rho,
-               'grad_norm': optax.tree.norm(grads)}
-    return new_state, metrics
+  learner_step = make_learner_step(critic, optimizer, loss_fn, target_every)
 
   return DQN(init, act, learner_step, q_values, critic)

@@ -20,6 +20,7 @@ _SECTIONS = {
     'network': 'critic architecture (defaults: thesis Table E.3; Table E.6 varies depth and widths)',
     'method': 'smoothness method (thesis Section 7.3)',
     'regulariser': 'baselines the thesis compared SN with (Appendix E.1.2)',
+    'c51': 'C51 support (--agent c51; Bellemare et al. 2017)',
 }
 _HELP = {
     'gamma': 'discount factor', 'update_period': 'environment steps per learner update',
@@ -35,6 +36,8 @@ _HELP = {
     'kernel_size': 'convolution kernel size', 'stride': 'convolution stride',
     'padding': 'convolution padding (VALID as the MinAtar reference network)',
     'hidden': 'units of the hidden dense layer',
+    'conv_impl': 'how convolutions are computed, same parameters and outputs: patches (a matmul over shifted '
+                 'slices, fast in compiled loops on a CPU) or xla',
     'method': 'none | sn | divout (Eq 7.13) | divgrad (Eq 7.28) | muleps (Eq 7.31)',
     'layers': 'selected layers, indexed from the output, e.g. -2 or -2,-3 (-1 is the output layer)',
     'lipschitz': 'K: SN divides weights by max(sigma/K, 1)',
@@ -45,11 +48,12 @@ _HELP = {
                         'norm_of_max (||d max_i Q_i/ds||), added to the TD loss',
     'penalty_coef': "the gradient penalty's coefficient zeta",
     'batch_norm': 'batch normalisation after every hidden ReLU',
+    'num_atoms': 'atoms of the categorical support', 'v_min': 'smallest atom', 'v_max': 'largest atom',
 }
 _RUN_HELP = {
     'runner': 'host (a Python loop around jitted acting and learning; any environment) or compiled (the whole '
               'loop in lax.scan on the JAX-native environment)',
-    'agent': 'agent to train', 'env': 'environment, e.g. minatar/breakout', 'steps': 'environment steps',
+    'agent': 'agent to train: dqn or c51', 'env': 'environment, e.g. minatar/breakout', 'steps': 'environment steps',
     'seed': 'random seed', 'out': 'run directory (created)',
     'eval_period': 'steps between evaluation phases (one also runs at the end)',
     'eval_steps': 'environment steps per evaluation phase', 'eval_epsilon': 'epsilon during evaluation',

@@ -346,6 +346,20 @@ def _run_training(program: Program, hp: HParams, carry: Carry, t0: int, length: 
   return carry, episodes, jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs, axis=1), axis=1), *metrics)
 
 
+class _NoTruncation:
+  """Presents an environment whose episodes only terminate (MinAtar has no time limit) as a `JaxEnv`."""
+
+  def __init__(self, env: Any):
+    self.env, self.num_actions, self.obs_shape = env, env.num_actions, env.obs_shape
+
+  def reset(self, key: jax.Array):
+    return self.env.reset(key)
+
+  def step_autoreset(self, key: jax.Array, state: Any, action: jax.Array):
+    next_obs, obs, state, reward, done = self.env.step_autoreset(key, state, action)
+    return next_obs, obs, state, reward, done, jnp.zeros_like(done)
+
+
 def make_env(name: str) -> JaxEnv:
   """The JAX-native environment of a config's `env` name."""
   family, _, rest = name.partition('/')
@@ -354,7 +368,7 @@ def make_env(name: str) -> JaxEnv:
     return JaxChain(int(rest))
   if family == 'minatar':
     from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
-    return jax_minatar.make(rest)
+    return _NoTruncation(jax_minatar.make(rest))
   raise config_lib.ConfigError(f'the compiled runner has no JAX-native version of {name!r}; '
                                'it runs minatar/<game> and chain/<n>')
 

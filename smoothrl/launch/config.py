@@ -12,12 +12,13 @@ from typing import Any
 
 from smoothrl import envs
 from smoothrl.agents.critic import METHODS, MethodConfig, RegulariserConfig
+from smoothrl.agents.c51 import SupportConfig
 from smoothrl.agents.dqn import DQNConfig
 from smoothrl.networks import critics
 from smoothrl.networks.critics import NetworkConfig
 from smoothrl.networks.smoothness import PENALTIES
 
-AGENTS = ('dqn',)
+AGENTS = ('dqn', 'c51')
 RUNNERS = ('host', 'compiled')
 LOSSES = ('mse', 'huber')
 EPS_PLACEMENTS = ('outside', 'inside')
@@ -50,6 +51,7 @@ class TrainConfig:
   method: MethodConfig = MethodConfig()
   regulariser: RegulariserConfig = RegulariserConfig()
   dqn: DQNConfig = DQNConfig()
+  c51: SupportConfig = SupportConfig()
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -62,7 +64,8 @@ class TrainConfig:
     return _build(cls, data, path='')
 
 
-_NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'regulariser': RegulariserConfig, 'dqn': DQNConfig}
+_NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'regulariser': RegulariserConfig, 'dqn': DQNConfig,
+           'c51': SupportConfig}
 
 
 def _build(cls, data: dict[str, Any], path: str):
@@ -166,6 +169,8 @@ def validate(config: TrainConfig) -> None:
   check(m.method in METHODS, f'unknown method {m.method!r}; valid: {", ".join(METHODS)}')
   check(m.lipschitz > 0, f'method.lipschitz must be positive, got {m.lipschitz}')
   check(m.power_iterations >= 1, f'method.power_iterations must be >= 1, got {m.power_iterations}')
+  check(c.c51.num_atoms >= 2, f'c51.num_atoms must be at least 2, got {c.c51.num_atoms}')
+  check(c.c51.v_min < c.c51.v_max, f'need c51.v_min < c51.v_max, got {c.c51.v_min}, {c.c51.v_max}')
   r = config.regulariser
   check(r.gradient_penalty in PENALTIES,
         f'unknown gradient_penalty {r.gradient_penalty!r}; valid: {", ".join(PENALTIES)}')

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothrl import envs
+from smoothrl.agents import c51
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import ReplayBuffer
@@ -46,6 +47,10 @@ def make_agent(config: config_lib.TrainConfig, obs_shape: tuple[int, ...], num_a
                             adam_eps=d.adam_eps if adam_eps is None else adam_eps)
   if lipschitz is not None:
     m = dataclasses.replace(m, lipschitz=lipschitz)
+  if config.agent == 'c51':
+    critic = critic_lib.make_critic(config.network, m, obs_shape, num_actions * config.c51.num_atoms,
+                                    batch_norm=config.regulariser.batch_norm)
+    return c51.make_c51(c51.c51_config(d, config.c51), critic, m.method, num_actions, config.regulariser)
   critic = critic_lib.make_critic(config.network, m, obs_shape, num_actions,
                                   batch_norm=config.regulariser.batch_norm)
   return dqn.make_dqn(d, critic, m.method, num_actions, config.regulariser)

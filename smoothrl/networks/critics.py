@@ -25,7 +25,9 @@ class NetworkConfig:
 
   Defaults are thesis Table E.3 (two 3x3 stride-1 convolutions of 16 channels, 128 hidden units); Table E.6 varies
   `conv_layers`, `conv_channels` and `hidden`. `padding` is 'VALID' as in the MinAtar reference network (a 10x10
-  input becomes 8x8 after one convolution).
+  input becomes 8x8 after one convolution). `conv_impl` picks how convolutions are computed, with the same
+  parameters and outputs: 'patches' (a matmul over shifted slices, fast in compiled loops on a CPU) or 'xla'
+  (`hk.Conv2D`).
   """
   conv_layers: int = 2
   conv_channels: int = 16
@@ -33,6 +35,7 @@ class NetworkConfig:
   stride: int = 1
   padding: Literal['VALID', 'SAME'] = 'VALID'
   hidden: int = 128
+  conv_impl: Literal['patches', 'xla'] = 'patches'
 
 
 def layer_names(config: NetworkConfig) -> tuple[str, ...]:
@@ -62,6 +65,40 @@ def resolve_layers(config: NetworkConfig, indices: Sequence[int]) -> tuple[str, 
   return tuple(names[i] for i in sorted(indices))
 
 
+class PatchConv2D(hk.Module):
+  """A 2-D convolution computed as one matmul over the kernel's shifted input slices.
+
+  Same parameters (`w` HWIO with hk.Conv2D's default initialiser, `b`) and outputs as `hk.Conv2D` with NHWC
+  inputs, so spectral norms and checkpoints do not depend on it. XLA:CPU runs the convolution's weight gradient
+  much slower inside `lax.scan` than in a standalone call; a matmul does not have that cost.
+  """
+
+  def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: str = 'VALID',
+               name: str | None = None):
+    super().__init__(name=name)
+    self.channels, self.kernel_size, self.stride, self.padding = channels, kernel_size, stride, padding
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.stride
+    c_in = x.shape[-1]
+    fan_in = k * k * c_in
+    w = hk.get_parameter('w', (k, k, c_in, self.channels), x.dtype,
+                         init=hk.initializers.TruncatedNormal(1.0 / fan_in ** 0.5))
+    b = hk.get_parameter('b', (self.channels,), x.dtype, init=jnp.zeros)
+    if self.padding == 'SAME':
+      pads = []
+      for size in x.shape[1:3]:
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+      x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    h = (x.shape[1] - k) // s + 1
+    wd = (x.shape[2] - k) // s + 1
+    patches = jnp.concatenate(
+        [x[:, i:i + s * (h - 1) + 1:s, j:j + s * (wd - 1) + 1:s, :] for i in range(k) for j in range(k)], axis=-1)
+    return patches @ w.reshape(fan_in, self.channels) + b
+
+
 def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = False) -> hk.TransformedWithState:
   """Builds the critic: `apply(params, state, None, obs, is_training) -> (q_values, state)`.
 
@@ -72,9 +109,10 @@ def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = Fals
 
   def forward(obs: jax.Array, is_training: bool) -> jax.Array:
     x = obs.astype(jnp.float32)
+    conv = PatchConv2D if config.conv_impl == 'patches' else hk.Conv2D
     hidden_layers = [
-        hk.Conv2D(config.conv_channels, config.kernel_size, stride=config.stride, padding=config.padding,
-                  name=f'conv_{i}') for i in range(config.conv_layers)
+        conv(config.conv_channels, config.kernel_size, stride=config.stride, padding=config.padding,
+             name=f'conv_{i}') for i in range(config.conv_layers)
     ]
     for i, layer in enumerate(hidden_layers):
       x = jax.nn.relu(layer(x))

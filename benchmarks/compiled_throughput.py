@@ -1,0 +1,92 @@
+"""Throughput of the runners on MinAtar, all measured in one run of this script.
+
+    .venv/bin/python benchmarks/compiled_throughput.py [--game breakout] [--steps 40000] [--members 4,16]
+
+Prints environment steps/s of the host runner on the official MinAtar, of the compiled runner for one run and
+for K runs vmapped together (K from --members), the learner-only floor (updates/s of the jitted learner step
+scanned on a fixed batch), the ratio of end-to-end updates/s to that floor, and the projected wall time of one
+5M-step DQN run at thesis Table E.1 settings. Rates are taken between log entries after warm-up, so compilation
+is excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smoothrl.agents.replay import Transitions
+from smoothrl.launch import compiled
+from smoothrl.launch import config as config_lib
+from smoothrl.launch import runner
+from smoothrl.launch.io import read_metrics
+
+
+def _rate(out: str) -> float:
+  train = list(read_metrics(f'{out}/metrics.jsonl', 'train'))
+  first, last = train[0], train[-1]
+  return (last['step'] - first['step']) / (last['elapsed'] - first['elapsed'])
+
+
+def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = 'compiled') -> config_lib.TrainConfig:
+  return config_lib.replace(
+      config_lib.TrainConfig(env=f'minatar/{game}', steps=steps, out=out, seed=seed, runner=runner_name,
+                             eval_period=steps, eval_steps=100, log_period=5_000, sigma_log_period=steps),
+      **{'method.method': 'sn', 'dqn.warmup_steps': 5_000})
+
+
+def learner_floor(cfg: config_lib.TrainConfig, updates: int = 500) -> float:
+  """Updates/s of the learner step alone, scanned over a fixed batch."""
+  env = compiled.make_env(cfg.env)
+  agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
+  state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
+  rng = np.random.default_rng(0)
+  obs = rng.integers(0, 2, (2, cfg.dqn.batch_size, *env.obs_shape)).astype(np.uint8)
+  batch = Transitions(obs[0], rng.integers(0, env.num_actions, cfg.dqn.batch_size).astype(np.int32),
+                      np.zeros(cfg.dqn.batch_size, np.float32), np.ones(cfg.dqn.batch_size, np.float32), obs[1])
+  run = jax.jit(lambda s: jax.lax.scan(lambda c, _: (agent.learner_step(c, batch)[0], None), s, None, updates)[0])
+  jax.block_until_ready(run(state))
+  start = time.perf_counter()
+  jax.block_until_ready(run(state))
+  return updates / (time.perf_counter() - start)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--game', default='breakout')
+  parser.add_argument('--steps', type=int, default=40_000)
+  parser.add_argument('--host-steps', type=int, default=20_000)
+  parser.add_argument('--members', default='4,16')
+  args = parser.parse_args()
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    host_cfg = _config(args.game, args.host_steps, f'{tmp}/host', runner_name='host')
+    runner.train(host_cfg, show_progress=False)
+    rows.append(('host runner, official MinAtar', 1, _rate(host_cfg.out)))
+    one = _config(args.game, args.steps, f'{tmp}/one')
+    compiled.train_grid([one], vmap_members=False, show_progress=False)
+    rows.append(('compiled runner', 1, _rate(one.out)))
+    for k in (int(m) for m in args.members.split(',') if m):
+      group = [_config(args.game, args.steps, f'{tmp}/k{k}_{s}', seed=s) for s in range(k)]
+      compiled.train_grid(group, vmap_members=True, show_progress=False)
+      rows.append((f'compiled runner, {k} vmapped', k, k * _rate(group[0].out)))
+  floor = learner_floor(one)
+  period = one.dqn.update_period
+  print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
+        f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
+  print(f'DQN + SN[-2] on minatar/{args.game}, Table E.1 settings (update every {period} steps, batch 32)')
+  print(f'{"":<34}{"env steps/s":>12}{"updates/s":>11}{"/ floor":>9}{"5M-step run":>13}')
+  for name, k, rate in rows:
+    per_run = rate / k
+    print(f'{name:<34}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}'
+          f'{5e6 / per_run / 60:>10.1f} min')
+  print(f'{"learner only (floor)":<34}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
+
+
+if __name__ == '__main__':
+  main()
