@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from smoothrl.launch import config as config_lib
@@ -59,6 +61,7 @@ _RUN_HELP = {
     'eval_steps': 'environment steps per evaluation phase', 'eval_epsilon': 'epsilon during evaluation',
     'log_period': 'steps between training-metric entries',
     'sigma_log_period': 'steps between entries with the spectral norm of every critic layer',
+    'checkpoint_period': 'steps between checkpoints (a multiple of --log-period; 0 turns them off)',
 }
 
 
@@ -108,6 +111,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--preset', default=None, help=f'start from a preset: {", ".join(sorted(config_lib.PRESETS))} '
                  '(flags override it)')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
+  p.add_argument('--resume', default=None, metavar='DIR',
+                 help="continue the run in DIR from its last checkpoint, with DIR's config.json (other flags are "
+                      'ignored); a finished run is left as it is')
   p.add_argument('--seeds', type=_seeds, default=None, metavar='SEEDS',
                  help='several seeds, e.g. 0-9 or 0,3,5: one run directory per seed, OUT/seed_<s>')
   for field in dataclasses.fields(config_lib.TrainConfig):
@@ -152,11 +158,18 @@ def _attach_layer_values(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def _resumed_config(run_dir: str) -> config_lib.TrainConfig:
+  path = Path(run_dir) / 'config.json'
+  if not path.exists():
+    raise config_lib.ConfigError(f'cannot resume {run_dir}: it has no config.json')
+  return config_lib.TrainConfig.from_dict(json.loads(path.read_text()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = parser().parse_args(_attach_layer_values(sys.argv[1:] if argv is None else argv))
   from smoothrl.launch import compiled, runner  # pylint: disable=g-import-not-at-top
   try:
-    configs = configs_from_args(args)
+    configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)
     for config in configs:
       (compiled.validate if config.runner == 'compiled' else config_lib.validate)(config)
       if config.runner == 'compiled':
@@ -169,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if configs[0].runner == 'compiled':
       summaries = compiled.train_grid(configs, show_progress=progress)
     else:
-      summaries = [runner.train(config, show_progress=progress) for config in configs]
+      summaries = [runner.train(config, show_progress=progress, resume=bool(args.resume)) for config in configs]
   except config_lib.TrainingError as e:
     print(f'smoothrl: run failed: {e}', file=sys.stderr)
     return 1

@@ -47,6 +47,7 @@ class TrainConfig:
   eval_epsilon: float = 0.001
   log_period: int = 1_000
   sigma_log_period: int = 10_000
+  checkpoint_period: int = 100_000
   network: NetworkConfig = NetworkConfig()
   method: MethodConfig = MethodConfig()
   regulariser: RegulariserConfig = RegulariserConfig()
@@ -142,6 +143,8 @@ def validate(config: TrainConfig) -> None:
   check(c.eval_steps > 0, f'eval_steps must be positive, got {c.eval_steps}')
   check(0.0 <= c.eval_epsilon <= 1.0, f'eval_epsilon must be in [0, 1], got {c.eval_epsilon}')
   check(c.log_period > 0, f'log_period must be positive, got {c.log_period}')
+  check(c.checkpoint_period >= 0 and c.checkpoint_period % max(c.log_period, 1) == 0,
+        f'checkpoint_period ({c.checkpoint_period}) must be 0 (off) or a multiple of log_period ({c.log_period})')
   check(c.sigma_log_period > 0, f'sigma_log_period must be positive, got {c.sigma_log_period}')
   check(0.0 <= d.gamma <= 1.0, f'dqn.gamma must be in [0, 1], got {d.gamma}')
   check(d.update_period > 0, f'dqn.update_period must be positive, got {d.update_period}')

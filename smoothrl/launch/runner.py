@@ -24,8 +24,9 @@ from smoothrl.agents import c51
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import ReplayBuffer
+from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import MetricsWriter, atomic_write_text
+from smoothrl.launch.io import MetricsWriter, atomic_write_text, read_metrics
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
 
@@ -111,38 +112,90 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: 
   return record
 
 
-def train(config: config_lib.TrainConfig, show_progress: bool = True) -> dict[str, Any]:
-  """Trains one run and writes `config.json`, `metrics.jsonl` and `summary.json` into `config.out`."""
+def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bool = False) -> dict[str, Any]:
+  """Trains one run, writing `config.json`, `metrics.jsonl`, `status.json`, checkpoints and `summary.json`.
+
+  With `resume`, a run directory that holds a checkpoint continues from it (the metrics after the checkpoint are
+  dropped and written again), and a finished run returns its summary without doing anything.
+  """
   config_lib.validate(config)
   out = Path(config.out)
+  if resume:
+    done = _finished(config)
+    if done is not None:
+      return done
   out.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out / 'config.json', config.to_json())
+  checkpoint.write_status(out, 'running', 0)
+  try:
+    summary = _train(config, show_progress, checkpoint.load(out) if resume else None)
+  except BaseException as e:
+    error = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
+    checkpoint.write_status(out, 'failed', _last_step(out), error)
+    raise
+  checkpoint.write_status(out, 'done', config.steps)
+  return summary
 
+
+def _finished(config: config_lib.TrainConfig) -> dict[str, Any] | None:
+  """The summary of a run that already finished in `config.out` with this config, else None."""
+  out = Path(config.out)
+  if (out / 'config.json').exists():
+    recorded = json.loads((out / 'config.json').read_text())
+    if recorded != json.loads(config.to_json()):
+      raise config_lib.ConfigError(f'{out} holds a run with a different config; resume it with its own config '
+                                   '(smoothrl train --resume DIR) or choose another --out')
+  status = checkpoint.read_status(out)
+  if status and status['state'] == 'done' and (out / 'summary.json').exists():
+    return json.loads((out / 'summary.json').read_text())
+  return None
+
+
+def _last_step(out: Path) -> int:
+  last = 0
+  if (out / 'metrics.jsonl').exists():
+    for record in read_metrics(out / 'metrics.jsonl'):
+      last = max(last, record['step'])
+  return last
+
+
+def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str, Any] | None) -> dict[str, Any]:
+  out = Path(config.out)
   env = envs.make(config.env, seed=config.seed)
   eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET)
   agent = build_agent(config, env)
   d = config.dqn
   key = jax.random.PRNGKey(config.seed)
   init_key, act_key = jax.random.split(key)
-  np_rng = np.random.default_rng(config.seed)
-
-  timestep = env.reset()
-  state = agent.init(init_key, jnp.asarray(timestep.observation))
   learner_step = jax.jit(agent.learner_step)
   measure_sigmas = jax.jit(agent.critic.measure)
   acting = _Acting(agent, act_key)
   measure_smoothness = smoothness_fn(agent)
-  replay = ReplayBuffer(d.replay_capacity, timestep.observation.shape, timestep.observation.dtype)
-  replay.start_episode(timestep.observation)
+
+  if saved is None:
+    np_rng = np.random.default_rng(config.seed)
+    timestep = env.reset()
+    state = agent.init(init_key, jnp.asarray(timestep.observation))
+    replay = ReplayBuffer(d.replay_capacity, timestep.observation.shape, timestep.observation.dtype)
+    replay.start_episode(timestep.observation)
+    first, episode_return, episode_length, episodes, elapsed = 1, 0.0, 0, 0, 0.0
+    recent: collections.deque = collections.deque(maxlen=20)
+    last_eval: dict[str, Any] | None = None
+    checkpoint.truncate_metrics(out / 'metrics.jsonl', 0)
+  else:
+    state, replay, env, eval_env, timestep = (saved['state'], saved['replay'], saved['env'], saved['eval_env'],
+                                              saved['timestep'])
+    np_rng, acting.key = saved['np_rng'], saved['act_key']
+    first = saved['step'] + 1
+    episode_return, episode_length, episodes = saved['episode_return'], saved['episode_length'], saved['episodes']
+    recent, last_eval, elapsed = saved['recent'], saved['last_eval'], saved['elapsed']
+    checkpoint.truncate_metrics(out / 'metrics.jsonl', saved['step'])
 
   progress = Progress(config.steps, enabled=show_progress)
-  recent = collections.deque(maxlen=20)
   pending: list[dict[str, jax.Array]] = []
-  episode_return, episode_length, episodes = 0.0, 0, 0
-  last_eval: dict[str, Any] | None = None
-  start = time.perf_counter()
+  start = time.perf_counter() - elapsed
   with MetricsWriter(out / 'metrics.jsonl') as writer:
-    for step in range(1, config.steps + 1):
+    for step in range(first, config.steps + 1):
       epsilon = epsilon_at(d, step - 1)
       action = acting(state, timestep.observation, epsilon)
       timestep = env.step(action)
@@ -182,12 +235,19 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True) -> dict[st
                              np_rng)
         writer.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
 
+      if config.checkpoint_period and step % config.checkpoint_period == 0 and step < config.steps:
+        checkpoint.save(out, dict(
+            step=step, state=state, replay=replay, env=env, eval_env=eval_env, timestep=timestep, np_rng=np_rng,
+            act_key=acting.key, episode_return=episode_return, episode_length=episode_length, episodes=episodes,
+            recent=recent, last_eval=last_eval, elapsed=time.perf_counter() - start))
+
       progress.update(step, force=step == config.steps,
                       ret=float(np.mean(recent)) if recent else None,
                       eval=last_eval['return_mean'] if last_eval else None)
   progress.close()
 
   summary = {'steps': config.steps, 'episodes': episodes, 'updates': int(state.updates),
-             'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval}
+             'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval, 'runner': 'host'}
   atomic_write_text(out / 'summary.json', json.dumps(summary, indent=2, sort_keys=True))
+  (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
   return summary

@@ -1,0 +1,349 @@
+"""Figures of runs: learning curves, learning-rate × Adam-ε sensitivity heatmaps and per-method bars.
+
+The figures follow thesis Chapter 7: learning curves of the evaluation return or normalised score with a confidence
+band over seeds (Figure 7.2), the score over a sweep of learning rate and Adam's ε per method (Figure 7.4) and
+method comparisons across games (Figure 7.5). Aggregation lives in `smoothrl.launch.results`; this module only
+draws. Figures are drawn on matplotlib's Agg canvas (no display needed) and written atomically.
+
+    python -m smoothrl.launch.plots runs/sweep --out runs/sweep/plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib import ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from smoothrl.launch import results
+from smoothrl.launch.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
+
+__all__ = ['learning_curves', 'sensitivity_heatmap', 'method_bars', 'plot_all', 'heatmap_grid', 'heatmap_grids']
+
+DPI = 120
+_AXIS_NAMES = {'dqn.learning_rate': 'learning rate h', 'dqn.adam_eps': 'Adam ε'}
+_GAME_NAMES = {'space_invaders': 'Space Invaders'}
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+  """Writes `fig` as a PNG to `path` atomically (a temporary file in the same directory, then os.replace)."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      FigureCanvasAgg(fig)
+      fig.savefig(f, format='png', dpi=DPI)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path
+
+
+def _game_title(env: str) -> str:
+  family, _, game = env.partition('/')
+  name = _GAME_NAMES.get(game, game.replace('_', ' ').title() if family == 'minatar' else game)
+  return f'{name} ({"MinAtar" if family == "minatar" else family.capitalize()})' if game else env
+
+
+def _unit_name(unit: str) -> str:
+  return results.UNIT_NAMES.get(unit, unit)
+
+
+def _steps_formatter() -> ticker.Formatter:
+  def fmt(value: float, _: Any) -> str:
+    if abs(value) >= 1e6:
+      return f'{value / 1e6:g}M'
+    if abs(value) >= 1e3:
+      return f'{value / 1e3:g}k'
+    return f'{value:g}'
+  return ticker.FuncFormatter(fmt)
+
+
+def _colours(labels: Sequence[str]) -> dict[str, Any]:
+  """A colour per label: tab10 for up to ten, evenly spaced viridis beyond."""
+  if len(labels) <= 10:
+    palette = matplotlib.colormaps['tab10'].colors
+  else:
+    palette = matplotlib.colormaps['viridis'](np.linspace(0, 0.95, len(labels)))
+  return {label: palette[i] for i, label in enumerate(labels)}
+
+
+def _grid_shape(n: int) -> tuple[int, int]:
+  cols = math.ceil(math.sqrt(n))
+  return math.ceil(n / cols), cols
+
+
+def _legend_below(fig: Figure, handles: list, labels: list[str]) -> None:
+  if handles:
+    fig.legend(handles, labels, loc='outside lower center', ncols=min(len(labels), 3), frameon=False)
+
+
+def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: bool = True, confidence: float = 0.95,
+                    title: str | None = None) -> Path:
+  """Evaluation score against environment steps: a panel per game, a line per setting, a CI band over seeds.
+
+  With several games sharing a normalised score, a last panel shows the mean over games (thesis Figure 7.2b).
+
+  Args:
+    runs: the runs (`results.find_runs`).
+    path: where to write the PNG.
+    normalise: plot MNS / HNS where the game has references (raw returns otherwise).
+    confidence: the band's confidence level (Student-t over seeds, `results.confidence_interval`).
+    title: the figure's title; a description of the contents by default.
+
+  Returns:
+    `path`.
+  """
+  groups = results.group_runs(runs)
+  if not groups:
+    raise ValueError('no runs to plot')
+  envs = sorted({g.env for g in groups})
+  table = results.by_label(groups)
+  labels = list(table)
+  colours = _colours(labels)
+  panels: list[tuple[str, str, dict[str, results.Curve]]] = []
+  for env in envs:
+    curves = {g.label: g.curve(normalise, confidence) for g in groups if g.env == env}
+    panels.append((_game_title(env), results.score_unit(env, normalise), curves))
+  unit = results.common_unit(envs, normalise)
+  if len(envs) > 1 and unit is not None:
+    curves = {label: results.game_mean_curve(per_env, normalise, confidence)
+              for label, per_env in table.items() if set(per_env) == set(envs)}
+    if curves:
+      panels.append((f'Mean over {len(envs)} games', unit, curves))
+  rows, cols = _grid_shape(len(panels))
+  fig = Figure(figsize=(4.6 * cols, 3.4 * rows + 0.4 + 0.3 * math.ceil(len(labels) / 3)), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  handles: dict[str, Any] = {}
+  for ax, (panel_title, panel_unit, curves) in zip(axes, panels):
+    for label, curve in curves.items():
+      if curve.steps.size == 0:
+        continue
+      marker = 'o' if curve.steps.size <= 25 else None
+      (line,) = ax.plot(curve.steps, curve.mean, color=colours[label], marker=marker, markersize=3, lw=1.6)
+      handles.setdefault(label, line)
+      band = np.isfinite(curve.half_width)
+      if band.any():
+        ax.fill_between(curve.steps, curve.mean - np.where(band, curve.half_width, 0),
+                        curve.mean + np.where(band, curve.half_width, 0), color=colours[label], alpha=0.2, lw=0)
+    ax.set_title(panel_title)
+    ax.set_xlabel('environment steps')
+    ax.set_ylabel(_unit_name(panel_unit))
+    ax.xaxis.set_major_formatter(_steps_formatter())
+    ax.grid(alpha=0.3)
+  for ax in axes[len(panels):]:
+    ax.set_visible(False)
+  pct = f'{100 * confidence:g}%'
+  fig.suptitle(title or f'Evaluation during training: mean over seeds, {pct} confidence band')
+  _legend_below(fig, list(handles.values()), list(handles))
+  return _save(fig, path)
+
+
+def _is_log_axis(values: np.ndarray) -> bool:
+  values = np.asarray(values, dtype=np.float64)
+  return bool(values.size > 1 and np.all(values > 0) and values.max() / values.min() >= 10)
+
+
+def _edges(values: np.ndarray, log: bool) -> np.ndarray:
+  """Cell edges around sorted `values`: midpoints (geometric ones on a log axis), padded at both ends."""
+  v = np.log10(np.asarray(values, dtype=np.float64)) if log else np.arange(len(values), dtype=np.float64)
+  if v.size == 1:
+    e = np.array([v[0] - 0.5, v[0] + 0.5])
+  else:
+    mid = (v[1:] + v[:-1]) / 2
+    e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+  return 10 ** e if log else e
+
+
+def _centres(values: np.ndarray, log: bool) -> np.ndarray:
+  return np.asarray(values, dtype=np.float64) if log else np.arange(len(values), dtype=np.float64)
+
+
+def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = 'dqn.learning_rate',
+                        y: str = 'dqn.adam_eps', metric: str = 'final', normalise: bool = True) -> Path:
+  """Mean score over an `x` × `y` sweep, one panel per other setting (method, layers), as thesis Figure 7.4.
+
+  Cells show the mean over seeds (and over games, normalised where possible) of the final or best score
+  (`results.heatmap_grids`), annotated with their value; grey cells were not run. All panels share one colour
+  scale. Positive sweeps spanning a decade or more are drawn on log axes, ticked at the swept values.
+
+  Returns:
+    `path`.
+  """
+  grids = results.heatmap_grids(runs, x, y, metric, normalise)
+  envs = sorted({r.env for r in runs})
+  unit = results.common_unit(envs, normalise) or results.common_unit(
+      [e for e in envs if results.score_unit(e, normalise) != 'return'], normalise) or 'return'
+  finite = np.concatenate([g.values[np.isfinite(g.values)] for g in grids.values()])
+  vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+  if vmin == vmax:
+    vmin, vmax = vmin - 1, vmax + 1
+  cmap = matplotlib.colormaps['viridis'].with_extremes(bad='#d9d9d9')
+  norm = mcolors.Normalize(vmin, vmax)
+  rows, cols = _grid_shape(len(grids))
+  first = next(iter(grids.values()))
+  nx, ny = len(first.xs), len(first.ys)
+  cell = 0.62 if max(nx, ny) > 4 else 0.9
+  fig = Figure(figsize=(cols * (max(nx, 3) * cell + 1.4) + 1.2, rows * (max(ny, 3) * cell + 1.3) + 0.6),
+               layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  mesh = None
+  decimals = 0 if vmax - vmin >= 20 else 1 if vmax - vmin >= 2 else 2
+  for ax, (label, grid) in zip(axes, grids.items()):
+    xlog, ylog = _is_log_axis(grid.xs), _is_log_axis(grid.ys)
+    mesh = ax.pcolormesh(_edges(grid.xs, xlog), _edges(grid.ys, ylog), np.ma.masked_invalid(grid.values),
+                         cmap=cmap, norm=norm, edgecolors='white', linewidth=0.5)
+    if xlog:
+      ax.set_xscale('log')
+    if ylog:
+      ax.set_yscale('log')
+    xc, yc = _centres(grid.xs, xlog), _centres(grid.ys, ylog)
+    for axis, centres, values in ((ax.xaxis, xc, grid.xs), (ax.yaxis, yc, grid.ys)):
+      axis.set_major_locator(ticker.FixedLocator(centres))
+      axis.set_major_formatter(ticker.FixedFormatter([results.format_value(v) for v in values.tolist()]))
+      axis.set_minor_locator(ticker.NullLocator())
+    ax.tick_params(axis='x', labelrotation=45)
+    for i, yv in enumerate(yc):
+      for j, xv in enumerate(xc):
+        value = grid.values[i, j]
+        if np.isfinite(value):
+          r, g, b, _ = cmap(norm(value))
+          colour = 'black' if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else 'white'
+          ax.text(xv, yv, f'{value:.{decimals}f}', ha='center', va='center', fontsize=8, color=colour)
+        else:
+          ax.text(xv, yv, '–', ha='center', va='center', fontsize=8, color='#707070')
+    ax.set_xlabel(_AXIS_NAMES.get(x, x) + (' (log scale)' if xlog else ''))
+    ax.set_ylabel(_AXIS_NAMES.get(y, y) + (' (log scale)' if ylog else ''))
+    ax.set_title(label or 'all runs')
+  for ax in axes[len(grids):]:
+    ax.set_visible(False)
+  games = f'mean over {len(envs)} games and seeds' if len(envs) > 1 else f'{_game_title(envs[0])}, mean over seeds'
+  fig.suptitle(f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)} × {_AXIS_NAMES.get(y, y)}'
+               f'\n({games})')
+  if mesh is not None:
+    fig.colorbar(mesh, ax=axes[:len(grids)].tolist(), label=f'{metric} {unit}', shrink=0.9)
+  return _save(fig, path)
+
+
+def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final', normalise: bool = True,
+                confidence: float = 0.95) -> Path:
+  """Bars of the mean score per setting (method) and game, with confidence-interval error bars (Figure 7.5).
+
+  Games that share a normalised score go on one axis, followed by their mean (`results.game_mean`); otherwise
+  each game gets its own panel, since raw returns of different games are not on one scale.
+
+  Returns:
+    `path`.
+  """
+  groups = results.group_runs(runs)
+  if not groups:
+    raise ValueError('no runs to plot')
+  envs = sorted({g.env for g in groups})
+  table = results.by_label(groups)
+  labels = list(table)
+  colours = _colours(labels)
+  unit = results.common_unit(envs, normalise)
+  MEAN = 'mean'
+  if unit is not None:
+    panels = [(envs + ([MEAN] if len(envs) > 1 else []), unit)]
+  else:
+    panels = [([env], results.score_unit(env, normalise)) for env in envs]
+  rows, cols = _grid_shape(len(panels))
+  width_per_panel = max(3.2, 0.35 * len(labels) * len(panels[0][0]) + 1.2)
+  fig = Figure(figsize=(width_per_panel * cols, 3.8 * rows + 0.4 + 0.3 * math.ceil(len(labels) / 3)),
+               layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  width = 0.8 / len(labels)
+  handles: dict[str, Any] = {}
+  for ax, (categories, panel_unit) in zip(axes, panels):
+    for k, label in enumerate(labels):
+      per_env = table[label]
+      means, errors, xs = [], [], []
+      for c, category in enumerate(categories):
+        if category == MEAN:
+          if set(per_env) != set(envs):
+            continue
+          interval = results.game_mean(per_env, metric, normalise, confidence)
+        elif category in per_env:
+          interval = per_env[category].score(metric, normalise, confidence)
+        else:
+          continue
+        xs.append(c - 0.4 + width * (k + 0.5))
+        means.append(interval.mean)
+        errors.append(interval.half_width if np.isfinite(interval.half_width) else 0.0)
+      if xs:
+        bars = ax.bar(xs, means, width=width * 0.92, yerr=errors, capsize=3, color=colours[label],
+                      error_kw={'elinewidth': 1, 'ecolor': '#333333'})
+        handles.setdefault(label, bars)
+    ax.set_xticks(range(len(categories)))
+    ax.set_xticklabels([f'mean of {len(envs)}' if c == MEAN else _game_title(c).replace(' (MinAtar)', '')
+                        for c in categories])
+    ax.set_ylabel(f'{metric} {_unit_name(panel_unit)}')
+    ax.axhline(0, color='black', lw=0.8)
+    ax.grid(axis='y', alpha=0.3)
+    if len(panels) > 1:
+      ax.set_title(_game_title(categories[0]))
+  for ax in axes[len(panels):]:
+    ax.set_visible(False)
+  pct = f'{100 * confidence:g}%'
+  fig.suptitle(f'{metric.capitalize()} score per setting: mean over seeds ± {pct} CI')
+  _legend_below(fig, list(handles.values()), list(handles))
+  return _save(fig, path)
+
+
+def _varies(runs: Sequence[Run], field: str) -> bool:
+  return len({results.flatten(r.config_dict).get(field) for r in runs}) > 1
+
+
+def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+             normalise: bool = True, include_incomplete: bool = False) -> list[Path]:
+  """Writes the figures the runs under `paths` support into `out_dir`; returns their paths.
+
+  Always `learning_curves.png`; `sensitivity_final.png` and `sensitivity_best.png` when the runs vary both the
+  learning rate and Adam's ε; `method_bars.png` when they vary the method.
+  """
+  runs = results.find_runs(paths, include_incomplete=include_incomplete)
+  if not runs:
+    raise ValueError(f'no runs found under {paths}')
+  out = Path(out_dir)
+  written = [learning_curves(runs, out / 'learning_curves.png', normalise)]
+  if _varies(runs, 'dqn.learning_rate') and _varies(runs, 'dqn.adam_eps'):
+    try:
+      for metric in results.METRICS:
+        written.append(sensitivity_heatmap(runs, out / f'sensitivity_{metric}.png', metric=metric,
+                                           normalise=normalise))
+    except ValueError as e:
+      warnings.warn(f'no sensitivity heatmap: {e}', stacklevel=2)
+  if _varies(runs, 'method.method'):
+    written.append(method_bars(runs, out / 'method_bars.png', normalise=normalise))
+  return written
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description='Plot runs and print their summary table.')
+  parser.add_argument('paths', nargs='+', help='run directories or sweep directories')
+  parser.add_argument('--out', required=True, help='directory for the figures')
+  parser.add_argument('--raw', action='store_true', help='raw returns instead of normalised scores')
+  parser.add_argument('--include-incomplete', action='store_true', help='use runs without summary.json')
+  args = parser.parse_args(argv)
+  for path in plot_all(args.paths, args.out, normalise=not args.raw, include_incomplete=args.include_incomplete):
+    print(path)
+  print(results.summary_table(results.find_runs(args.paths, include_incomplete=args.include_incomplete),
+                              normalise=not args.raw))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,82 @@
+"""Nothing lost: a run killed with SIGKILL resumes to the same result; failures are recorded with their reason."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from smoothrl.launch import checkpoint
+from smoothrl.launch import config as config_lib
+from smoothrl.launch import runner
+from smoothrl.launch.io import read_metrics
+
+FLAGS = ['--env', 'minatar/breakout', '--steps', '3000', '--warmup-steps', '500', '--eval-period', '1000',
+         '--eval-steps', '200', '--log-period', '500', '--sigma-log-period', '1000', '--checkpoint-period', '1000',
+         '--seed', '4', '--no-progress']
+
+
+def _cli(*args, **kwargs):
+  return subprocess.Popen([sys.executable, '-m', 'smoothrl.launch.cli', 'train', *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _timeless(records):
+  return [{k: v for k, v in r.items() if k not in ('elapsed', 'steps_per_sec')} for r in records]
+
+
+def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+  full, killed = tmp_path / 'full', tmp_path / 'killed'
+  reference = _cli(*FLAGS, '--out', str(full))
+  victim = _cli(*FLAGS, '--out', str(killed))
+  deadline = time.time() + 300
+  while time.time() < deadline:  # kill once a checkpoint exists and training has moved past it
+    steps = [r['step'] for r in read_metrics(killed / 'metrics.jsonl')] if (killed / 'metrics.jsonl').exists() else []
+    if (killed / checkpoint.CHECKPOINT).exists() and steps and max(steps) > 2000:
+      break
+    time.sleep(0.2)
+  else:
+    pytest.fail('the run never reached its checkpoint')
+  os.kill(victim.pid, signal.SIGKILL)
+  victim.wait()
+  assert checkpoint.read_status(killed)['state'] == 'running'  # what a killed run leaves behind
+
+  resumed = _cli('--resume', str(killed), '--no-progress')
+  assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+  assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+  a, b = list(read_metrics(full / 'metrics.jsonl')), list(read_metrics(killed / 'metrics.jsonl'))
+  assert _timeless(a) == _timeless(b)  # same episodes, losses, sigmas and evaluations, each written once
+  train = [r['step'] for r in b if r['kind'] == 'train']
+  assert train == list(range(1000, 3001, 500))
+  assert json.loads((killed / 'summary.json').read_text())['steps'] == 3000
+  assert checkpoint.read_status(killed) == {'state': 'done', 'step': 3000}
+  assert not (killed / checkpoint.CHECKPOINT).exists()
+
+  again = _cli('--resume', str(killed), '--no-progress')  # a finished run is left alone
+  assert again.wait(timeout=120) == 0
+  assert _timeless(list(read_metrics(killed / 'metrics.jsonl'))) == _timeless(b)
+
+
+def test_non_finite_loss_stops_the_run_with_its_reason(tmp_path):
+  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=400, log_period=100,
+                                                  eval_period=400, eval_steps=20, sigma_log_period=400,
+                                                  checkpoint_period=0),
+                           **{'network.conv_layers': 0, 'dqn.warmup_steps': 50, 'dqn.learning_rate': 1e30,
+                              'dqn.gamma': 1.0, 'dqn.adam_eps': 1e-30})
+  with pytest.raises(config_lib.TrainingError, match='non-finite loss'):
+    runner.train(cfg, show_progress=False)
+  status = checkpoint.read_status(tmp_path)
+  assert status['state'] == 'failed' and 'non-finite loss' in status['error']
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+  cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=200, log_period=100, eval_period=200,
+                               eval_steps=10, sigma_log_period=200, checkpoint_period=0)
+  cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'dqn.warmup_steps': 50})
+  runner.train(cfg, show_progress=False)
+  with pytest.raises(config_lib.ConfigError, match='different config'):
+    runner.train(config_lib.replace(cfg, seed=1), show_progress=False, resume=True)
