@@ -8,6 +8,7 @@ import pytest
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
+from smoothrl.launch import checkpoint
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import read_metrics
@@ -115,3 +116,36 @@ def test_compiled_runner_validation(tmp_path):
     _run([_chain_config(tmp_path / 'a'), _chain_config(tmp_path / 'b', **{'method.method': 'none'})])
   with pytest.raises(config_lib.ConfigError, match='no JAX-native version'):
     compiled.make_env('atari/Pong')
+
+
+def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+  full = _chain_config(tmp_path / 'full', checkpoint_period=400)
+  crashed = _chain_config(tmp_path / 'crashed', checkpoint_period=400)
+  _run([full])
+
+  calls = {'n': 0}
+  real = compiled._run_training  # pylint: disable=protected-access
+
+  def crash_after_checkpoint(*args, **kwargs):
+    calls['n'] += 1
+    if calls['n'] == 6:  # the sixth segment ends at 1400: checkpoints at 400, 800 and 1200 exist by then
+      raise KeyboardInterrupt('stopped')
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(compiled, '_run_training', crash_after_checkpoint)
+  with pytest.raises(KeyboardInterrupt):
+    _run([crashed])
+  monkeypatch.undo()
+  assert checkpoint.read_status(crashed.out)['state'] == 'failed'
+  assert checkpoint.load(crashed.out)['step'] == 1_200
+
+  summary = _run([crashed], resume=True)[0]
+  assert summary['steps'] == 1_600 and checkpoint.read_status(crashed.out)['state'] == 'done'
+  timeless = lambda rs: [{k: v for k, v in r.items() if k not in ('elapsed', 'steps_per_sec')} for r in rs]
+  for kind in ('episode', 'sigma', 'eval'):
+    assert timeless(_records(full.out, kind)) == timeless(_records(crashed.out, kind)), kind
+  a, b = _records(full.out, 'train'), _records(crashed.out, 'train')
+  assert [r['step'] for r in a] == [r['step'] for r in b]
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-5)
+  assert _run([crashed], resume=True)[0] == summary  # finished: nothing new

@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   progress = not args.no_progress
   try:
     if configs[0].runner == 'compiled':
-      summaries = compiled.train_grid(configs, show_progress=progress)
+      summaries = compiled.train_grid(configs, show_progress=progress, resume=bool(args.resume))
     else:
       summaries = [runner.train(config, show_progress=progress, resume=bool(args.resume)) for config in configs]
   except config_lib.TrainingError as e:

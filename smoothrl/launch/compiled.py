@@ -26,6 +26,7 @@ import numpy as np
 from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
+from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import MetricsWriter, atomic_write_text
 from smoothrl.launch.progress import Progress
@@ -211,15 +212,17 @@ def _member(tree: Any, i: int) -> Any:
 class _Member:
   """Host-side bookkeeping for one member: its files, its progress line, its last evaluation."""
 
-  def __init__(self, config: config_lib.TrainConfig):
+  def __init__(self, config: config_lib.TrainConfig, saved: dict[str, Any] | None):
     self.config = config
     self.out = Path(config.out)
     self.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(self.out / 'config.json', config.to_json())
+    checkpoint.write_status(self.out, 'running', 0 if saved is None else saved['step'])
+    checkpoint.truncate_metrics(self.out / 'metrics.jsonl', 0 if saved is None else saved['step'])
     self.writer = MetricsWriter(self.out / 'metrics.jsonl')
-    self.episodes = 0
-    self.last_eval: dict[str, Any] | None = None
-    self.recent: list[float] = []
+    self.episodes = 0 if saved is None else saved['episodes']
+    self.last_eval: dict[str, Any] | None = None if saved is None else saved['last_eval']
+    self.recent: list[float] = [] if saved is None else saved['recent']
 
   def episodes_done(self, t0: int, done: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> None:
     for i in np.flatnonzero(done):
@@ -231,12 +234,13 @@ class _Member:
 
 def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str], JaxEnv],
           build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], vmap_members: bool = True,
-          python_loop: bool = False, show_progress: bool = True) -> list[dict[str, Any]]:
+          python_loop: bool = False, show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
   """Trains runs that share one structure (`structure_key`) as one compiled program; returns their summaries.
 
   With `vmap_members`, all members run together under `jax.vmap`; otherwise one after another through the same
   compiled functions. `python_loop` steps the very same jitted step and iteration functions from Python instead of
-  scanning them, which is what the runners' equivalence test compares against.
+  scanning them, which is what the runners' equivalence test compares against. With `resume`, finished members
+  are skipped and the others continue from their checkpoints when they all hold one at the same step.
   """
   if not configs:
     raise ValueError('no runs to train')
@@ -248,25 +252,60 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
                                  'group them by structure (see compiled.structure_key)')
   base = configs[0]
   program = Program(base, env_factory(base.env), env_factory(base.env), build_agent)
-  groups = [list(configs)] if vmap_members else [[c] for c in configs]
-  summaries: list[dict[str, Any]] = []
+  finished: dict[int, dict[str, Any]] = {}
+  if resume:
+    from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
+    for i, config in enumerate(configs):
+      summary = runner.finished_summary(config)
+      if summary is not None:
+        finished[i] = summary
+  todo = [i for i in range(len(configs)) if i not in finished]
+  groups = [todo] if vmap_members else [[i] for i in todo]
   for group in groups:
-    summaries.extend(_train_group(program, group, python_loop, show_progress))
-  return summaries
+    if group:
+      for i, summary in zip(group, _train_group(program, [configs[i] for i in group], python_loop, show_progress,
+                                                resume)):
+        finished[i] = summary
+  return [finished[i] for i in range(len(configs))]
 
 
-def _train_group(program: Program, configs: list[config_lib.TrainConfig], python_loop: bool,
-                 show_progress: bool) -> list[dict[str, Any]]:
+def _train_group(program: Program, configs: list[config_lib.TrainConfig], python_loop: bool, show_progress: bool,
+                 resume: bool) -> list[dict[str, Any]]:
+  try:
+    return _train_members(program, configs, python_loop, show_progress, resume)
+  except BaseException as e:
+    for config in configs:
+      checkpoint.write_status(config.out, 'failed', 0, f'{type(e).__name__}: {e}')
+    raise
+
+
+def _saved_group(configs: list[config_lib.TrainConfig]) -> list[dict[str, Any]] | None:
+  """The members' checkpoints when every member holds one at the same step, else None (start afresh)."""
+  saved = [checkpoint.load(c.out) for c in configs]
+  if any(s is None for s in saved) or len({s['step'] for s in saved}) != 1:
+    return None
+  return saved
+
+
+def _train_members(program: Program, configs: list[config_lib.TrainConfig], python_loop: bool, show_progress: bool,
+                   resume: bool) -> list[dict[str, Any]]:
   base = program.config
-  members = [_Member(c) for c in configs]
+  saved = _saved_group(configs) if resume else None
+  members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
   hp = _stack([HParams.of(c) for c in configs])
-  carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
+  if saved is None:
+    carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
+    t0, elapsed = 0, 0.0
+  else:
+    carry = _stack([s['carry'] for s in saved])
+    t0, elapsed = saved[0]['step'], saved[0]['elapsed']
   eval_keys = [jax.random.PRNGKey(c.seed + EVAL_SEED_OFFSET) for c in configs]
   label = ','.join(str(c.seed) for c in configs)
   progress = Progress(base.steps, enabled=show_progress)
-  start = time.perf_counter()
-  t0 = 0
+  start = time.perf_counter() - elapsed
   for end in _boundaries(base):
+    if end <= t0:
+      continue
     length = end - t0
     if end <= base.dqn.warmup_steps:
       carry, (done, returns, lengths) = _run_warmup(program, hp, carry, t0, length, python_loop)
@@ -306,6 +345,11 @@ def _train_group(program: Program, configs: list[config_lib.TrainConfig], python
           record.update(return_mean=float(running[i]), incomplete=True)
         m.last_eval = record
         m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **record})
+    if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
+      host_carry = jax.device_get(carry)
+      for i, m in enumerate(members):
+        checkpoint.save(m.out, dict(step=end, carry=_member(host_carry, i), episodes=m.episodes, recent=m.recent,
+                                    last_eval=m.last_eval, elapsed=time.perf_counter() - start))
     t0 = end
     recent = members[0].recent
     progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(recent)) if recent else None,
@@ -319,6 +363,8 @@ def _train_group(program: Program, configs: list[config_lib.TrainConfig], python
     summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(updates[i]), 'wall_seconds': wall,
                'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
     atomic_write_text(m.out / 'summary.json', json.dumps(summary, indent=2, sort_keys=True))
+    checkpoint.write_status(m.out, 'done', base.steps)
+    (m.out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
     summaries.append(summary)
   return summaries
 
@@ -379,7 +425,7 @@ def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn
 
 
 def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | None = None,
-               show_progress: bool = True) -> list[dict[str, Any]]:
+               show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
   """Trains any list of runs: grouped by structure, each group one compiled program; summaries in input order.
 
   `vmap_members` defaults to True on accelerators and False on a CPU, where members run one after another.
@@ -396,7 +442,7 @@ def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | N
   for indices in groups.values():
     group = [configs[i] for i in indices]
     results = train(group, make_env, lambda c, hp: build_agent(c, hp, make_env(c.env)), vmap_members,
-                    show_progress=show_progress)
+                    show_progress=show_progress, resume=resume)
     for i, summary in zip(indices, results):
       summaries[i] = summary
   return summaries

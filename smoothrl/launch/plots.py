@@ -86,9 +86,20 @@ def _grid_shape(n: int) -> tuple[int, int]:
   return math.ceil(n / cols), cols
 
 
+def _legend_columns(labels: Sequence[str], width: float) -> int:
+  """How many legend entries fit side by side in `width` inches (about 6 points per character at size 10)."""
+  entry = (max((len(label) for label in labels), default=1) + 6) * 6 / 72
+  return max(1, min(len(labels), int(width / entry)))
+
+
 def _legend_below(fig: Figure, handles: list, labels: list[str]) -> None:
   if handles:
-    fig.legend(handles, labels, loc='outside lower center', ncols=min(len(labels), 3), frameon=False)
+    ncols = _legend_columns(labels, fig.get_figwidth())
+    fig.legend(handles, labels, loc='outside lower center', ncols=ncols, frameon=False)
+
+
+def _legend_height(labels: Sequence[str], width: float) -> float:
+  return 0.3 * math.ceil(len(labels) / _legend_columns(labels, width)) if labels else 0.0
 
 
 def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: bool = True, confidence: float = 0.95,
@@ -125,7 +136,8 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
     if curves:
       panels.append((f'Mean over {len(envs)} games', unit, curves))
   rows, cols = _grid_shape(len(panels))
-  fig = Figure(figsize=(4.6 * cols, 3.4 * rows + 0.4 + 0.3 * math.ceil(len(labels) / 3)), layout='constrained')
+  width = max(4.6 * cols, 7.0)
+  fig = Figure(figsize=(width, 3.4 * rows + 0.5 + _legend_height(labels, width)), layout='constrained')
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   handles: dict[str, Any] = {}
   for ax, (panel_title, panel_unit, curves) in zip(axes, panels):
@@ -262,9 +274,8 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   else:
     panels = [([env], results.score_unit(env, normalise)) for env in envs]
   rows, cols = _grid_shape(len(panels))
-  width_per_panel = max(3.2, 0.35 * len(labels) * len(panels[0][0]) + 1.2)
-  fig = Figure(figsize=(width_per_panel * cols, 3.8 * rows + 0.4 + 0.3 * math.ceil(len(labels) / 3)),
-               layout='constrained')
+  fig_width = max(7.0, cols * max(3.2, 0.35 * len(labels) * len(panels[0][0]) + 1.2))
+  fig = Figure(figsize=(fig_width, 3.8 * rows + 0.5 + _legend_height(labels, fig_width)), layout='constrained')
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   width = 0.8 / len(labels)
   handles: dict[str, Any] = {}
@@ -289,7 +300,7 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
                       error_kw={'elinewidth': 1, 'ecolor': '#333333'})
         handles.setdefault(label, bars)
     ax.set_xticks(range(len(categories)))
-    ax.set_xticklabels([f'mean of {len(envs)}' if c == MEAN else _game_title(c).replace(' (MinAtar)', '')
+    ax.set_xticklabels([f'mean of {len(envs)} games' if c == MEAN else _game_title(c).replace(' (MinAtar)', '')
                         for c in categories])
     ax.set_ylabel(f'{metric} {_unit_name(panel_unit)}')
     ax.axhline(0, color='black', lw=0.8)

@@ -391,19 +391,15 @@ def _hashable(value: Any) -> Any:
 
 
 def format_value(value: Any) -> str:
-  """A compact rendering of a config value: 0.001, 1e-4, 2.5e-4 -> '0.00025', (-2, -3) -> '-2,-3'."""
+  """A compact rendering of a config value: 0.001, 1e-4, 2.5e-4 (below 1e-3 in scientific notation), -2,-3."""
   if isinstance(value, bool) or value is None:
     return str(value).lower()
   if isinstance(value, float):
-    plain = f'{value:g}'
-    if 'e' in plain:
-      mantissa, exponent = plain.split('e')
-      plain = f'{mantissa}e{int(exponent)}'
-    scientific = f'{value:e}'
-    mantissa, exponent = scientific.split('e')
-    mantissa = mantissa.rstrip('0').rstrip('.')
-    scientific = f'{mantissa}e{int(exponent)}'
-    return scientific if len(scientific) + 2 <= len(plain) else plain
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+      mantissa, exponent = f'{value:e}'.split('e')
+      mantissa = mantissa.rstrip('0').rstrip('.')
+      return f'{mantissa}e{int(exponent)}'
+    return f'{value:g}'
   if isinstance(value, tuple):
     return ','.join(format_value(v) for v in value)
   return str(value)

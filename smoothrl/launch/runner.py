@@ -121,7 +121,7 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
   config_lib.validate(config)
   out = Path(config.out)
   if resume:
-    done = _finished(config)
+    done = finished_summary(config)
     if done is not None:
       return done
   out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
   return summary
 
 
-def _finished(config: config_lib.TrainConfig) -> dict[str, Any] | None:
+def finished_summary(config: config_lib.TrainConfig) -> dict[str, Any] | None:
   """The summary of a run that already finished in `config.out` with this config, else None."""
   out = Path(config.out)
   if (out / 'config.json').exists():

@@ -1,0 +1,755 @@
+"""Sweeps: grids over `TrainConfig` fields, checked in full before any run starts.
+
+A sweep spec is a YAML file (DESIGN principle 3: a sweep is a grid over the fields of one config):
+
+    name: fig7_4_minatar_sensitivity
+    out: runs/fig7_4               # the sweep directory; each run writes <out>/runs/<run name>
+    preset: dqn-minatar            # optional starting point, one of `config.PRESETS`
+    base:                          # fixed overrides: dotted names or nested mappings
+      steps: 5000000
+      dqn: {warmup_steps: 5000}
+    grid:                          # the cross product of these lists (first key varies slowest)
+      env: [minatar/asterix, minatar/breakout]
+      dqn.learning_rate: [1.0e-5, 1e-4]
+      method.layers: [[-2], [-2, -3]]   # a list-valued field takes a list of lists
+      seed: [0, 1, 2]
+    zip:                           # optional: lists of one length, taken row by row, crossed with the grid
+      network.conv_layers: [1, 2, 3]
+      network.conv_channels: [24, 24, 24]
+    exclude:                       # optional: partial assignments removed from the product
+      - {method.method: none, method.layers: [-2, -3]}
+
+Numbers such as `1e-5` are read as numbers (YAML 1.2), not as strings. `parse_spec` checks everything before
+returning (DESIGN principle 5): unknown keys and fields at any depth (with the closest valid name), types, empty
+lists, zip lengths, repeated values, `config.validate` on every expanded run (each distinct problem once, with how
+many runs it affects and one of them), runs that repeat another run, and exclusions that match nothing. Every
+problem found goes into one `SweepError`.
+
+`expand` gives the runs in a fixed order, each with a readable, filesystem-safe name built from its varied values
+(`env=breakout,lr=0.00025,seed=0`) and its config's `out` set to `<sweep out>/runs/<name>`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import functools
+import hashlib
+import itertools
+import json
+import os
+import posixpath
+import re
+import typing
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from smoothrl.launch import config as config_lib
+
+TOP_LEVEL_KEYS = ('name', 'out', 'preset', 'base', 'grid', 'zip', 'exclude')
+
+# Short labels for run names; any other field is labelled by its last name part.
+_LABELS = {
+    'dqn.learning_rate': 'lr', 'dqn.adam_eps': 'eps', 'network.conv_layers': 'conv',
+    'network.conv_channels': 'width', 'network.hidden': 'fc', 'method.lipschitz': 'K',
+    'regulariser.gradient_penalty': 'penalty', 'regulariser.penalty_coef': 'zeta',
+}
+_MAX_NAME = 120
+_SPEC_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
+_UNSAFE = re.compile(r'[^A-Za-z0-9._+-]+')
+
+
+class SweepError(config_lib.ConfigError):
+  """A sweep that cannot run; `problems` holds every problem found, the message lists them."""
+
+  def __init__(self, source: str, problems: Sequence[str]):
+    self.source = source
+    self.problems = tuple(problems)
+    count = f'{len(self.problems)} problem' + ('s' if len(self.problems) != 1 else '')
+    super().__init__(f'{source}: {count}:\n  - ' + '\n  - '.join(self.problems))
+
+
+Assignment = tuple[tuple[str, Any], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+  """A checked sweep: a base config and the fields it varies.
+
+  Attributes:
+    name: the sweep's name (letters, digits, '.', '_', '-').
+    out: the sweep directory; run directories are `<out>/runs/<run name>`.
+    preset: the preset the base starts from, or None for `TrainConfig()` defaults.
+    base: fixed overrides applied after the preset, as (dotted field, value) pairs.
+    grid: (dotted field, values) pairs whose cross product is taken, first field slowest.
+    zipped: the spec's `zip`: (dotted field, values) pairs of one length, taken row by row as the product's
+      last (fastest) factor.
+    exclude: partial assignments, each a tuple of (dotted field, value); a run matching every pair of one is
+      dropped.
+    source: where the spec came from, for messages (not part of equality).
+  """
+  name: str
+  out: str
+  preset: str | None = None
+  base: Assignment = ()
+  grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+  zipped: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+  exclude: tuple[Assignment, ...] = ()
+  source: str = dataclasses.field(default='<spec>', compare=False)
+
+  @property
+  def varied(self) -> tuple[str, ...]:
+    """The fields the sweep varies: grid fields, then zip fields."""
+    return tuple(k for k, _ in self.grid) + tuple(k for k, _ in self.zipped)
+
+  def base_config(self) -> config_lib.TrainConfig:
+    """The config every run starts from: the preset (or defaults) with `base` applied."""
+    start = config_lib.preset(self.preset) if self.preset else config_lib.TrainConfig()
+    return _apply(start, self.base)
+
+  def to_dict(self) -> dict[str, Any]:
+    """A plain mapping (YAML/JSON-ready) that `parse_spec` turns back into this spec."""
+    data: dict[str, Any] = {'name': self.name, 'out': self.out}
+    if self.preset:
+      data['preset'] = self.preset
+    if self.base:
+      data['base'] = {k: _plain(v) for k, v in self.base}
+    if self.grid:
+      data['grid'] = {k: [_plain(v) for v in values] for k, values in self.grid}
+    if self.zipped:
+      data['zip'] = {k: [_plain(v) for v in values] for k, values in self.zipped}
+    if self.exclude:
+      data['exclude'] = [{k: _plain(v) for k, v in entry} for entry in self.exclude]
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One run of a sweep.
+
+  Attributes:
+    index: position in the sweep's order.
+    name: the run directory's name, readable and filesystem-safe, from the varied values.
+    run_id: 10 hex digits hashed from the varied values; stable across edits of the base.
+    assignment: the varied fields and this run's values, in spec order.
+    config: the full config, with `out` = `<sweep out>/runs/<name>`.
+  """
+  index: int
+  name: str
+  run_id: str
+  assignment: Assignment
+  config: config_lib.TrainConfig
+
+  @property
+  def out(self) -> str:
+    return self.config.out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fields and values.
+
+
+def _field_hints() -> dict[str, Any]:
+  """Every settable field of `TrainConfig` as a dotted name, with its type hint."""
+  hints: dict[str, Any] = {}
+  top = typing.get_type_hints(config_lib.TrainConfig)
+  for field in dataclasses.fields(config_lib.TrainConfig):
+    hint = top[field.name]
+    if dataclasses.is_dataclass(hint):
+      nested = typing.get_type_hints(hint)
+      for sub in dataclasses.fields(hint):
+        hints[f'{field.name}.{sub.name}'] = nested[sub.name]
+    else:
+      hints[field.name] = hint
+  return hints
+
+
+FIELDS: dict[str, Any] = _field_hints()
+SECTIONS = tuple(sorted({name.split('.')[0] for name in FIELDS if '.' in name}))
+
+
+def _describe(hint: Any) -> str:
+  if typing.get_origin(hint) is typing.Literal:
+    return 'one of ' + ', '.join(map(str, typing.get_args(hint)))
+  if typing.get_origin(hint) is tuple:
+    return 'a list of integers such as [-2, -3]'
+  return {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}.get(hint, str(hint))
+
+
+def _coerce(value: Any, hint: Any) -> tuple[Any, str | None]:
+  """Returns (value in the field's type, None) or (value, what was wrong)."""
+  origin = typing.get_origin(hint)
+  if origin is typing.Literal:
+    choices = typing.get_args(hint)
+    if value in choices and isinstance(value, str):
+      return value, None
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint_text = f"; did you mean '{close[0]}'?" if close else ''
+    return value, f'{value!r} is not {_describe(hint)}{hint_text}'
+  if origin is tuple:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+      return tuple(value), None
+    return value, f'expected {_describe(hint)}, got {value!r}'
+  if hint is bool:
+    ok = isinstance(value, bool)
+  elif hint is int:
+    if isinstance(value, float) and value.is_integer():
+      value = int(value)
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  elif hint is float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    value = float(value) if ok else value
+  elif hint is str:
+    ok = isinstance(value, str)
+  else:
+    ok = True
+  return value, None if ok else f'expected {_describe(hint)}, got {value!r}'
+
+
+def _suggest(name: str) -> str:
+  """' (did you mean ...?)' with the closest valid field name, or ''."""
+  leaf = name.rsplit('.', 1)[-1]
+  same_leaf = [f for f in FIELDS if f.rsplit('.', 1)[-1] == leaf]
+  if len(same_leaf) == 1:
+    return f"; did you mean '{same_leaf[0]}'?"
+  close = difflib.get_close_matches(name, list(FIELDS), n=1, cutoff=0.6)
+  if not close:
+    leaves = {f.rsplit('.', 1)[-1]: f for f in FIELDS}
+    close = [leaves[c] for c in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)]
+  return f"; did you mean '{close[0]}'?" if close else ''
+
+
+def _plain(value: Any) -> Any:
+  return list(value) if isinstance(value, tuple) else value
+
+
+def _get(config: config_lib.TrainConfig, key: str) -> Any:
+  for part in key.split('.'):
+    config = getattr(config, part)
+  return config
+
+
+def _apply(config: config_lib.TrainConfig, assignment: Iterable[tuple[str, Any]]) -> config_lib.TrainConfig:
+  """`config` with dotted fields replaced (fields and types already checked)."""
+  top: dict[str, Any] = {}
+  nested: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+  for key, value in assignment:
+    section, _, leaf = key.partition('.')
+    if leaf:
+      nested[section][leaf] = value
+    else:
+      top[key] = value
+  for section, values in nested.items():
+    top[section] = dataclasses.replace(getattr(config, section), **values)
+  return dataclasses.replace(config, **top) if top else config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading specs.
+
+
+class _Loader(yaml.SafeLoader):
+  """Safe YAML that reads `1e-5` as a number (YAML 1.2) and records keys given twice in one mapping."""
+
+  def __init__(self, stream: str):
+    super().__init__(stream)
+    self.repeated: list[str] = []
+
+  def construct_mapping(self, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+      if isinstance(key_node, yaml.ScalarNode):
+        if key_node.value in seen:
+          self.repeated.append(f'line {key_node.start_mark.line + 1}: key {key_node.value!r} is given twice in '
+                               'one mapping')
+        seen.add(key_node.value)
+    return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+    list('-+0123456789'))
+
+
+def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
+  """Reads and checks the YAML sweep spec at `path`; raises `SweepError` listing every problem."""
+  source = os.fspath(path)
+  with open(source, encoding='utf-8') as f:
+    text = f.read()
+  loader = _Loader(text)
+  try:
+    data = loader.get_single_data()
+  except yaml.YAMLError as e:
+    raise SweepError(source, [f'not valid YAML: {e}']) from None
+  finally:
+    loader.dispose()
+  return _parse(data, source, list(loader.repeated))
+
+
+def parse_spec(mapping: Mapping[str, Any], source: str = '<spec>') -> SweepSpec:
+  """Checks a spec given as a mapping (the YAML's contents) and returns it; raises `SweepError` otherwise."""
+  return _parse(mapping, source, [])
+
+
+def _flatten(node: Mapping[Any, Any], prefix: str, where: str, problems: list[str],
+             out: dict[str, Any]) -> None:
+  """Dotted leaves of a (partly) nested mapping, in order; flags keys reached twice."""
+  for key, value in node.items():
+    if not isinstance(key, str):
+      problems.append(f'{where}: key {key!r} is not a field name')
+      continue
+    dotted = prefix + key
+    if isinstance(value, Mapping):
+      _flatten(value, dotted + '.', where, problems, out)
+    elif dotted in out:
+      problems.append(f'{where}.{dotted}: given twice (nested and dotted)')
+    else:
+      out[dotted] = value
+
+
+def _known(key: str, where: str, problems: list[str]) -> bool:
+  """Whether `key` is a settable field; records why not."""
+  if key in FIELDS and key != 'out':
+    return True
+  if key == 'out':
+    problems.append(f"{where}.out: set per run (<sweep out>/runs/<run name>); use the spec's top-level 'out'")
+  elif key in SECTIONS:
+    fields = ', '.join(f.split('.', 1)[1] for f in FIELDS if f.startswith(key + '.'))
+    problems.append(f'{where}.{key}: a config section, not a field; name one of its fields: {fields}')
+  else:
+    problems.append(f'{where}.{key}: unknown field{_suggest(key)}')
+  return False
+
+
+def _section(data: Mapping[str, Any], key: str, problems: list[str], where: str | None = None) -> dict[str, Any]:
+  """The flattened mapping under `key`, or {} (recording a problem) when it is not a mapping."""
+  if key not in data:
+    return {}
+  node = data[key]
+  if not isinstance(node, Mapping):
+    problems.append(f'{where or key}: expected a mapping of fields, got {node!r}')
+    return {}
+  out: dict[str, Any] = {}
+  _flatten(node, '', where or key, problems, out)
+  return out
+
+
+def _values(key: str, values: Any, where: str, problems: list[str]) -> tuple[list[Any], list[bool]]:
+  """Coerces a list of values for `key`; returns them with a per-value ok flag."""
+  if not isinstance(values, list):
+    extra = ''
+    if typing.get_origin(FIELDS[key]) is tuple:
+      extra = ' (a list of layer selections, e.g. [[-2], [-2, -3]])'
+    problems.append(f'{where}.{key}: expected a list of values{extra}, got {values!r}')
+    return [], []
+  if not values:
+    problems.append(f'{where}.{key}: empty list')
+    return [], []
+  out, ok = [], []
+  for i, value in enumerate(values):
+    coerced, error = _coerce(value, FIELDS[key])
+    if error and typing.get_origin(FIELDS[key]) is tuple and isinstance(value, int):
+      error += f' (a selection is a list: write [{value}])'
+    if error:
+      problems.append(f'{where}.{key}[{i}]: {error}')
+    out.append(coerced)
+    ok.append(error is None)
+  return out, ok
+
+
+def _repeats(values: Sequence[Any]) -> list[Any]:
+  counts = collections.Counter(values)
+  return [v for v in dict.fromkeys(values) if counts[v] > 1]
+
+
+def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
+  """Checks `data` and returns its spec, or raises `SweepError` with every problem in `problems` and found."""
+  if not isinstance(data, Mapping):
+    raise SweepError(source, problems + [f'expected a mapping with keys {", ".join(TOP_LEVEL_KEYS)}, '
+                                         f'got {type(data).__name__}'])
+  for key in data:
+    if key not in TOP_LEVEL_KEYS:
+      close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
+      hint = f"; did you mean '{close[0]}'?" if close else f'; valid: {", ".join(TOP_LEVEL_KEYS)}'
+      problems.append(f'unknown top-level key {key!r}{hint}')
+
+  name = data.get('name')
+  if name is None:
+    problems.append("name: missing; give the sweep a name such as 'fig7_4'")
+    name = 'sweep'
+  elif not isinstance(name, str) or not _SPEC_NAME.match(name):
+    problems.append(f"name: expected a name of letters, digits, '.', '_' and '-', got {name!r}")
+    name = 'sweep'
+  out = data.get('out', f'runs/{name}')
+  if not isinstance(out, str) or not out.strip():
+    problems.append(f'out: expected a directory path, got {out!r}')
+    out = f'runs/{name}'
+  out = out.rstrip('/') or '/'
+  preset = data.get('preset')
+  if preset is not None and preset not in config_lib.PRESETS:
+    close = difflib.get_close_matches(str(preset), list(config_lib.PRESETS), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ''
+    problems.append(f'preset: unknown preset {preset!r}{hint}; valid: {", ".join(sorted(config_lib.PRESETS))}')
+    preset = None
+
+  # Fields that were named correctly but dropped for a bad value: later checks skip what refers to them.
+  dropped: set[str] = set()
+
+  base = []
+  for key, value in _section(data, 'base', problems).items():
+    if _known(key, 'base', problems):
+      coerced, error = _coerce(value, FIELDS[key])
+      if error:
+        problems.append(f'base.{key}: {error}')
+        dropped.add(key)
+      else:
+        base.append((key, coerced))
+
+  if 'grid' in data and data['grid'] is None:
+    problems.append('grid: expected a mapping of fields to lists of values, got nothing')
+  grid = []
+  for key, values in _section(data, 'grid', problems).items():
+    if not _known(key, 'grid', problems):
+      continue
+    coerced, ok = _values(key, values, 'grid', problems)
+    kept = [v for v, good in zip(coerced, ok) if good]
+    repeated = _repeats(kept)
+    if repeated:
+      problems.append(f'grid.{key}: repeated values {[_plain(v) for v in repeated]}')
+    kept = list(dict.fromkeys(kept))
+    if kept:
+      grid.append((key, tuple(kept)))
+    if not coerced or not all(ok):
+      dropped.add(key)
+
+  if 'zip' in data and data['zip'] is None:
+    problems.append('zip: expected a mapping of fields to lists of one length, got nothing')
+  zipped = []
+  columns: dict[str, tuple[list[Any], list[bool]]] = {}
+  for key, values in _section(data, 'zip', problems).items():
+    if _known(key, 'zip', problems):
+      coerced, ok = _values(key, values, 'zip', problems)
+      if coerced:
+        columns[key] = (coerced, ok)
+      else:
+        dropped.add(key)
+  lengths = {key: len(values) for key, (values, _) in columns.items()}
+  if len(set(lengths.values())) > 1:
+    problems.append('zip: lists of different lengths: ' + ', '.join(f'{k} has {n}' for k, n in lengths.items()))
+    dropped.update(columns)
+  elif columns:
+    rows_ok = [all(flags) for flags in zip(*(ok for _, ok in columns.values()))]
+    rows = [row for row, good in zip(zip(*(values for values, _ in columns.values())), rows_ok) if good]
+    repeated = _repeats(rows)
+    if repeated:
+      keys = list(columns)
+      problems.append('zip: repeated rows ' + '; '.join(
+          ', '.join(f'{k}={_plain(v)}' for k, v in zip(keys, row)) for row in repeated))
+    rows = list(dict.fromkeys(rows))
+    if not all(rows_ok):
+      dropped.update(columns)
+    if rows:
+      zipped = [(key, tuple(row[i] for row in rows)) for i, key in enumerate(columns)]
+
+  seen: dict[str, str] = {}
+  for where, keys in (('base', [k for k, _ in base]), ('grid', [k for k, _ in grid]), ('zip', list(columns))):
+    for key in keys:
+      if key in seen:
+        problems.append(f'{key}: given in both {seen[key]} and {where}; name each field in one place')
+      else:
+        seen[key] = where
+
+  varied = {key: values for key, values in grid + zipped}
+  exclude = []
+  entries = data.get('exclude', [])
+  if not isinstance(entries, list):
+    problems.append(f'exclude: expected a list of partial assignments, got {entries!r}')
+    entries = []
+  for i, entry in enumerate(entries):
+    where = f'exclude[{i}]'
+    if not isinstance(entry, Mapping) or not entry:
+      problems.append(f'{where}: expected a non-empty mapping of varied fields to values, got {entry!r}')
+      continue
+    flat: dict[str, Any] = {}
+    before = len(problems)
+    _flatten(entry, '', where, problems, flat)
+    pairs = []
+    for key, value in flat.items():
+      if not _known(key, where, problems):
+        continue
+      if key in dropped:
+        continue
+      if key not in varied:
+        problems.append(f'{where}.{key}: not a grid or zip field; exclude can only name varied fields '
+                        f'({", ".join(varied) or "none"})')
+        continue
+      coerced, error = _coerce(value, FIELDS[key])
+      if error:
+        problems.append(f'{where}.{key}: {error}')
+      elif coerced not in varied[key]:
+        problems.append(f'{where}.{key}: {_plain(coerced)!r} is not among its values '
+                        f'{[_plain(v) for v in varied[key]]}')
+      else:
+        pairs.append((key, coerced))
+    if len(problems) == before and not any(k in dropped for k in flat):
+      exclude.append(tuple(pairs))
+
+  spec = SweepSpec(name=name, out=out, preset=preset, base=tuple(base), grid=tuple(grid), zipped=tuple(zipped),
+                   exclude=tuple(exclude), source=source)
+  _, found = _expand(spec)
+  problems.extend(found)
+  if problems:
+    raise SweepError(source, problems)
+  return spec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Expansion.
+
+
+def expand(spec: SweepSpec) -> list[RunSpec]:
+  """The runs of `spec` in a fixed order: grid fields in spec order (first slowest), then the zip rows.
+
+  Raises:
+    SweepError: if a run's config is invalid, runs repeat each other or an exclusion matches nothing (only for
+      specs built without `parse_spec`, which checks this already).
+  """
+  runs, problems = _expand(spec)
+  if problems:
+    raise SweepError(spec.source, problems)
+  return list(runs)
+
+
+def _format(value: Any) -> str:
+  if isinstance(value, bool):
+    text = 'true' if value else 'false'
+  elif isinstance(value, float):
+    text = repr(value)
+  elif isinstance(value, tuple):
+    text = '_'.join(_format(v) for v in value)
+  else:
+    text = str(value)
+  return _UNSAFE.sub('-', text).strip('.') or '-'
+
+
+def _namer(spec: SweepSpec):
+  """A function from an assignment to its readable run name."""
+  keys = spec.varied
+  labels = {key: _LABELS.get(key, key.rsplit('.', 1)[-1]) for key in keys}
+  counts = collections.Counter(labels.values())
+  labels = {key: key if counts[label] > 1 else label for key, label in labels.items()}
+  order = [k for k in keys if k != 'seed'] + [k for k in keys if k == 'seed']
+  envs = dict(spec.grid + spec.zipped).get('env', ())
+  strip_family = len({str(e).partition('/')[0] for e in envs}) == 1
+
+  def name(assignment: Assignment) -> str:
+    values = dict(assignment)
+    parts = []
+    for key in order:
+      value = values[key]
+      if key == 'env' and strip_family and isinstance(value, str):
+        value = value.partition('/')[2] or value
+      parts.append(f'{labels[key]}={_format(value)}')
+    return ','.join(parts) or 'run'
+
+  return name
+
+
+def _run_id(assignment: Assignment) -> str:
+  text = json.dumps([[k, _plain(v)] for k, v in assignment])
+  return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+_SN_ONLY = ('lipschitz', 'sn_always', 'sn_grad_through_sigma')
+
+
+def _canonical(config: config_lib.TrainConfig) -> config_lib.TrainConfig:
+  """`config` with the fields that cannot change its run reset, to find runs that repeat each other."""
+  m = config.method
+  if m.method == 'none':
+    m = config_lib.MethodConfig()
+  else:
+    defaults = config_lib.MethodConfig()
+    layers = tuple(sorted(m.layers)) if all(isinstance(i, int) for i in m.layers) else m.layers
+    m = dataclasses.replace(m, layers=layers)
+    if m.method != 'sn':
+      m = dataclasses.replace(m, **{f: getattr(defaults, f) for f in _SN_ONLY})
+  c51 = config.c51 if config.agent == 'c51' else type(config.c51)()
+  return dataclasses.replace(config, out='', method=m, c51=c51)
+
+
+def _config_problems(config: config_lib.TrainConfig) -> list[str]:
+  """What `config.validate` (or the compiled runner's check) says about `config`, one item per problem."""
+  try:
+    if config.runner == 'compiled':
+      from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
+      compiled.validate(config)
+    else:
+      config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    text = str(e)
+    if text.startswith('invalid config:'):
+      return [line.strip()[2:] for line in text.splitlines()[1:] if line.strip().startswith('- ')]
+    return [text]
+  except (TypeError, ValueError) as e:
+    return [f'cannot be checked: {e}']
+  return []
+
+
+@functools.lru_cache(maxsize=16)
+def _expand(spec: SweepSpec) -> tuple[tuple[RunSpec, ...], tuple[str, ...]]:
+  """The runs of `spec` and the problems found in them."""
+  problems: list[str] = []
+  base = spec.base_config()
+  keys = [k for k, _ in spec.grid] + [k for k, _ in spec.zipped]
+  rows = list(zip(*(values for _, values in spec.zipped))) or [()]
+  matched = [0] * len(spec.exclude)
+  assignments = []
+  for combo in itertools.product(*(values for _, values in spec.grid), rows):
+    assignment = tuple(zip(keys, combo[:-1] + combo[-1]))
+    values = dict(assignment)
+    hits = [i for i, entry in enumerate(spec.exclude) if all(values[k] == v for k, v in entry)]
+    for i in hits:
+      matched[i] += 1
+    if not hits:
+      assignments.append(assignment)
+
+  name_of = _namer(spec)
+  names = [name_of(a) for a in assignments]
+  ids = [_run_id(a) for a in assignments]
+  clashes = {n for n, count in collections.Counter(names).items() if count > 1}
+  names = [f'{n[:_MAX_NAME - 11]}~{i}' if n in clashes or len(n) > _MAX_NAME else n for n, i in zip(names, ids)]
+
+  runs = []
+  for index, (assignment, name, run_id) in enumerate(zip(assignments, names, ids)):
+    config = _apply(base, assignment + (('out', posixpath.join(spec.out, 'runs', name)),))
+    runs.append(RunSpec(index, name, run_id, assignment, config))
+
+  # config.validate on every run; configs that differ only in seed and out share the verdict.
+  verdicts: dict[config_lib.TrainConfig, list[str]] = {}
+  found: dict[str, list[str]] = {}
+  for run in runs:
+    key = dataclasses.replace(run.config, seed=0, out='')
+    if key not in verdicts:
+      verdicts[key] = _config_problems(run.config)
+    for problem in verdicts[key]:
+      found.setdefault(problem, []).append(run.name)
+  for problem, where in found.items():
+    problems.append(f'{problem} ({len(where)} of {len(runs)} runs, e.g. {where[0]})')
+
+  first: dict[config_lib.TrainConfig, RunSpec] = {}
+  repeats = []
+  for run in runs:
+    key = _canonical(run.config)
+    if key in first:
+      repeats.append((first[key], run))
+    else:
+      first[key] = run
+  if repeats:
+    earlier, later = repeats[0]
+    differ = [k for (k, a), (_, b) in zip(earlier.assignment, later.assignment) if a != b]
+    problems.append(f'{len(repeats)} runs repeat an earlier run, e.g. {later.name} repeats {earlier.name}: they '
+                    f'differ only in {", ".join(differ)}, which does not change the run; drop the repeats with '
+                    'exclude')
+
+  for entry, count in zip(spec.exclude, matched):
+    if not count:
+      text = ', '.join(f'{k}: {_plain(v)}' for k, v in entry)
+      problems.append(f'exclude {{{text}}} matches no run')
+  return tuple(runs), tuple(problems)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Grids on the command line.
+
+GRID_SYNTAX = """\
+Each assignment is FIELD=VALUES with FIELD a dotted config field (dqn.learning_rate, method.method, seed):
+  ','   separates values:                       dqn.learning_rate=1e-4,3e-4   method.method=none,sn,divgrad
+  'a-b' is an inclusive range for integer fields: seed=0-4   network.conv_layers=1-3
+  ';'   separates values of list fields, whose items ',' separates (quote it in a shell):
+                                                'method.layers=-2;-2,-3'  (two runs: [-2] and [-2, -3])
+Booleans are true/false. The grid is the cross product of all assignments, in the order given."""
+
+
+def _parse_token(token: str, hint: Any) -> list[Any]:
+  """One comma-separated token as values of `hint`'s type; unparsable text is passed on for the type check."""
+  if hint is int:
+    match = re.fullmatch(r'\s*(-?\d+)\s*-\s*(-?\d+)\s*', token)
+    if match:
+      low, high = int(match.group(1)), int(match.group(2))
+      return list(range(low, high + 1)) if low <= high else [token]
+    for kind in (int, float):
+      try:
+        return [kind(token)]
+      except ValueError:
+        pass
+    return [token]
+  if hint is float:
+    try:
+      return [float(token)]
+    except ValueError:
+      return [token]
+  if hint is bool:
+    lowered = token.strip().lower()
+    if lowered in ('1', 'true', 'yes', 'on'):
+      return [True]
+    if lowered in ('0', 'false', 'no', 'off'):
+      return [False]
+    return [token]
+  return [token.strip()]
+
+
+def grid_from_args(base_config: config_lib.TrainConfig, assignments: Sequence[str], *, name: str | None = None,
+                   out: str | None = None) -> SweepSpec:
+  """A checked sweep over `base_config` from command-line assignments (syntax: `GRID_SYNTAX`).
+
+  Args:
+    base_config: the config every run starts from (flags and preset already applied).
+    assignments: strings such as 'dqn.learning_rate=1e-4,3e-4', 'seed=0-4' or 'method.layers=-2;-2,-3'.
+    name: the sweep's name; by default the last part of `out`.
+    out: the sweep directory; by default `base_config.out`.
+
+  Returns:
+    The spec; `expand` gives its runs.
+
+  Raises:
+    SweepError: listing every problem, in the assignments or in the runs they make.
+  """
+  problems: list[str] = []
+  grid: dict[str, list[Any]] = {}
+  for text in assignments:
+    key, sep, raw = text.partition('=')
+    key = key.strip()
+    if not sep or not key:
+      problems.append(f'{text!r}: expected FIELD=VALUES, e.g. dqn.learning_rate=1e-4,3e-4')
+      continue
+    if key in grid:
+      problems.append(f'{key}: assigned twice; give all its values in one assignment')
+      continue
+    hint = FIELDS.get(key)
+    if not raw.strip():
+      problems.append(f'{key}: no values')
+      continue
+    values: list[Any] = []
+    if typing.get_origin(hint) is tuple:
+      for group in raw.split(';'):
+        items = [item.strip() for item in group.split(',') if item.strip()]
+        try:
+          values.append([int(item) for item in items])
+        except ValueError:
+          values.append(group)
+    else:
+      for token in raw.split(','):
+        values.extend(_parse_token(token, hint) if hint is not None else [token.strip()])
+    grid[key] = values
+
+  defaults = config_lib.TrainConfig()
+  base = {key: _plain(_get(base_config, key)) for key in FIELDS
+          if key != 'out' and key not in grid and _get(base_config, key) != _get(defaults, key)}
+  out = out if out is not None else base_config.out
+  if name is None:
+    name = _UNSAFE.sub('-', posixpath.basename(out.rstrip('/')) or 'grid').strip('.-') or 'grid'
+  mapping = {'name': name, 'out': out, 'base': base, 'grid': grid}
+  return _parse(mapping, 'command-line grid', problems)
