@@ -129,11 +129,70 @@ def _train_parser(sub) -> argparse.ArgumentParser:
   return p
 
 
+def _sweep_parser(sub) -> argparse.ArgumentParser:
+  from smoothrl.launch import execute, sweep  # pylint: disable=g-import-not-at-top
+  p = sub.add_parser('sweep', help='run a sweep: a spec file, or a grid given on the command line',
+                     description='Run every run of a sweep (a base config and lists whose cross product is taken). '
+                     'The whole sweep is validated before anything runs. Re-running a sweep skips finished runs '
+                     'and resumes stopped ones; failed runs are recorded in OUT/index.json and skipped unless '
+                     '--retry-failed.', formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=f'grid syntax: {sweep.GRID_SYNTAX}')
+  p.add_argument('spec', nargs='?', help='a sweep spec (YAML); see specs/ for the thesis experiments')
+  p.add_argument('--grid', action='append', default=[], metavar='FIELD=VALUES',
+                 help='a field and its values, e.g. dqn.learning_rate=1e-4,3e-4 or seed=0-4 (repeatable)')
+  p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                 help='a fixed field of the base config for --grid sweeps, e.g. steps=5000 (repeatable)')
+  p.add_argument('--preset', default=None, help='the base preset for --grid sweeps')
+  p.add_argument('--out', default=None, help='the sweep directory for --grid sweeps (default runs/sweep)')
+  p.add_argument('--backend', default='local', choices=execute.BACKENDS,
+                 help='local worker processes, the compiled runner (runs that share a structure run as one '
+                      'program), or a Ray cluster')
+  p.add_argument('--workers', type=int, default=None, help='local worker processes (default: half the cores)')
+  p.add_argument('--address', default=None, help='Ray cluster address (default: start a local one)')
+  p.add_argument('--retry-failed', action='store_true', help='run failed runs again')
+  p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
+  return p
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='smoothrl', description='Deep RL with smoothness-aware optimisation.')
   sub = p.add_subparsers(dest='command', required=True)
   _train_parser(sub)
+  _sweep_parser(sub)
   return p
+
+
+def _sweep_spec(args: argparse.Namespace):
+  from smoothrl.launch import sweep  # pylint: disable=g-import-not-at-top
+  if args.spec and (args.grid or args.set or args.preset or args.out):
+    raise config_lib.ConfigError('give either a spec file or --grid/--set/--preset/--out, not both')
+  if args.spec:
+    return sweep.load_spec(args.spec)
+  if not args.grid:
+    raise config_lib.ConfigError('nothing to sweep: give a spec file or at least one --grid FIELD=VALUES')
+  base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
+  fixed = {}
+  for text in args.set:
+    key, sep, value = text.partition('=')
+    if not sep:
+      raise config_lib.ConfigError(f'--set {text!r}: expected FIELD=VALUE')
+    fixed[key.strip()] = sweep.read_value(value)
+  base = config_lib.replace(base, **fixed, out=args.out or 'runs/sweep')
+  return sweep.grid_from_args(base, args.grid)
+
+
+def _sweep_main(args: argparse.Namespace) -> int:
+  from smoothrl.launch import execute  # pylint: disable=g-import-not-at-top
+  try:
+    spec = _sweep_spec(args)
+    counts = execute.run_sweep(spec, backend=args.backend, workers=args.workers, retry_failed=args.retry_failed,
+                               address=args.address, show_progress=not args.no_progress)
+  except config_lib.ConfigError as e:
+    print(f'smoothrl: {e}', file=sys.stderr)
+    return 2
+  print(f'sweep {spec.name}: {counts["done"]} done, {counts["failed"]} failed, {counts["pending"]} pending; '
+        f'index in {spec.out}/{execute.INDEX}')
+  return 1 if counts['failed'] else 0
 
 
 def configs_from_args(args: argparse.Namespace) -> list[config_lib.TrainConfig]:
@@ -167,6 +226,8 @@ def _resumed_config(run_dir: str) -> config_lib.TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parser().parse_args(_attach_layer_values(sys.argv[1:] if argv is None else argv))
+  if args.command == 'sweep':
+    return _sweep_main(args)
   from smoothrl.launch import compiled, runner  # pylint: disable=g-import-not-at-top
   try:
     configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)

@@ -44,6 +44,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     with os.fdopen(fd, 'wb') as f:
       FigureCanvasAgg(fig)
       fig.savefig(f, format='png', dpi=DPI)
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private; a figure is for everyone who can read the directory
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -103,7 +104,7 @@ def _legend_height(labels: Sequence[str], width: float) -> float:
 
 
 def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: bool = True, confidence: float = 0.95,
-                    title: str | None = None) -> Path:
+                    title: str | None = None, max_lines: int | None = None) -> Path:
   """Evaluation score against environment steps: a panel per game, a line per setting, a CI band over seeds.
 
   With several games sharing a normalised score, a last panel shows the mean over games (thesis Figure 7.2b).
@@ -114,6 +115,8 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
     normalise: plot MNS / HNS where the game has references (raw returns otherwise).
     confidence: the band's confidence level (Student-t over seeds, `results.confidence_interval`).
     title: the figure's title; a description of the contents by default.
+    max_lines: draw only this many settings, those with the best final scores (`results.rank_labels`); all when
+      None.
 
   Returns:
     `path`.
@@ -122,6 +125,10 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
   if not groups:
     raise ValueError('no runs to plot')
   envs = sorted({g.env for g in groups})
+  settings = len(results.by_label(groups))
+  if max_lines is not None and settings > max_lines:
+    keep = set(results.rank_labels(groups, 'final', normalise)[:max_lines])
+    groups = [g for g in groups if g.label in keep]
   table = results.by_label(groups)
   labels = list(table)
   colours = _colours(labels)
@@ -159,7 +166,8 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
   for ax in axes[len(panels):]:
     ax.set_visible(False)
   pct = f'{100 * confidence:g}%'
-  fig.suptitle(title or f'Evaluation during training: mean over seeds, {pct} confidence band')
+  shown = f' (the {len(labels)} best of {settings} settings by final score)' if len(labels) < settings else ''
+  fig.suptitle(title or f'Evaluation during training{shown}: mean over seeds, {pct} confidence band')
   _legend_below(fig, list(handles.values()), list(handles))
   return _save(fig, path)
 
@@ -255,7 +263,9 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   """Bars of the mean score per setting (method) and game, with confidence-interval error bars (Figure 7.5).
 
   Games that share a normalised score go on one axis, followed by their mean (`results.game_mean`); otherwise
-  each game gets its own panel, since raw returns of different games are not on one scale.
+  each game gets its own panel, since raw returns of different games are not on one scale. A bar is a method (the
+  `method.*` fields); where the runs sweep other fields too, each method shows its best setting
+  (`results.best_per_method`), named in the legend.
 
   Returns:
     `path`.
@@ -263,6 +273,7 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   groups = results.group_runs(runs)
   if not groups:
     raise ValueError('no runs to plot')
+  groups = results.best_per_method(groups, metric, normalise)
   envs = sorted({g.env for g in groups})
   table = results.by_label(groups)
   labels = list(table)
@@ -310,7 +321,7 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   for ax in axes[len(panels):]:
     ax.set_visible(False)
   pct = f'{100 * confidence:g}%'
-  fig.suptitle(f'{metric.capitalize()} score per setting: mean over seeds ± {pct} CI')
+  fig.suptitle(f'{metric.capitalize()} score per method: mean over seeds ± {pct} CI')
   _legend_below(fig, list(handles.values()), list(handles))
   return _save(fig, path)
 
@@ -320,17 +331,17 @@ def _varies(runs: Sequence[Run], field: str) -> bool:
 
 
 def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-             normalise: bool = True, include_incomplete: bool = False) -> list[Path]:
+             normalise: bool = True, include_incomplete: bool = False, max_lines: int | None = 8) -> list[Path]:
   """Writes the figures the runs under `paths` support into `out_dir`; returns their paths.
 
-  Always `learning_curves.png`; `sensitivity_final.png` and `sensitivity_best.png` when the runs vary both the
+  Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png` when the runs vary both the
   learning rate and Adam's ε; `method_bars.png` when they vary the method.
   """
   runs = results.find_runs(paths, include_incomplete=include_incomplete)
   if not runs:
     raise ValueError(f'no runs found under {paths}')
   out = Path(out_dir)
-  written = [learning_curves(runs, out / 'learning_curves.png', normalise)]
+  written = [learning_curves(runs, out / 'learning_curves.png', normalise, max_lines=max_lines)]
   if _varies(runs, 'dqn.learning_rate') and _varies(runs, 'dqn.adam_eps'):
     try:
       for metric in results.METRICS:

@@ -10,8 +10,9 @@ from typing import TextIO
 class Progress:
   """Redraws one line on a terminal; prints a line every `interval_s` seconds elsewhere (logs, CI)."""
 
-  def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True, interval_s: float | None = None):
-    self.total = total
+  def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True, interval_s: float | None = None,
+               unit: str = 'steps'):
+    self.total, self.unit = total, unit
     self.stream = stream or sys.stderr
     self.enabled = enabled
     self.tty = self.stream.isatty()
@@ -26,13 +27,14 @@ class Progress:
       return
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time, self._last_draw = step, now, now
-    eta = (self.total - step) / rate if rate > 0 else float('inf')
+    average = step / max(now - self.start, 1e-9)
+    eta = (self.total - step) / average if average > 0 else float('inf')
     width = 24
     filled = int(width * step / max(self.total, 1))
     bar = '#' * filled + '-' * (width - filled)
     extra = '  '.join(f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
                       for k, v in fields.items() if v is not None)
-    line = (f'[{bar}] {step}/{self.total} {100 * step / max(self.total, 1):3.0f}%  {rate:7.0f} steps/s  '
+    line = (f'[{bar}] {step}/{self.total} {100 * step / max(self.total, 1):3.0f}%  {rate:7.1f} {self.unit}/s  '
             f'ETA {_duration(eta)}  {extra}')
     if self.tty:
       self.stream.write('\r' + line + '\x1b[K')

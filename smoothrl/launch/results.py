@@ -38,6 +38,7 @@ from smoothrl.launch.io import read_metrics
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
 SUMMARY_FILE = 'summary.json'
+STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 'error'?}, see launch.checkpoint
 
 # Fields that do not change what a run learns: runs that differ only in these are seeds of one configuration.
 NON_GROUPING = ('seed', 'out', 'checkpoint_period')
@@ -58,11 +59,13 @@ _METHOD_ORDER = ('none', 'sn', 'divout', 'divgrad', 'muleps')
 # Fields listed first in labels, and their short names.
 _LABEL_ORDER = ('agent', 'method.method', 'method.layers', 'method.lipschitz', 'dqn.learning_rate', 'dqn.adam_eps')
 _SHORT_NAMES = {'method.method': 'method', 'method.layers': 'layers', 'dqn.learning_rate': 'lr',
-                'dqn.adam_eps': 'eps'}
+                'dqn.adam_eps': 'eps', 'method.lipschitz': 'K', 'network.conv_layers': 'conv',
+                'network.conv_channels': 'width', 'network.hidden': 'fc', 'regulariser.gradient_penalty': 'penalty',
+                'regulariser.penalty_coef': 'zeta'}
 
 
 class IncompleteRunWarning(UserWarning):
-  """A run directory without `summary.json` (still running, or stopped) or without evaluations."""
+  """A run directory that has not completed (still running, stopped or failed) or has no evaluation."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -80,6 +83,7 @@ class Run:
     evals: the `eval` records, one per step (the last one written for a step wins), sorted by step.
     train: the `train` records, in file order.
     summary: `summary.json`, or None when the run has not ended.
+    status: `status.json` ({'state': 'running' | 'done' | 'failed', ...}), or None when the run wrote none.
   """
   path: Path
   config_dict: dict[str, Any]
@@ -87,11 +91,19 @@ class Run:
   evals: list[dict[str, Any]]
   train: list[dict[str, Any]]
   summary: dict[str, Any] | None
+  status: dict[str, Any] | None = None
 
   @property
   def complete(self) -> bool:
-    """Whether the run ended and wrote `summary.json`."""
-    return self.summary is not None
+    """Whether the run ended and wrote `summary.json` (and, if it keeps a status, is marked done)."""
+    return self.summary is not None and (self.status is None or self.status.get('state') == 'done')
+
+  @property
+  def state(self) -> str:
+    """'done', 'running', 'failed' (from `status.json`), or 'done' / 'incomplete' from `summary.json`."""
+    if self.status is not None and 'state' in self.status:
+      return str(self.status['state'])
+    return 'done' if self.summary is not None else 'incomplete'
 
   @property
   def env(self) -> str:
@@ -114,8 +126,7 @@ class Run:
     return normalise_scores(self.env, self.eval_returns, normalise)
 
   def __repr__(self) -> str:
-    state = 'complete' if self.complete else 'incomplete'
-    return f'Run({str(self.path)!r}, env={self.env!r}, seed={self.seed}, evals={len(self.evals)}, {state})'
+    return f'Run({str(self.path)!r}, env={self.env!r}, seed={self.seed}, evals={len(self.evals)}, {self.state})'
 
 
 def _as_float(value: Any) -> float:
@@ -154,14 +165,17 @@ def load_run(run_dir: str | os.PathLike) -> Run:
       evals[int(record['step'])] = record  # a resumed run may write a step again: keep the latest
     elif kind == 'train':
       train.append(record)
-  summary = None
-  if (path / SUMMARY_FILE).is_file():
-    try:
-      summary = json.loads((path / SUMMARY_FILE).read_text(encoding='utf-8'))
-    except json.JSONDecodeError:
-      summary = None
   return Run(path=path, config_dict=config_dict, config=config, evals=[evals[s] for s in sorted(evals)],
-             train=train, summary=summary)
+             train=train, summary=_read_json(path / SUMMARY_FILE), status=_read_json(path / STATUS_FILE))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+  """A JSON object from `path`, or None when the file is missing or not one."""
+  try:
+    value = json.loads(path.read_text(encoding='utf-8'))
+  except (OSError, json.JSONDecodeError):
+    return None
+  return value if isinstance(value, dict) else None
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -175,8 +189,9 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
 
   Args:
     paths: run directories and/or sweep directories.
-    include_incomplete: keep runs without `summary.json` (`Run.complete` is False); otherwise they are skipped with
-      an `IncompleteRunWarning`. Runs without any evaluation are always skipped with that warning.
+    include_incomplete: keep runs that have not completed (no `summary.json`, or `status.json` says 'running' or
+      'failed'; `Run.complete` is False); otherwise they are skipped with an `IncompleteRunWarning`. Runs without
+      any evaluation are always skipped with that warning.
 
   Returns:
     The runs, sorted by path, each once.
@@ -213,7 +228,8 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
     if not run.evals:
       warnings.warn(f'skipping {path}: no evaluation yet', IncompleteRunWarning, stacklevel=2)
     elif not run.complete and not include_incomplete:
-      warnings.warn(f'skipping incomplete run {path} (no summary.json; last evaluation at step '
+      error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
+      warnings.warn(f'skipping incomplete run {path} ({run.state}{error}; last evaluation at step '
                     f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
                     stacklevel=2)
     else:
@@ -421,11 +437,12 @@ def _ordered_keys(keys: Iterable[str]) -> list[str]:
   return first + sorted(keys - set(first))
 
 
-def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',)) -> list[str]:
+def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',),
+             fallback: bool = True) -> list[str]:
   """For each flat config in `params`, a label naming the fields whose values differ among `params`.
 
   E.g. 'method=sn layers=-2' or 'lr=0.001 eps=1e-4'. Fields in `exclude` are left out. When nothing differs the
-  label names the method (e.g. 'method=none').
+  label names the method (e.g. 'method=none'), or is '' without `fallback`.
   """
   exclude = set(exclude)
   keys = set().union(*(p.keys() for p in params)) - exclude if params else set()
@@ -442,6 +459,8 @@ def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env
   for p in params:
     if varying:
       labels.append(' '.join(f'{short(k)}={format_value(p.get(k))}' for k in varying))
+    elif not fallback:
+      labels.append('')
     else:
       method = p.get('method.method', 'none')
       layers = p.get('method.layers')
@@ -551,6 +570,47 @@ def by_label(groups: Sequence[Group]) -> dict[str, dict[str, Group]]:
   return table
 
 
+def rank_labels(groups: Sequence[Group], metric: str = 'final', normalise: bool = True) -> list[str]:
+  """The groups' labels, best first: by the mean over games of each label's rank (0 best) by mean score."""
+  ranks: dict[str, list[int]] = {}
+  for env in sorted({g.env for g in groups}):
+    ordered = sorted((g for g in groups if g.env == env), key=lambda g: -_nan_low(g.score(metric, normalise).mean))
+    for rank, group in enumerate(ordered):
+      ranks.setdefault(group.label, []).append(rank)
+  return sorted(ranks, key=lambda label: float(np.mean(ranks[label])))
+
+
+def _nan_low(value: float) -> float:
+  return -math.inf if math.isnan(value) else value
+
+
+def best_per_method(groups: Sequence[Group], metric: str = 'final', normalise: bool = True) -> list[Group]:
+  """For each method (the values of the `method.*` fields), the groups of its best setting of the other fields.
+
+  The best setting is the first of `rank_labels` among the method's groups. Labels name the method and, where a
+  method had several settings, the chosen one: 'method=sn (best of 6: lr=0.001 eps=1e-4)'. The choice is made on
+  the seeds that are then reported, so the chosen settings' scores are biased upwards.
+  """
+  parts: dict[tuple, list[Group]] = {}
+  for g in groups:
+    parts.setdefault(tuple(sorted((k, v) for k, v in g.params.items() if k.startswith('method.'))), []).append(g)
+  method_labels = describe([dict(key) for key in parts])
+  chosen: list[tuple[str, int, Group]] = []
+  for (key, members), method_label in zip(parts.items(), method_labels):
+    best = rank_labels(members, metric, normalise)[0]
+    settings = len({g.label for g in members})
+    chosen += [(method_label, settings, g) for g in members if g.label == best]
+  method_fields = {k for g in groups for k in g.params if k.startswith('method.')}
+  settings_of = dict(zip(map(id, groups), describe([g.params for g in groups], exclude=('env', *method_fields),
+                                                    fallback=False)))
+  result = []
+  for method_label, settings, g in chosen:
+    other = settings_of[id(g)]
+    label = method_label + (f' (best of {settings}: {other})' if settings > 1 and other else '')
+    result.append(Group(params=g.params, runs=g.runs, label=label))
+  return result
+
+
 def game_mean(per_env: Mapping[str, Group], metric: str = 'final', normalise: bool = True,
               confidence: float = 0.95) -> Interval:
   """The score of one setting averaged over games (thesis Figures 7.2b, 7.5: mean MNS over the MinAtar games).
@@ -640,7 +700,7 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
            '  '.join('-' * w for w in widths)]
   lines += ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
   if not all(g.complete for g in groups):
-    lines.append('* includes incomplete runs (no summary.json): scores at their last common evaluation')
+    lines.append('* includes runs that have not completed: scores at their last common evaluation')
   return '\n'.join(lines)
 
 

@@ -273,6 +273,15 @@ _Loader.add_implicit_resolver(
     list('-+0123456789'))
 
 
+def read_value(text: str) -> Any:
+  """A YAML value read as a spec reads it ('1e-5' is a number, '[-2, -3]' a list), e.g. for FIELD=VALUE flags."""
+  loader = _Loader(text)
+  try:
+    return loader.get_single_data()
+  finally:
+    loader.dispose()
+
+
 def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
   """Reads and checks the YAML sweep spec at `path`; raises `SweepError` listing every problem."""
   source = os.fspath(path)
@@ -329,7 +338,7 @@ def _section(data: Mapping[str, Any], key: str, problems: list[str], where: str 
     return {}
   node = data[key]
   if not isinstance(node, Mapping):
-    problems.append(f'{where or key}: expected a mapping of fields, got {node!r}')
+    problems.append(f'{where or key}: expected a mapping of fields, got {"nothing" if node is None else repr(node)}')
     return {}
   out: dict[str, Any] = {}
   _flatten(node, '', where or key, problems, out)
@@ -390,8 +399,8 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
   preset = data.get('preset')
   if preset is not None and preset not in config_lib.PRESETS:
     close = difflib.get_close_matches(str(preset), list(config_lib.PRESETS), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ''
-    problems.append(f'preset: unknown preset {preset!r}{hint}; valid: {", ".join(sorted(config_lib.PRESETS))}')
+    hint = f"; did you mean '{close[0]}'?" if close else f'; valid: {", ".join(sorted(config_lib.PRESETS))}'
+    problems.append(f'preset: unknown preset {preset!r}{hint}')
     preset = None
 
   # Fields that were named correctly but dropped for a bad value: later checks skip what refers to them.
@@ -407,8 +416,6 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
       else:
         base.append((key, coerced))
 
-  if 'grid' in data and data['grid'] is None:
-    problems.append('grid: expected a mapping of fields to lists of values, got nothing')
   grid = []
   for key, values in _section(data, 'grid', problems).items():
     if not _known(key, 'grid', problems):
@@ -424,8 +431,6 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
     if not coerced or not all(ok):
       dropped.add(key)
 
-  if 'zip' in data and data['zip'] is None:
-    problems.append('zip: expected a mapping of fields to lists of one length, got nothing')
   zipped = []
   columns: dict[str, tuple[list[Any], list[bool]]] = {}
   for key, values in _section(data, 'zip', problems).items():
@@ -460,6 +465,7 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
         problems.append(f'{key}: given in both {seen[key]} and {where}; name each field in one place')
       else:
         seen[key] = where
+  zipped = [(key, values) for key, values in zipped if seen[key] == 'zip']
 
   varied = {key: values for key, values in grid + zipped}
   exclude = []

@@ -1,0 +1,81 @@
+"""Sweep execution: local processes, the compiled runner and a Ray cluster run the same spec; nothing is redone."""
+
+import json
+import os
+
+import pytest
+
+from smoothrl.launch import checkpoint
+from smoothrl.launch import execute
+from smoothrl.launch import sweep
+from smoothrl.launch.io import read_metrics
+
+
+def _spec(out, grid=None, **base):
+  return sweep.parse_spec({
+      'name': 'chain', 'out': str(out),
+      'base': {'env': 'chain/4', 'steps': 400, 'eval_period': 400, 'eval_steps': 20, 'log_period': 100,
+               'sigma_log_period': 200, 'checkpoint_period': 0, 'network.conv_layers': 0, 'network.hidden': 16,
+               'dqn.warmup_steps': 100, 'dqn.update_period': 2, **base},
+      'grid': grid or {'method.method': ['none', 'sn'], 'seed': [0, 1]}})
+
+
+def _index(out):
+  return json.loads((out / execute.INDEX).read_text())
+
+
+def test_local_sweep_runs_everything_once(tmp_path):
+  spec = _spec(tmp_path / 'sweep')
+  counts = execute.run_sweep(spec, workers=2, show_progress=False)
+  assert counts == {'pending': 0, 'running': 0, 'done': 4, 'failed': 0}
+  index = _index(tmp_path / 'sweep')
+  assert [r['values'] for r in index['runs']] == [
+      {'method.method': m, 'seed': s} for m in ('none', 'sn') for s in (0, 1)]
+  for run in sweep.expand(spec):
+    assert [r['step'] for r in read_metrics(f'{run.out}/metrics.jsonl', 'eval')] == [400]
+  stamps = {r.name: os.stat(f'{r.out}/metrics.jsonl').st_mtime_ns for r in sweep.expand(spec)}
+  assert execute.run_sweep(spec, workers=2, show_progress=False)['done'] == 4  # a second invocation: nothing new
+  assert stamps == {r.name: os.stat(f'{r.out}/metrics.jsonl').st_mtime_ns for r in sweep.expand(spec)}
+
+
+def test_a_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
+  spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1, 2]})
+  runs = sweep.expand(spec)
+  broken = runs[1]
+  os.makedirs(broken.out)  # a stale directory holding another run: this member fails before it starts
+  (tmp_path / 'sweep' / 'runs' / broken.name / 'config.json').write_text(
+      runs[0].config.to_json())
+  counts = execute.run_sweep(spec, workers=1, show_progress=False)
+  assert counts['done'] == 2 and counts['failed'] == 1
+  failed = [r for r in _index(tmp_path / 'sweep')['runs'] if r['state'] == 'failed']
+  assert [r['name'] for r in failed] == [broken.name] and 'different config' in failed[0]['error']
+  assert execute.run_sweep(spec, workers=1, show_progress=False)['failed'] == 1  # left alone without retry
+  os.remove(f'{broken.out}/config.json')
+  assert execute.run_sweep(spec, workers=1, retry_failed=True, show_progress=False)['done'] == 3
+  assert checkpoint.read_status(broken.out)['state'] == 'done'
+
+
+def test_compiled_backend_runs_a_grid_as_one_program(tmp_path):
+  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 3e-3], 'seed': [0, 1]})
+  assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 4
+  for run in sweep.expand(spec):
+    summary = json.loads(open(f'{run.out}/summary.json').read())
+    assert summary['runner'] == 'compiled' and summary['steps'] == 400
+
+
+def test_ray_backend_on_a_local_cluster(tmp_path):
+  ray = pytest.importorskip('ray')
+  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  try:
+    spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1]})
+    assert execute.run_sweep(spec, backend='ray', show_progress=False)['done'] == 2
+    assert _index(tmp_path / 'sweep')['backend'] == 'ray'
+    for run in sweep.expand(spec):
+      assert checkpoint.read_status(run.out) == {'state': 'done', 'step': 400}
+  finally:
+    ray.shutdown()
+
+
+def test_unknown_backend_is_refused(tmp_path):
+  with pytest.raises(ValueError, match='unknown backend'):
+    execute.run_sweep(_spec(tmp_path), backend='slurm')
