@@ -64,7 +64,7 @@ def test_compiled_backend_runs_a_grid_as_one_program(tmp_path):
 
 
 def test_ray_backend_on_a_local_cluster(tmp_path):
-  ray = pytest.importorskip('ray')
+  import ray  # pylint: disable=g-import-not-at-top
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
     spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1]})
@@ -79,3 +79,26 @@ def test_ray_backend_on_a_local_cluster(tmp_path):
 def test_unknown_backend_is_refused(tmp_path):
   with pytest.raises(ValueError, match='unknown backend'):
     execute.run_sweep(_spec(tmp_path), backend='slurm')
+
+
+def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
+  from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
+  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 3e-3], 'dqn.adam_eps': [1e-4, 1e-2],
+                                         'seed': [0, 1]})
+  assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 8
+  assert cli.main(['plot', str(tmp_path / 'sweep'), '--out', str(tmp_path / 'figs')]) == 0
+  written = sorted(p.name for p in (tmp_path / 'figs').iterdir())
+  assert {'learning_curves.png', 'sensitivity_final.png', 'sensitivity_best.png'} <= set(written)
+  for name in written:
+    assert (tmp_path / 'figs' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  capsys.readouterr()
+  assert cli.main(['summary', str(tmp_path / 'sweep')]) == 0
+  table = capsys.readouterr().out
+  finals = {}
+  for run in sweep.expand(spec):
+    last = list(read_metrics(f'{run.out}/metrics.jsonl', 'eval'))[-1]['return_mean']
+    key = (run.config.dqn.learning_rate, run.config.dqn.adam_eps)
+    finals.setdefault(key, []).append(last)
+  assert len(table.strip().splitlines()) == 2 + 4  # header, rule, one row per lr x eps setting
+  for values in finals.values():
+    assert f'{sum(values) / 2:.2f}' in table

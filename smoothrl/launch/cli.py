@@ -154,12 +154,43 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
   return p
 
 
+def _results_parsers(sub) -> None:
+  for name, text in (('plot', 'write PNG figures of runs or sweeps: learning curves with confidence bands over '
+                      'seeds (MinAtar Normalised Score, Table E.2), learning-rate x Adam-eps sensitivity heatmaps '
+                      'per method (Figure 7.4) when the runs vary both, per-method bars when they vary the method'),
+                     ('summary', 'print mean and 95% confidence interval over seeds of the final and best '
+                      'evaluation scores of each config')):
+    p = sub.add_parser(name, help=text.split(':')[0], description=text[0].upper() + text[1:] + '.')
+    p.add_argument('paths', nargs='+', help='run directories or sweep directories')
+    if name == 'plot':
+      p.add_argument('--out', default=None, help='directory for the figures (default: the first path)/plots')
+    p.add_argument('--raw', action='store_true', help='raw returns instead of normalised scores')
+    p.add_argument('--include-incomplete', action='store_true', help='also use unfinished runs (marked *)')
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='smoothrl', description='Deep RL with smoothness-aware optimisation.')
   sub = p.add_subparsers(dest='command', required=True)
   _train_parser(sub)
   _sweep_parser(sub)
+  _results_parsers(sub)
   return p
+
+
+def _results_main(args: argparse.Namespace) -> int:
+  from smoothrl.launch import results  # pylint: disable=g-import-not-at-top
+  runs = results.find_runs(args.paths, include_incomplete=args.include_incomplete)
+  if not runs:
+    print(f'smoothrl: no runs with evaluations under {", ".join(args.paths)}', file=sys.stderr)
+    return 2
+  if args.command == 'plot':
+    from smoothrl.launch import plots  # pylint: disable=g-import-not-at-top
+    out = args.out or str(Path(args.paths[0]) / 'plots')
+    for path in plots.plot_all(args.paths, out, normalise=not args.raw, include_incomplete=args.include_incomplete):
+      print(path)
+  else:
+    print(results.summary_table(runs, normalise=not args.raw))
+  return 0
 
 
 def _sweep_spec(args: argparse.Namespace):
@@ -228,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser().parse_args(_attach_layer_values(sys.argv[1:] if argv is None else argv))
   if args.command == 'sweep':
     return _sweep_main(args)
+  if args.command in ('plot', 'summary'):
+    return _results_main(args)
   from smoothrl.launch import compiled, runner  # pylint: disable=g-import-not-at-top
   try:
     configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)

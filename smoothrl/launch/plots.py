@@ -352,20 +352,3 @@ def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: st
   if _varies(runs, 'method.method'):
     written.append(method_bars(runs, out / 'method_bars.png', normalise=normalise))
   return written
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description='Plot runs and print their summary table.')
-  parser.add_argument('paths', nargs='+', help='run directories or sweep directories')
-  parser.add_argument('--out', required=True, help='directory for the figures')
-  parser.add_argument('--raw', action='store_true', help='raw returns instead of normalised scores')
-  parser.add_argument('--include-incomplete', action='store_true', help='use runs without summary.json')
-  args = parser.parse_args(argv)
-  for path in plot_all(args.paths, args.out, normalise=not args.raw, include_incomplete=args.include_incomplete):
-    print(path)
-  print(results.summary_table(results.find_runs(args.paths, include_incomplete=args.include_incomplete),
-                              normalise=not args.raw))
-
-
-if __name__ == '__main__':
-  main()

@@ -1,0 +1,390 @@
+"""Tests of results loading and aggregation and of the figures, on hand-made run directories."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from smoothrl.agents.critic import MethodConfig
+from smoothrl.agents.dqn import DQNConfig
+from smoothrl.launch import results
+from smoothrl.launch.config import TrainConfig
+
+from PIL import Image  # pylint: disable=g-import-not-at-top
+
+from smoothrl.launch import plots  # pylint: disable=g-import-not-at-top
+
+T975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def write_run(path: Path, evals: Sequence[tuple[int, float]], *, env: str = 'minatar/breakout', seed: int = 0,
+              method: str = 'none', layers: tuple[int, ...] = (-2,), lr: float = 0.00025, eps: float = 0.0003125,
+              complete: bool = True, extra_lines: Sequence[str] = ()) -> Path:
+  """A run directory with the given (step, return_mean) evaluations, as the host runner lays it out."""
+  config = TrainConfig(env=env, seed=seed, out=str(path), steps=1000,
+                       method=MethodConfig(method=method, layers=layers),
+                       dqn=DQNConfig(learning_rate=lr, adam_eps=eps))
+  path.mkdir(parents=True)
+  (path / 'config.json').write_text(config.to_json())
+  lines = []
+  for step, value in evals:
+    lines.append({'step': step, 'kind': 'episode', 'return': value - 1.0, 'length': 100})
+    lines.append({'step': step, 'kind': 'train', 'loss': 0.5, 'q_mean': 1.0, 'updates': step // 4})
+    lines.append({'step': step, 'kind': 'sigma', 'sigma': {'linear': 1.5}})
+    lines.append({'step': step, 'kind': 'eval', 'epsilon': 0.001, 'episodes': 3, 'return_mean': value,
+                  'smoothness': 2.0})
+  text = ''.join(json.dumps(r) + '\n' for r in lines) + ''.join(extra_lines)
+  (path / 'metrics.jsonl').write_text(text)
+  if complete:
+    final = {'return_mean': evals[-1][1]} if evals else None
+    (path / 'summary.json').write_text(json.dumps({'steps': config.steps, 'final_eval': final}))
+  return path
+
+
+def mns_breakout(score: float) -> float:
+  return 100 * (score - 0.52) / (122.88 - 0.52)
+
+
+def ci(values: Sequence[float]) -> float:
+  values = np.asarray(values, dtype=float)
+  return stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading.
+
+
+def test_load_run_reads_config_records_and_summary(tmp_path):
+  run_dir = write_run(tmp_path / 'r', [(200, 5.0), (100, 1.0)], seed=3, method='sn', lr=0.001,
+                      extra_lines=['{"step": 200, "kind": "eval", "return_mean": 7.0}\n', '{"step": 300, "ki'])
+  run = results.load_run(run_dir)
+  assert run.config == TrainConfig.from_dict(json.loads((run_dir / 'config.json').read_text()))
+  assert run.config.method.method == 'sn' and run.config_dict['dqn']['learning_rate'] == 0.001
+  assert run.seed == 3 and run.env == 'minatar/breakout' and run.complete
+  # Sorted by step; a step written twice keeps its last record; the torn last line is skipped.
+  np.testing.assert_array_equal(run.eval_steps, [100, 200])
+  np.testing.assert_array_equal(run.eval_returns, [1.0, 7.0])
+  assert len(run.train) == 2 and all(r['kind'] == 'train' for r in run.train)
+  assert run.summary['final_eval'] == {'return_mean': 1.0}
+  np.testing.assert_allclose(run.scores(normalise=True), [mns_breakout(1.0), mns_breakout(7.0)])
+
+
+def test_load_run_refuses_a_directory_that_is_not_a_run(tmp_path):
+  with pytest.raises(FileNotFoundError, match='metrics.jsonl'):
+    (tmp_path / 'x').mkdir()
+    (tmp_path / 'x' / 'config.json').write_text(TrainConfig().to_json())
+    results.load_run(tmp_path / 'x')
+
+
+def test_find_runs_walks_sweeps_and_handles_incomplete_runs(tmp_path):
+  sweep = tmp_path / 'sweep'
+  write_run(sweep / 'lr_0.001' / 'seed_0', [(100, 1.0)], seed=0)
+  write_run(sweep / 'lr_0.001' / 'seed_1', [(100, 2.0)], seed=1)
+  write_run(sweep / 'lr_0.001' / 'seed_2', [(100, 3.0)], seed=2, complete=False)
+  write_run(sweep / 'lr_0.001' / 'seed_3', [], seed=3, complete=False)
+  failed = write_run(sweep / 'lr_0.001' / 'seed_4', [(100, 4.0)], seed=4)
+  (failed / 'status.json').write_text(json.dumps({'state': 'failed', 'step': 100, 'error': 'non-finite loss'}))
+  (sweep / 'pending').mkdir()
+  (sweep / 'pending' / 'config.json').write_text(TrainConfig().to_json())
+  other = write_run(tmp_path / 'single', [(100, 9.0)], seed=7)
+
+  with pytest.warns(results.IncompleteRunWarning) as record:
+    runs = results.find_runs([sweep, other])
+  messages = ' '.join(str(w.message) for w in record)
+  assert 'seed_2' in messages and 'seed_3' in messages and 'pending' in messages
+  assert 'failed: non-finite loss' in messages
+  assert sorted(r.seed for r in runs) == [0, 1, 7]
+
+  with pytest.warns(results.IncompleteRunWarning):
+    runs = results.find_runs(sweep, include_incomplete=True)
+  # Seed 3 has no evaluation; seed 4 wrote a summary but its status says it failed.
+  assert [(r.seed, r.complete, r.state) for r in runs] == [
+      (0, True, 'done'), (1, True, 'done'), (2, False, 'incomplete'), (4, False, 'failed')]
+
+  assert [r.seed for r in results.find_runs(other)] == [7]  # a run directory itself
+  with pytest.raises(FileNotFoundError):
+    results.find_runs(tmp_path / 'missing')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Normalised scores.
+
+
+def test_minatar_normalised_score_uses_table_e2():
+  assert results.minatar_normalised_score('minatar/breakout', 61.7) == pytest.approx(
+      100 * (61.7 - 0.52) / (122.88 - 0.52))
+  assert results.minatar_normalised_score('minatar/asterix', 78.90) == pytest.approx(100.0)
+  assert results.minatar_normalised_score('minatar/seaquest', 0.09) == pytest.approx(0.0)
+  assert results.minatar_normalised_score('space_invaders', 181.89) == pytest.approx(
+      100 * (181.89 - 2.86) / (360.92 - 2.86))
+  np.testing.assert_allclose(results.minatar_normalised_score('minatar/breakout', np.array([0.52, 122.88])),
+                             [0.0, 100.0])
+  with pytest.raises(ValueError, match='freeway'):
+    results.minatar_normalised_score('minatar/freeway', 10.0)
+  assert results.normaliser('minatar/freeway') is None
+  assert results.score_unit('minatar/freeway') == 'return'
+  assert results.score_unit('minatar/breakout') == 'MNS'
+  assert results.score_unit('minatar/breakout', normalise=False) == 'return'
+  np.testing.assert_array_equal(results.normalise_scores('minatar/freeway', [3.0, 4.0]), [3.0, 4.0])
+
+
+def test_atari_scores_are_human_normalised_when_available_else_raw(monkeypatch):
+  monkeypatch.setattr(results, '_atari_hns', lambda: None)
+  assert results.score_unit('atari/Pong') == 'return'
+  np.testing.assert_array_equal(results.normalise_scores('atari/Pong', [3.0]), [3.0])
+
+  def hns(game: str, score: float) -> float:
+    if game != 'Pong':
+      raise KeyError(game)
+    return 100 * (score + 20.7) / (14.6 + 20.7)
+
+  monkeypatch.setattr(results, '_atari_hns', lambda: hns)
+  assert results.score_unit('atari/Pong') == 'HNS'
+  np.testing.assert_allclose(results.normalise_scores('atari/Pong', [14.6, -20.7]), [100.0, 0.0])
+  assert results.score_unit('atari/NotAGame') == 'return'
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Grouping and aggregation.
+
+
+def test_confidence_interval_is_the_student_t_interval():
+  interval = results.confidence_interval([10.0, 20.0, 30.0])
+  assert interval.mean == 20.0 and interval.n == 3
+  assert interval.half_width == pytest.approx(T975_2 * 10.0 / math.sqrt(3))
+  assert interval.half_width == pytest.approx(ci([10.0, 20.0, 30.0]))
+  assert (interval.lower, interval.upper) == pytest.approx((20 - interval.half_width, 20 + interval.half_width))
+  single = results.confidence_interval([4.0])
+  assert single.mean == 4.0 and math.isnan(single.half_width)
+  assert results.confidence_interval([1.0, 2.0], confidence=0.9).half_width == pytest.approx(
+      stats.t.ppf(0.95, 1) * np.std([1.0, 2.0], ddof=1) / math.sqrt(2))
+
+
+@pytest.fixture
+def method_runs(tmp_path) -> list[results.Run]:
+  """Breakout: 3 seeds of none and of sn[-2]; Asterix: 3 seeds of each; one extra lr for none on Breakout."""
+  curves = {
+      ('minatar/breakout', 'none'): [[(0, 1.0), (100, 10.0), (200, 8.0)], [(0, 2.0), (100, 20.0), (200, 14.0)],
+                                     [(0, 3.0), (100, 30.0), (200, 20.0)]],
+      ('minatar/breakout', 'sn'): [[(0, 1.0), (100, 40.0), (200, 61.7)], [(0, 1.0), (100, 50.0), (200, 70.0)],
+                                   [(0, 1.0), (100, 45.0), (200, 52.0)]],
+      ('minatar/asterix', 'none'): [[(0, 0.5), (100, 5.0), (200, 6.0)], [(0, 0.5), (100, 7.0), (200, 8.0)],
+                                    [(0, 0.5), (100, 9.0), (200, 10.0)]],
+      ('minatar/asterix', 'sn'): [[(0, 0.5), (100, 12.0), (200, 20.0)], [(0, 0.5), (100, 14.0), (200, 30.0)],
+                                  [(0, 0.5), (100, 16.0), (200, 40.0)]],
+  }
+  for (env, method), seeds in curves.items():
+    for seed, evals in enumerate(seeds):
+      write_run(tmp_path / 'methods' / env.split('/')[1] / method / str(seed), evals, env=env, seed=seed,
+                method=method)
+  return results.find_runs(tmp_path / 'methods')
+
+
+def test_groups_are_configs_that_differ_only_by_seed(method_runs):
+  groups = results.group_runs(method_runs)
+  assert [(g.env, g.label, g.seeds) for g in groups] == [
+      ('minatar/asterix', 'method=none', [0, 1, 2]), ('minatar/asterix', 'method=sn', [0, 1, 2]),
+      ('minatar/breakout', 'method=none', [0, 1, 2]), ('minatar/breakout', 'method=sn', [0, 1, 2])]
+  assert all('seed' not in g.params and 'out' not in g.params for g in groups)
+  assert groups[1].params['method.method'] == 'sn' and groups[1].params['method.layers'] == (-2,)
+
+
+def test_labels_name_what_differs(tmp_path):
+  write_run(tmp_path / 'a', [(0, 1.0)], method='sn', layers=(-2,), lr=0.001, eps=1e-4)
+  write_run(tmp_path / 'b', [(0, 1.0)], method='sn', layers=(-2, -3), lr=0.001, eps=1e-4)
+  write_run(tmp_path / 'c', [(0, 1.0)], method='none', layers=(-2,), lr=0.001, eps=1e-2)
+  write_run(tmp_path / 'd', [(0, 1.0)], method='none', layers=(-2,), lr=0.00025, eps=1e-2)
+  labels = [g.label for g in results.group_runs(results.find_runs(tmp_path))]
+  assert labels == ['method=none layers=-2 lr=2.5e-4 eps=0.01', 'method=none layers=-2 lr=0.001 eps=0.01',
+                    'method=sn layers=-2 lr=0.001 eps=1e-4', 'method=sn layers=-2,-3 lr=0.001 eps=1e-4']
+  assert results.format_value(1e-5) == '1e-5' and results.format_value(0.0003125) == '3.125e-4'
+  assert results.format_value(0.00215) == '0.00215' and results.format_value((-2, -3)) == '-2,-3'
+
+
+def test_final_and_best_scores_and_curves_over_seeds(method_runs):
+  groups = {(g.env, g.label): g for g in results.group_runs(method_runs)}
+  none = groups[('minatar/breakout', 'method=none')]
+  final = none.score('final', normalise=False)
+  assert final.mean == pytest.approx(14.0) and final.n == 3
+  assert final.half_width == pytest.approx(T975_2 * 6.0 / math.sqrt(3))
+  best = none.score('best', normalise=False)
+  assert best.mean == pytest.approx(20.0) and best.half_width == pytest.approx(T975_2 * 10.0 / math.sqrt(3))
+
+  sn = groups[('minatar/breakout', 'method=sn')]
+  scores = [mns_breakout(v) for v in (61.7, 70.0, 52.0)]
+  assert sn.seed_scores('final') == pytest.approx(dict(enumerate(scores)))
+  assert sn.score('final').mean == pytest.approx(np.mean(scores))
+  assert sn.score('final').half_width == pytest.approx(ci(scores))
+
+  curve = none.curve(normalise=False)
+  np.testing.assert_array_equal(curve.steps, [0, 100, 200])
+  np.testing.assert_allclose(curve.mean, [2.0, 20.0, 14.0])
+  np.testing.assert_allclose(curve.half_width, [ci([1, 2, 3]), ci([10, 20, 30]), ci([8, 14, 20])])
+
+
+def test_mean_over_games_averages_each_seed_first(method_runs):
+  table = results.by_label(results.group_runs(method_runs))
+  per_seed = [np.mean([mns_breakout(b), results.minatar_normalised_score('asterix', a)])
+              for b, a in ((61.7, 20.0), (70.0, 30.0), (52.0, 40.0))]
+  interval = results.game_mean(table['method=sn'], 'final')
+  assert interval.mean == pytest.approx(np.mean(per_seed)) and interval.half_width == pytest.approx(ci(per_seed))
+  curve = results.game_mean_curve(table['method=sn'])
+  assert curve.mean[-1] == pytest.approx(np.mean(per_seed))
+  with pytest.raises(ValueError, match='common normalised score'):
+    results.game_mean(table['method=sn'], normalise=False)
+
+
+def test_incomplete_runs_are_aggregated_on_common_steps(tmp_path):
+  write_run(tmp_path / 'a', [(0, 1.0), (100, 4.0), (200, 9.0)], seed=0)
+  write_run(tmp_path / 'b', [(0, 3.0), (100, 6.0)], seed=1, complete=False)
+  (group,) = results.group_runs(results.find_runs(tmp_path, include_incomplete=True))
+  assert not group.complete
+  np.testing.assert_array_equal(group.common_steps(), [0, 100])
+  assert group.score('final', normalise=False).mean == pytest.approx(5.0)
+  assert group.score('best', normalise=False).mean == pytest.approx(5.0)
+  table = results.summary_table([*group.runs], normalise=False)
+  assert '5.00 ± ' in table and 'method=none *' in table and 'not completed' in table
+
+
+def test_summary_table_lists_each_group_with_its_numbers(method_runs):
+  table = results.summary_table(method_runs, normalise=True)
+  lines = table.splitlines()
+  assert lines[0].split()[:4] == ['env', 'setting', 'unit', 'seeds']
+  sn = [mns_breakout(v) for v in (61.7, 70.0, 52.0)]
+  sn_best = sn  # the last evaluation is each seed's best
+  row = next(line for line in lines if line.startswith('minatar/breakout') and 'method=sn' in line)
+  assert f'{np.mean(sn):.2f} ± {ci(sn):.2f}' in row and f'{np.mean(sn_best):.2f} ± {ci(sn_best):.2f}' in row
+  assert row.split()[2:4] == ['MNS', '3']
+  none = [mns_breakout(v) for v in (8.0, 14.0, 20.0)]
+  none_best = [mns_breakout(v) for v in (10.0, 20.0, 30.0)]
+  row = next(line for line in lines if line.startswith('minatar/breakout') and 'method=none' in line)
+  assert f'{np.mean(none):.2f} ± {ci(none):.2f}' in row and f'{np.mean(none_best):.2f} ± {ci(none_best):.2f}' in row
+  # Within a game the better final score comes first; the mean over both games follows.
+  breakout = [line for line in lines if line.startswith('minatar/breakout')]
+  assert 'method=sn' in breakout[0] and 'method=none' in breakout[1]
+  assert sum(line.startswith('mean of 2 games') for line in lines) == 2
+  raw = results.summary_table(method_runs, normalise=False)
+  assert f'{14.0:.2f} ± {ci([8, 14, 20]):.2f}' in raw and 'mean of 2 games' not in raw
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Heatmap grid.
+
+
+@pytest.fixture
+def sweep_runs(tmp_path) -> list[results.Run]:
+  """lr × eps sweeps for none and sn on Breakout and Asterix, 2 seeds; one cell missing for sn on Asterix."""
+  lrs, epss = (1e-4, 1e-3, 1e-2), (1e-5, 1e-3)
+  for method in ('none', 'sn'):
+    for i, lr in enumerate(lrs):
+      for j, eps in enumerate(epss):
+        for env in ('minatar/breakout', 'minatar/asterix'):
+          if method == 'sn' and env == 'minatar/asterix' and (i, j) == (2, 1):
+            continue
+          for seed in range(2):
+            value = 10.0 * i + j + seed + (20.0 if method == 'sn' else 0.0) + (5.0 if env.endswith('x') else 0.0)
+            write_run(tmp_path / 'sweep' / method / f'{env.split("/")[1]}_{i}_{j}_{seed}', [(0, 0.0), (100, value)],
+                      env=env, seed=seed, method=method, lr=lr, eps=eps)
+  return results.find_runs(tmp_path / 'sweep')
+
+
+def test_heatmap_grid_is_the_mean_over_seeds_and_games(sweep_runs):
+  grids = results.heatmap_grids(sweep_runs, 'dqn.learning_rate', 'dqn.adam_eps', metric='final')
+  assert list(grids) == ['method=none', 'method=sn']
+  asterix = lambda v: results.minatar_normalised_score('asterix', v)
+  expected = {}
+  for method, offset in (('none', 0.0), ('sn', 20.0)):
+    matrix = np.empty((2, 3))
+    for i in range(3):
+      for j in range(2):
+        seeds = [10.0 * i + j + s + offset for s in range(2)]
+        matrix[j, i] = np.mean([np.mean([mns_breakout(v) for v in seeds]), np.mean([asterix(v + 5) for v in seeds])])
+    expected[method] = matrix
+  expected['sn'][1, 2] = np.nan  # Asterix was not run there
+  for method in ('none', 'sn'):
+    grid = grids[f'method={method}']
+    np.testing.assert_allclose(grid.xs, [1e-4, 1e-3, 1e-2])
+    np.testing.assert_allclose(grid.ys, [1e-5, 1e-3])
+    np.testing.assert_allclose(grid.values, expected[method])  # NaN where expected is NaN
+
+  one_method = [r for r in sweep_runs if r.config.method.method == 'none' and r.env == 'minatar/breakout']
+  xs, ys, values = results.heatmap_grid(one_method, metric='best', normalise=False)
+  np.testing.assert_allclose(values, [[10.0 * i + 0.5 for i in range(3)], [10.0 * i + 1.5 for i in range(3)]])
+  with pytest.raises(ValueError, match='panels'):
+    results.heatmap_grid(sweep_runs)
+  with pytest.raises(KeyError, match='not a config field'):
+    results.heatmap_grids(sweep_runs, x='dqn.nope')
+  with pytest.raises(ValueError, match='raw returns'):
+    results.heatmap_grids(sweep_runs, normalise=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures.
+
+
+def assert_png(path: Path, min_size: int = 100) -> None:
+  assert path.is_file() and path.stat().st_size > 0
+  assert path.read_bytes()[:8] == PNG_SIGNATURE
+  with Image.open(path) as image:
+    image.verify()
+  with Image.open(path) as image:
+    assert image.format == 'PNG' and min(image.size) > min_size
+  assert not [p for p in path.parent.iterdir() if p.name.endswith('.tmp')]  # no temporary file left behind
+
+
+def test_learning_curves_writes_a_png(method_runs, tmp_path):
+  path = plots.learning_curves(method_runs, tmp_path / 'out' / 'curves.png')
+  assert path == tmp_path / 'out' / 'curves.png'
+  assert_png(path)
+
+
+def test_sensitivity_heatmap_and_method_bars_write_pngs(sweep_runs, method_runs, tmp_path):
+  assert_png(plots.sensitivity_heatmap(sweep_runs, tmp_path / 'heat.png'))
+  assert_png(plots.method_bars(method_runs, tmp_path / 'bars.png'))
+  assert_png(plots.method_bars(method_runs, tmp_path / 'bars_raw.png', normalise=False))
+
+
+def test_rank_labels_and_max_lines_keep_the_best_settings(sweep_runs, tmp_path):
+  groups = results.group_runs([r for r in sweep_runs if r.env == 'minatar/breakout'])
+  ranked = results.rank_labels(groups)
+  assert ranked[0] == 'method=sn lr=0.01 eps=0.001' and ranked[-1] == 'method=none lr=1e-4 eps=1e-5'
+  assert_png(plots.learning_curves(sweep_runs, tmp_path / 'top.png', max_lines=3))
+
+
+def test_best_per_method_keeps_each_methods_best_setting(sweep_runs):
+  breakout = [r for r in sweep_runs if r.env == 'minatar/breakout']
+  best = results.best_per_method(results.group_runs(breakout))
+  assert [(g.label, g.params['dqn.learning_rate'], g.params['dqn.adam_eps']) for g in best] == [
+      ('method=none (best of 6: lr=0.01 eps=0.001)', 1e-2, 1e-3),
+      ('method=sn (best of 6: lr=0.01 eps=0.001)', 1e-2, 1e-3)]
+  assert best[1].score('final', normalise=False).mean == pytest.approx(20 + 20 + 1 + 0.5)
+
+
+def test_plot_all_writes_what_the_runs_support(sweep_runs, method_runs, tmp_path):
+  sweep_root = sweep_runs[0].path.parents[1]
+  written = plots.plot_all(sweep_root, tmp_path / 'figs_sweep')
+  assert sorted(p.name for p in written) == ['learning_curves.png', 'method_bars.png', 'sensitivity_best.png',
+                                             'sensitivity_final.png']
+  for path in written:
+    assert_png(path)
+  single = method_runs[0].path
+  assert [p.name for p in plots.plot_all(single, tmp_path / 'figs_one')] == ['learning_curves.png']
+
+
+def test_freeway_alone_is_plotted_in_raw_returns(tmp_path):
+  for seed in range(2):
+    write_run(tmp_path / f'f{seed}', [(0, 0.0), (100, 20.0 + seed)], env='minatar/freeway', seed=seed)
+  runs = results.find_runs(tmp_path)
+  (group,) = results.group_runs(runs)
+  assert group.unit() == 'return' and group.score().mean == pytest.approx(20.5)
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    assert_png(plots.learning_curves(runs, tmp_path / 'freeway.png'))
