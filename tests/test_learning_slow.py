@@ -18,3 +18,14 @@ def test_each_method_learns_breakout(tmp_path, method):
   evals = list(read_metrics(tmp_path / 'metrics.jsonl', 'eval'))
   assert evals[-1] == {**evals[-1], **summary['final_eval']}
   assert summary['final_eval']['return_mean'] > 2 * BREAKOUT_RANDOM, summary['final_eval']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('agent', ['dqn', 'c51'])
+def test_compiled_runner_learns_breakout(tmp_path, agent):
+  from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.replace(config_lib.preset('minatar-quick'), out=str(tmp_path), steps=40_000, eval_period=20_000,
+                           eval_steps=5_000, seed=1, runner='compiled', agent=agent,
+                           **{'method.method': 'sn', 'method.layers': (-2,)})
+  summary, = compiled.train_grid([cfg], show_progress=False)
+  assert summary['final_eval']['return_mean'] > 2 * BREAKOUT_RANDOM, summary['final_eval']

@@ -1,7 +1,8 @@
 """Environments, built by name.
 
-Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games and
-`chain/<n>` for the test chain MDP. A new family is added by registering an
+Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games,
+`atari/<Game>` for the Atari games (e.g. `atari/Pong`) and `chain/<n>` for the
+test chain MDP. A new family is added by registering an
 `EnvFamily` in `ENV_FAMILIES` (see `register_family`).
 """
 
@@ -12,8 +13,10 @@ from typing import Any, Callable
 
 import dm_env
 
+from smoothrl.envs import atari
 from smoothrl.envs import chain
 from smoothrl.envs import minatar
+from smoothrl.envs.atari import AtariEnv
 from smoothrl.envs.chain import ChainEnv
 from smoothrl.envs.minatar import MinAtarEnv
 
@@ -39,6 +42,10 @@ def _make_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
   return MinAtarEnv(game, seed=seed, **kwargs)
 
 
+def _make_atari(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+  return AtariEnv(game, seed=seed, **kwargs)
+
+
 def _is_chain_length(rest: str) -> bool:
   return rest.isascii() and rest.isdigit() and int(rest) >= 1
 
@@ -53,6 +60,11 @@ ENV_FAMILIES: dict[str, EnvFamily] = {
         names=minatar.GAMES,
         is_valid=lambda game: game in minatar.GAMES,
         factory=_make_minatar),
+    # The game list comes from ale-py's ROM index without importing ale-py.
+    'atari': EnvFamily(
+        names=atari.games(),
+        is_valid=lambda game: game in atari.games(),
+        factory=_make_atari),
     'chain': EnvFamily(
         names=('<n>',),
         is_valid=_is_chain_length,
@@ -106,10 +118,12 @@ def make(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
 
 
 __all__ = [
+    'AtariEnv',
     'ChainEnv',
     'ENV_FAMILIES',
     'EnvFamily',
     'MinAtarEnv',
+    'atari',
     'chain',
     'list_envs',
     'make',

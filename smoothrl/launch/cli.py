@@ -34,8 +34,10 @@ _HELP = {
     'learning_rate': 'Adam learning rate', 'adam_eps': "Adam's epsilon", 'adam_b1': "Adam's beta1",
     'adam_b2': "Adam's beta2",
     'eps_placement': "Adam's epsilon outside the square root (PyTorch, optax eps) or inside (thesis Eq 2.22)",
-    'conv_layers': 'number of 3x3 convolutions', 'conv_channels': 'channels of every convolution',
-    'kernel_size': 'convolution kernel size', 'stride': 'convolution stride',
+    'conv_layers': 'number of convolutions',
+    'conv_channels': 'channels of every convolution, or one per convolution (e.g. 32,64,64)',
+    'kernel_size': 'convolution kernel size, or one per convolution (e.g. 8,4,3)',
+    'stride': 'convolution stride, or one per convolution (e.g. 4,2,1)',
     'padding': 'convolution padding (VALID as the MinAtar reference network)',
     'hidden': 'units of the hidden dense layer',
     'conv_impl': 'how convolutions are computed, same parameters and outputs: patches (a matmul over shifted '
@@ -72,6 +74,14 @@ def _layers(text: str) -> tuple[int, ...]:
     raise argparse.ArgumentTypeError(f'layers must be comma-separated integers like -2,-3, got {text!r}') from None
 
 
+def _int_or_ints(text: str) -> int | tuple[int, ...]:
+  try:
+    values = tuple(int(part) for part in text.split(','))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'expected an integer or comma-separated integers, got {text!r}') from None
+  return values[0] if len(values) == 1 else values
+
+
 def _seeds(text: str) -> tuple[int, ...]:
   seeds: list[int] = []
   try:
@@ -98,6 +108,8 @@ def _add_field(group, field: dataclasses.Field, dest: str, help_text: str) -> No
   kind = {int: int, float: float, bool: _bool}.get(type(field.default), str)
   if field.name == 'layers':
     kind = _layers
+  elif field.name in ('conv_channels', 'kernel_size', 'stride'):
+    kind = _int_or_ints
   default = field.default
   shown = ','.join(map(str, default)) if isinstance(default, tuple) else default
   group.add_argument(flag, dest=dest, type=kind, default=None, metavar=field.name.upper(),

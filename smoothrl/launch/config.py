@@ -82,7 +82,7 @@ def _build(cls, data: dict[str, Any], path: str):
     sub = _NESTED.get(name) if cls is TrainConfig else None
     if sub is not None:
       kwargs[name] = _build(sub, value, f'{path}{name}.')
-    elif name == 'layers':
+    elif isinstance(value, list):
       kwargs[name] = tuple(value)
     else:
       kwargs[name] = value
@@ -166,8 +166,15 @@ def validate(config: TrainConfig) -> None:
   check(d.eps_placement in EPS_PLACEMENTS,
         f'unknown eps_placement {d.eps_placement!r}; valid: {", ".join(EPS_PLACEMENTS)}')
   check(n.conv_layers >= 0, f'network.conv_layers must be >= 0, got {n.conv_layers}')
-  check(n.conv_channels > 0 and n.hidden > 0 and n.kernel_size > 0 and n.stride > 0,
-        'network widths, kernel_size and stride must be positive')
+  check(n.hidden > 0, f'network.hidden must be positive, got {n.hidden}')
+  for field in ('conv_channels', 'kernel_size', 'stride'):
+    try:
+      values = n.per_layer(field)
+    except (ValueError, TypeError) as e:
+      problems.append(str(e))
+      continue
+    check(all(isinstance(v, int) and v > 0 for v in values), f'network.{field} must be positive integers, got '
+          f'{getattr(n, field)}')
   check(n.padding in PADDINGS, f'unknown padding {n.padding!r}; valid: {", ".join(PADDINGS)}')
   check(m.method in METHODS, f'unknown method {m.method!r}; valid: {", ".join(METHODS)}')
   check(m.lipschitz > 0, f'method.lipschitz must be positive, got {m.lipschitz}')

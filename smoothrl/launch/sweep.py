@@ -41,6 +41,7 @@ import json
 import os
 import posixpath
 import re
+import types
 import typing
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -192,6 +193,13 @@ def _coerce(value: Any, hint: Any) -> tuple[Any, str | None]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
       return tuple(value), None
     return value, f'expected {_describe(hint)}, got {value!r}'
+  if origin in (typing.Union, types.UnionType):  # e.g. int | tuple[int, ...]: the first member that fits
+    problem = None
+    for member in typing.get_args(hint):
+      coerced, problem = _coerce(value, member)
+      if problem is None:
+        return coerced, None
+    return value, problem
   if hint is bool:
     ok = isinstance(value, bool)
   elif hint is int:

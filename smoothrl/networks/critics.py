@@ -24,18 +24,32 @@ class NetworkConfig:
   """The MinAtar critic: conv layers, then a hidden dense layer and the output layer.
 
   Defaults are thesis Table E.3 (two 3x3 stride-1 convolutions of 16 channels, 128 hidden units); Table E.6 varies
-  `conv_layers`, `conv_channels` and `hidden`. `padding` is 'VALID' as in the MinAtar reference network (a 10x10
+  `conv_layers`, `conv_channels` and `hidden`. `conv_channels`, `kernel_size` and `stride` take one value for every
+  convolution or one per convolution (the Atari critic of Table E.5, `ATARI_NETWORK`). `padding` is 'VALID' as in the MinAtar reference network (a 10x10
   input becomes 8x8 after one convolution). `conv_impl` picks how convolutions are computed, with the same
   parameters and outputs: 'patches' (a matmul over shifted slices, fast in compiled loops on a CPU) or 'xla'
   (`hk.Conv2D`).
   """
   conv_layers: int = 2
-  conv_channels: int = 16
-  kernel_size: int = 3
-  stride: int = 1
+  conv_channels: int | tuple[int, ...] = 16
+  kernel_size: int | tuple[int, ...] = 3
+  stride: int | tuple[int, ...] = 1
   padding: Literal['VALID', 'SAME'] = 'VALID'
   hidden: int = 128
   conv_impl: Literal['patches', 'xla'] = 'patches'
+
+  def per_layer(self, field: str) -> tuple[int, ...]:
+    """`conv_channels`, `kernel_size` or `stride` of every convolution (one value may serve them all)."""
+    value = getattr(self, field)
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * self.conv_layers
+    if len(values) != self.conv_layers:
+      raise ValueError(f'network.{field} has {len(values)} values for {self.conv_layers} convolutions')
+    return values
+
+
+# Thesis Table E.5 (Hessel et al.): the Atari critic, with 84x84x4 inputs.
+ATARI_NETWORK = NetworkConfig(conv_layers=3, conv_channels=(32, 64, 64), kernel_size=(8, 4, 3), stride=(4, 2, 1),
+                              hidden=512)
 
 
 def layer_names(config: NetworkConfig) -> tuple[str, ...]:
@@ -111,8 +125,8 @@ def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = Fals
     x = obs.astype(jnp.float32)
     conv = PatchConv2D if config.conv_impl == 'patches' else hk.Conv2D
     hidden_layers = [
-        conv(config.conv_channels, config.kernel_size, stride=config.stride, padding=config.padding,
-             name=f'conv_{i}') for i in range(config.conv_layers)
+        conv(c, k, stride=s, padding=config.padding, name=f'conv_{i}')
+        for i, (c, k, s) in enumerate(zip(*(config.per_layer(f) for f in ('conv_channels', 'kernel_size', 'stride'))))
     ]
     for i, layer in enumerate(hidden_layers):
       x = jax.nn.relu(layer(x))
@@ -134,17 +148,18 @@ def layer_specs(config: NetworkConfig, obs_shape: Sequence[int]) -> tuple[LayerS
     raise ValueError(f'a critic with convolutions needs (H, W, C) observations, got shape {obs_shape}')
   specs = []
   shape = obs_shape
-  for i in range(config.conv_layers):
-    specs.append(LayerSpec(f'conv_{i}', 'conv', shape, config.stride, config.padding))
+  per_layer = zip(*(config.per_layer(f) for f in ('conv_channels', 'kernel_size', 'stride')))
+  for i, (channels, kernel, stride) in enumerate(per_layer):
+    specs.append(LayerSpec(f'conv_{i}', 'conv', shape, stride, config.padding))
     h, w, _ = shape
     if config.padding == 'VALID':
-      h, w = (h - config.kernel_size) // config.stride + 1, (w - config.kernel_size) // config.stride + 1
+      h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
     else:
-      h, w = -(-h // config.stride), -(-w // config.stride)
+      h, w = -(-h // stride), -(-w // stride)
     if h < 1 or w < 1:
-      raise ValueError(f'{config.conv_layers} {config.padding} convolutions of size {config.kernel_size} '
-                       f'leave no spatial extent on a {obs_shape[0]}x{obs_shape[1]} input')
-    shape = (h, w, config.conv_channels)
+      raise ValueError(f'{config.conv_layers} {config.padding} convolutions (kernels {config.kernel_size}, strides '
+                       f'{config.stride}) leave no spatial extent on a {obs_shape[0]}x{obs_shape[1]} input')
+    shape = (h, w, channels)
   flat = 1
   for dim in shape:
     flat *= dim
