@@ -267,11 +267,12 @@ def test_vector_shapes_and_auto_reset():
 def test_vector_matches_single_envs():
   # Without no-op starts, copy i plays as AtariEnv(seed=seed + i): same frames up to a grey level of resizing
   # round-off, except on the steps that end an episode, where ale-py may pool frames of the step before.
-  vec = AtariVector('Breakout', 2, seed=4, noop_max=0, max_episode_frames=400)
-  singles = [AtariEnv('Breakout', seed=4 + i, noop_max=0, max_episode_frames=400) for i in range(2)]
+  kwargs = dict(noop_max=0, max_episode_frames=800, terminal_on_life_loss=True)
+  vec = AtariVector('Breakout', 2, seed=4, **kwargs)
+  singles = [AtariEnv('Breakout', seed=4 + i, **kwargs) for i in range(2)]
   vt, sts = vec.reset(), [e.reset() for e in singles]
   rng = np.random.default_rng(0)
-  lasts = 0
+  lasts = life_losses = 0
   for _ in range(250):
     for i, st in enumerate(sts):
       assert vt.step_type[i] == st.step_type
@@ -281,8 +282,9 @@ def test_vector_matches_single_envs():
         diff = np.abs(vt.observation[i].astype(int) - st.observation.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01
       lasts += st.last()
+      life_losses += st.mid() and st.discount == 0.0
     actions = rng.integers(0, 4, 2)
     vt = vec.step(actions)
     sts = [e.step(int(a)) for e, a in zip(singles, actions)]
-  assert lasts >= 2
+  assert lasts >= 2 and life_losses >= 2
   np.testing.assert_array_equal(vec.episode_score, [e.episode_score for e in singles])

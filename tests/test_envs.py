@@ -340,7 +340,7 @@ def test_make_chain():
 
 @pytest.mark.parametrize(
     'name',
-    ['minatar/pong', 'atari/Pong', 'breakout', 'minatar', 'minatar/',
+    ['minatar/pong', 'atari/NotAGame', 'breakout', 'minatar', 'minatar/',
      'chain/0', 'chain/x', 'chain/-3', ''])
 def test_unknown_names_list_valid_names(name):
   for fn in (envs.validate_name, lambda n: envs.make(n, seed=0)):
@@ -348,7 +348,12 @@ def test_unknown_names_list_valid_names(name):
       fn(name)
     msg = str(e.value)
     assert f'unknown environment {name!r}' in msg
-    for valid in envs.list_envs():
+    family = name.partition('/')[0]
+    if '/' in name and family in envs.ENV_FAMILIES:  # the valid names of that family
+      expected = [n for n in envs.list_envs() if n.startswith(family + '/')]
+    else:  # the families, and the MinAtar games
+      expected = ['minatar/<game>', 'atari/<game>', 'chain/<n>', 'breakout', 'space_invaders']
+    for valid in expected:
       assert valid in msg
 
 

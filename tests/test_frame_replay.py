@@ -65,7 +65,7 @@ def test_stacks_across_episode_boundaries():
   where, truth = _fill(buffer, [1, 2, 6, 3, 5])
   batch = buffer.sample(np.random.default_rng(0), 3000)
   _check_stacks(batch, where, truth)
-  assert set(_frame_id(f) for f in batch.obs[..., -1].transpose(2, 0, 1)) == set(truth)
+  assert set(_ids(s)[-1] for s in batch.obs) == set(truth)
   assert len(buffer) == len(truth) == 17
 
 
@@ -74,7 +74,7 @@ def test_wrap_around_never_samples_broken_or_overwritten_stacks():
   where, truth = _fill(buffer, [4, 7, 3, 9, 5])  # 33 observations through 13 slots
   batch = buffer.sample(np.random.default_rng(1), 4000)
   _check_stacks(batch, where, truth)
-  sampled = set(batch.obs[:, 0, 0, -1].astype(int) + 256 * batch.obs[:, 0, 1, -1].astype(int))
+  sampled = set(_ids(s)[-1] for s in batch.obs)
   # Ids 20..32 survive. Episode 3 is 17..26 and episode 4 is 27..32; 26 and 32 end episodes. The stacks of
   # 20, 21 and 22 read frames 17..19, which were overwritten.
   assert sampled == {23, 24, 25, 27, 28, 29, 30, 31}

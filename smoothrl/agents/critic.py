@@ -97,7 +97,7 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
 
   def init(key: jax.Array, obs: jax.Array) -> tuple[hk.Params, hk.State, spectral.SpectralState]:
     net_key, spectral_key = jax.random.split(key)
-    params, net_state = net.init(net_key, obs[None], True)
+    params, net_state = jax.jit(net.init, static_argnums=2)(net_key, obs[None], True)
     return params, net_state, spectral.init_state(spectral_key, specs)
 
   def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,

@@ -155,14 +155,25 @@ class FrameReplayBuffer:
     broken = self.valid[oldest] & ~self._sampleable(oldest)
     return self.num_valid - int(broken.sum())
 
-  def _stacks(self, indices: np.ndarray) -> np.ndarray:
-    """The stacks ending at `indices`, zero before their episode's start."""
-    out = np.zeros((len(indices), *self.obs_shape), np.uint8)
+  def _stacks(self, indices: np.ndarray, extra: int = 0) -> np.ndarray:
+    """The stacks ending at `indices` + `extra`, zero before the episode start.
+
+    With `extra` = 1 the result has stack_size + 1 frames, ending at the slots
+    after `indices`: [..., :-1] are the stacks of `indices` and [..., 1:] their
+    successors', which share all but one frame.
+    """
+    size = self.stack_size + extra
+    out = np.empty((len(indices), *self.frame_shape, size), np.uint8)
     history = self.history[indices]
-    for back in range(self.stack_size):
+    for k in range(size):
+      back = size - 1 - k - extra  # frame k is slot indices - back
+      src = (indices - back) % self.capacity
       keep = history >= back
-      src = (indices[keep] - back) % self.capacity
-      out[keep, ..., self.stack_size - 1 - back] = self.frames[src]
+      if keep.all():
+        out[..., k] = self.frames[src]
+      else:
+        out[..., k] = 0
+        out[keep, ..., k] = self.frames[src[keep]]
     return out
 
   def sample_indices(self, rng: np.random.Generator, batch_size: int
@@ -179,12 +190,15 @@ class FrameReplayBuffer:
     return indices
 
   def gather(self, indices: np.ndarray) -> Transitions:
-    """The transitions from the observations in slots `indices`."""
+    """The transitions from the observations in slots `indices`.
+
+    `obs` and `next_obs` are views of one (B, 84, 84, stack_size + 1) array.
+    """
     indices = np.asarray(indices)
-    nxt = (indices + 1) % self.capacity
-    return Transitions(self._stacks(indices), self.action[indices],
+    frames = self._stacks(indices, extra=1)
+    return Transitions(frames[..., :-1], self.action[indices],
                        self.reward[indices], self.discount[indices],
-                       self._stacks(nxt))
+                       frames[..., 1:])
 
   def sample(self, rng: np.random.Generator, batch_size: int) -> Transitions:
     """Draws `batch_size` transitions uniformly, with replacement."""

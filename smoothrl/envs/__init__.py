@@ -91,10 +91,14 @@ def list_envs() -> tuple[str, ...]:
 def _parse(name: str) -> tuple[EnvFamily, str]:
   family_name, sep, rest = name.partition('/')
   family = ENV_FAMILIES.get(family_name)
-  if not sep or family is None or not family.is_valid(rest):
-    raise ValueError(
-        f'unknown environment {name!r}; valid: {", ".join(list_envs())}')
-  return family, rest
+  if sep and family is not None and family.is_valid(rest):
+    return family, rest
+  if sep and family is not None:  # a known family: list its names
+    valid = ', '.join(f'{family_name}/{n}' for n in family.names)
+  else:
+    valid = ', '.join(f'{f}/<{"game" if f != "chain" else "n"}>' for f in ENV_FAMILIES)
+    valid += '; minatar games: ' + ', '.join(ENV_FAMILIES['minatar'].names)
+  raise ValueError(f'unknown environment {name!r}; valid: {valid}')
 
 
 def validate_name(name: str) -> None:

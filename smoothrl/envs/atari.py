@@ -1,4 +1,4 @@
-"""Atari 2600 games from the Arcade Learning Environment (ale-py) behind `dm_env`.
+"""Atari 2600 games of the Arcade Learning Environment (ale-py) as `dm_env`s.
 
 The preprocessing is the standard one of Mnih et al. (2015), as kept by
 Machado et al. (2018) and Dopamine:
@@ -6,18 +6,19 @@ Machado et al. (2018) and Dopamine:
 * each agent step repeats the action for `frame_skip` = 4 emulator frames and
   sums their rewards;
 * the observed frame is the pixel-wise maximum of the last two emulator frames
-  of the step (this removes the flicker of sprites drawn on alternate frames),
-  in ALE's grayscale palette (luminance), resized from 210x160 to 84x84 by
+  of the step (this removes the flicker of sprites drawn on alternate frames;
+  if the game ends on the first frames of a step, the last frame alone), in
+  ALE's grayscale palette (luminance), resized from 210x160 to 84x84 by
   area interpolation (each output pixel is the area-weighted mean of the input
   pixels it covers, as OpenCV's `INTER_AREA`), rounded to `uint8`;
 * observations are stacks of the last 4 frames, `(84, 84, 4)` `uint8`, oldest
   first (`obs[..., -1]` is the newest frame). At the start of an episode the
   frames before the first one are zeros (zero padding, as Dopamine and ale-py's
   vector environment), so the first observation is `[0, 0, 0, f0]`;
-* rewards are clipped to [-1, 1] for learning (`timestep.reward`); the raw game
-  reward of the last step is `env.last_raw_reward` and the raw score of the
-  current game so far is `env.episode_score`, which a runner logs when
-  `timestep.last()`;
+* the step's summed reward is clipped to [-1, 1] for learning
+  (`timestep.reward`); the raw reward of the last step is
+  `env.last_raw_reward` and the raw score of the current game so far is
+  `env.episode_score`, which a runner logs when `timestep.last()`;
 * an episode is truncated (`dm_env.truncation`, discount 1) after
   `max_episode_frames` = 108,000 emulator frames, i.e. 27,000 agent steps,
   counted from the end of the no-op start (as Dopamine's 27,000 steps and
@@ -26,8 +27,9 @@ Machado et al. (2018) and Dopamine:
 Two protocols (`protocol=`) set the two usual sources of stochasticity:
 
 * `'noop'` (Mnih et al. 2015, Rainbow, the thesis): each episode starts with a
-  uniform random number of NOOP frames in {0, ..., 30} (`noop_max`), drawn from
-  a generator seeded with `seed`; deterministic emulator
+  uniform random number in {0, ..., 30} (`noop_max`) of NOOP emulator frames
+  (single frames, not agent steps), drawn from a generator seeded with `seed`;
+  a game that ends during them is reset; deterministic emulator
   (`repeat_action_probability` 0). DQN Zoo and OpenAI Baselines draw from
   {1, ..., 30}; the difference is at most one frame.
 * `'sticky'` (Machado et al. 2018, Dopamine): at every emulator frame the
@@ -158,7 +160,8 @@ def _area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
   """Indices and weights, both (n_out, k): out[i] = sum_k w[i, k] in[idx[i, k]].
 
   Output cell i covers [i, i + 1) * n_in / n_out of the input axis; each input
-  cell j it overlaps weighs |[j, j + 1) n cover| / (n_in / n_out).
+  cell [j, j + 1) weighs the length of its overlap with that cover, divided by
+  n_in / n_out.
   """
   scale = n_in / n_out
   k = math.ceil(scale) + 1
@@ -546,9 +549,10 @@ class AtariVector:
     return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
 
   def reset(self) -> dm_env.TimeStep:
-    """Resets (and reseeds) every copy."""
-    obs, info = self._env.reset(
-        seed=np.arange(self._seed, self._seed + self._num_envs))
+    """Resets every copy (seeding them on the first call only)."""
+    seeds = (None if self._started
+             else np.arange(self._seed, self._seed + self._num_envs))
+    obs, info = self._env.reset(seed=seeds)
     self._started = True
     self._ended[:] = False
     self.last_raw_reward[:] = 0.0

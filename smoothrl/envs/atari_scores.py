@@ -7,12 +7,12 @@ Source: the "Random" and "Human" columns of the Atari-57 score table of
 Badia et al. (2020), "Agent57: Outperforming the Atari Human Benchmark"
 (ICML), the values also used by Hessel et al. (2018, Rainbow) and DQN Zoo
 (Quan & Ostrovski, 2020). For the 49 games of Mnih et al. (2015, Nature,
-Extended Data Table 2) the random scores are theirs; the human scores are the
-later 57-game ones (van Hasselt et al., 2016; Wang et al., 2016), which differ
-from Mnih et al.'s for some games (Pong 14.6 here, 9.3 there). They were measured with no-op
-starts (up to 30 no-ops) and episodes capped at 108,000 frames, i.e. the
-`'noop'` protocol of `smoothrl.envs.atari`. Video Pinball's human score is
-barely above random, so its HNS is very sensitive to the score.
+Extended Data Table 2) the random scores are theirs; the human scores are
+those of the later 57-game tables (e.g. Wang et al., 2016), which differ from
+Mnih et al.'s for some games (Pong 14.6 here, 9.3 there). They were measured
+with no-op starts (up to 30 no-ops) and episodes capped at 108,000 frames,
+i.e. the `'noop'` protocol of `smoothrl.envs.atari`. Video Pinball's human
+score is barely above random, so its HNS is very sensitive to the score.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ _SECTIONS = {
     'method': 'smoothness method (thesis Section 7.3)',
     'regulariser': 'baselines the thesis compared SN with (Appendix E.1.2)',
     'c51': 'C51 support (--agent c51; Bellemare et al. 2017)',
+    'atari': 'Atari protocol (atari/<Game> environments)',
 }
 _HELP = {
     'gamma': 'discount factor', 'update_period': 'environment steps per learner update',
@@ -52,6 +53,10 @@ _HELP = {
                         'norm_of_max (||d max_i Q_i/ds||), added to the TD loss',
     'penalty_coef': "the gradient penalty's coefficient zeta",
     'batch_norm': 'batch normalisation after every hidden ReLU',
+    'protocol': 'noop (up to 30 no-op starts: Rainbow, the thesis) or sticky (sticky actions 0.25: Dopamine)',
+    'terminal_on_life_loss': 'a lost life ends the episode for learning (discount 0)',
+    'full_action_space': 'all 18 actions instead of the minimal set',
+    'max_episode_frames': 'episode cap in emulator frames',
     'num_atoms': 'atoms of the categorical support', 'v_min': 'smallest atom', 'v_max': 'largest atom',
 }
 _RUN_HELP = {

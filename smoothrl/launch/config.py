@@ -15,7 +15,7 @@ from smoothrl.agents.critic import METHODS, MethodConfig, RegulariserConfig
 from smoothrl.agents.c51 import SupportConfig
 from smoothrl.agents.dqn import DQNConfig
 from smoothrl.networks import critics
-from smoothrl.networks.critics import NetworkConfig
+from smoothrl.networks.critics import ATARI_NETWORK, NetworkConfig
 from smoothrl.networks.smoothness import PENALTIES
 
 AGENTS = ('dqn', 'c51')
@@ -31,6 +31,26 @@ class ConfigError(ValueError):
 
 class TrainingError(RuntimeError):
   """A run stopped for a reason it names (a non-finite loss, say)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AtariConfig:
+  """Atari protocol options (`atari/<Game>` environments; see `smoothrl.envs.atari`).
+
+  Attributes:
+    protocol: 'noop' (up to 30 no-op starts, no sticky actions: Rainbow and the thesis) or 'sticky' (sticky
+      actions 0.25: Machado et al., Dopamine).
+    terminal_on_life_loss: a lost life ends the episode for learning (discount 0); scores still count whole games.
+    full_action_space: all 18 actions instead of the game's minimal set.
+    max_episode_frames: the episode cap in emulator frames (108,000 = 30 minutes of play).
+  """
+  protocol: str = 'noop'
+  terminal_on_life_loss: bool = False
+  full_action_space: bool = False
+  max_episode_frames: int = 108_000
+
+  def env_kwargs(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +73,11 @@ class TrainConfig:
   regulariser: RegulariserConfig = RegulariserConfig()
   dqn: DQNConfig = DQNConfig()
   c51: SupportConfig = SupportConfig()
+  atari: AtariConfig = AtariConfig()
+
+  def env_kwargs(self) -> dict[str, Any]:
+    """Options for `envs.make` beyond name and seed."""
+    return self.atari.env_kwargs() if self.env.startswith('atari/') else {}
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -66,7 +91,7 @@ class TrainConfig:
 
 
 _NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'regulariser': RegulariserConfig, 'dqn': DQNConfig,
-           'c51': SupportConfig}
+           'c51': SupportConfig, 'atari': AtariConfig}
 
 
 def _build(cls, data: dict[str, Any], path: str):
@@ -105,9 +130,25 @@ def replace(config: TrainConfig, **updates: Any) -> TrainConfig:
   return TrainConfig.from_dict(data)
 
 
+_ATARI_NETWORK = {f'network.{k}': v for k, v in dataclasses.asdict(ATARI_NETWORK).items()}
+# The evaluation protocol of Hessel et al. (thesis Appendix E.2.5): every 250K steps, 125K steps at epsilon 0.001.
+_ATARI_EVALUATION = {'eval_period': 250_000, 'eval_steps': 125_000, 'eval_epsilon': 0.001}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Thesis Table E.1 with the Table E.3 critic: the MinAtar reproduction settings.
     'dqn-minatar': {},
+    # Thesis Table E.4 (DQN-Adam) with the Table E.5 critic.
+    'dqn-adam-atari': {
+        **_ATARI_NETWORK, **_ATARI_EVALUATION, 'env': 'atari/Pong', 'steps': 50_000_000,
+        'dqn.target_update_period': 8_000, 'dqn.warmup_steps': 20_000, 'dqn.replay_capacity': 1_000_000,
+        'dqn.loss': 'huber', 'sigma_log_period': 100_000, 'checkpoint_period': 1_000_000},
+    # C51 as in the Rainbow paper and Dopamine: 51 atoms on [-10, 10], Adam lr 0.00025 eps 0.0003125, target every
+    # 8,000 steps, warm-up 20,000, epsilon 1 -> 0.01 over 250,000 steps, replay 1M, batch 32.
+    'c51-atari': {
+        **_ATARI_NETWORK, **_ATARI_EVALUATION, 'agent': 'c51', 'env': 'atari/Pong', 'steps': 50_000_000,
+        'dqn.target_update_period': 8_000, 'dqn.warmup_steps': 20_000, 'dqn.replay_capacity': 1_000_000,
+        'c51.num_atoms': 51, 'c51.v_min': -10.0, 'c51.v_max': 10.0, 'sigma_log_period': 100_000,
+        'checkpoint_period': 1_000_000},
     # A short run that shows learning on MinAtar in minutes on a laptop.
     'minatar-quick': {
         'steps': 60_000, 'eval_period': 30_000, 'eval_steps': 5_000, 'sigma_log_period': 5_000,
@@ -181,6 +222,8 @@ def validate(config: TrainConfig) -> None:
   check(m.power_iterations >= 1, f'method.power_iterations must be >= 1, got {m.power_iterations}')
   check(c.c51.num_atoms >= 2, f'c51.num_atoms must be at least 2, got {c.c51.num_atoms}')
   check(c.c51.v_min < c.c51.v_max, f'need c51.v_min < c51.v_max, got {c.c51.v_min}, {c.c51.v_max}')
+  check(c.atari.protocol in ('noop', 'sticky'), f"unknown atari.protocol {c.atari.protocol!r}; valid: noop, sticky")
+  check(c.atari.max_episode_frames > 0, f'atari.max_episode_frames must be positive, got {c.atari.max_episode_frames}')
   r = config.regulariser
   check(r.gradient_penalty in PENALTIES,
         f'unknown gradient_penalty {r.gradient_penalty!r}; valid: {", ".join(PENALTIES)}')

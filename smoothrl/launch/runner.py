@@ -23,6 +23,7 @@ from smoothrl import envs
 from smoothrl.agents import c51
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import dqn
+from smoothrl.agents.frame_replay import FrameReplayBuffer
 from smoothrl.agents.replay import ReplayBuffer
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
@@ -83,6 +84,29 @@ def smoothness_fn(agent: dqn.DQN):
   return jax.jit(lambda actor, states: smoothness.max_jacobian_norm(lambda o: agent.q_values(actor, o), states))
 
 
+def episode_score(env: dm_env.Environment, episode_return: float) -> float:
+  """The game score of the episode that just ended: the raw score where rewards are clipped for learning (Atari)."""
+  return float(getattr(env, 'episode_score', episode_return))
+
+
+def normalised(env_name: str, score: float) -> dict[str, float]:
+  """The human-normalised score of an Atari game with reference scores, as a record field; {} otherwise."""
+  if not env_name.startswith('atari/'):
+    return {}
+  from smoothrl.envs import atari_scores  # pylint: disable=g-import-not-at-top
+  try:
+    return {'return_hns': float(atari_scores.human_normalised_score(env_name, score))}
+  except ValueError:  # a game outside the Atari-57 reference table
+    return {}
+
+
+def make_replay(config: config_lib.TrainConfig, obs: np.ndarray) -> ReplayBuffer | FrameReplayBuffer:
+  """Atari stacks are stored a frame at a time (1M transitions in 7.1 GB); other observations whole."""
+  if config.env.startswith('atari/'):
+    return FrameReplayBuffer(config.dqn.replay_capacity, obs.shape[:-1], obs.shape[-1])
+  return ReplayBuffer(config.dqn.replay_capacity, obs.shape, obs.dtype)
+
+
 def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: float, acting: _Acting,
              measure_smoothness, rng: np.random.Generator) -> dict[str, Any]:
   """Runs `steps` steps at `epsilon`; returns completed-episode returns and the on-policy smoothness measure."""
@@ -99,7 +123,7 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: 
     timestep = env.step(acting(state, timestep.observation, epsilon))
     episode_return += float(timestep.reward)
     if timestep.last():
-      returns.append(episode_return)
+      returns.append(episode_score(env, episode_return))
       episode_return = 0.0
       timestep = env.reset()
   measure = float(measure_smoothness(dqn.actor_state(state), np.stack(states)))
@@ -108,7 +132,7 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: 
     record.update(return_mean=float(np.mean(returns)), return_std=float(np.std(returns)),
                   return_min=float(np.min(returns)), return_max=float(np.max(returns)))
   else:  # no episode ended: report the running one so the entry is never empty
-    record.update(return_mean=episode_return, incomplete=True)
+    record.update(return_mean=float(getattr(env, 'episode_score', episode_return)), incomplete=True)
   return record
 
 
@@ -161,8 +185,8 @@ def _last_step(out: Path) -> int:
 
 def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str, Any] | None) -> dict[str, Any]:
   out = Path(config.out)
-  env = envs.make(config.env, seed=config.seed)
-  eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET)
+  env = envs.make(config.env, seed=config.seed, **config.env_kwargs())
+  eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET, **config.env_kwargs())
   agent = build_agent(config, env)
   d = config.dqn
   key = jax.random.PRNGKey(config.seed)
@@ -176,7 +200,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
     np_rng = np.random.default_rng(config.seed)
     timestep = env.reset()
     state = agent.init(init_key, jnp.asarray(timestep.observation))
-    replay = ReplayBuffer(d.replay_capacity, timestep.observation.shape, timestep.observation.dtype)
+    replay = make_replay(config, timestep.observation)
     replay.start_episode(timestep.observation)
     first, episode_return, episode_length, episodes, elapsed = 1, 0.0, 0, 0, 0.0
     recent: collections.deque = collections.deque(maxlen=20)
@@ -204,8 +228,10 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
       episode_length += 1
       if timestep.last():
         episodes += 1
-        recent.append(episode_return)
-        writer.write({'step': step, 'kind': 'episode', 'return': episode_return, 'length': episode_length})
+        score = episode_score(env, episode_return)
+        recent.append(score)
+        extra = {'clipped_return': episode_return} if score != episode_return else {}
+        writer.write({'step': step, 'kind': 'episode', 'return': score, 'length': episode_length, **extra})
         episode_return, episode_length = 0.0, 0
         timestep = env.reset()
         replay.start_episode(timestep.observation)
@@ -233,6 +259,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
       if step % config.eval_period == 0 or step == config.steps:
         last_eval = evaluate(state, eval_env, config.eval_steps, config.eval_epsilon, acting, measure_smoothness,
                              np_rng)
+        last_eval.update(normalised(config.env, last_eval['return_mean']))
         writer.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
 
       if config.checkpoint_period and step % config.checkpoint_period == 0 and step < config.steps:
