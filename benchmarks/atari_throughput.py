@@ -1,0 +1,103 @@
+"""Atari throughput on this machine, measured in one run of this script.
+
+    .venv/bin/python benchmarks/atari_throughput.py [--game Pong] [--num-envs 8] [--steps 3000]
+
+Prints agent steps/s and frames/s (frame skip 4) of the preprocessed environment alone, single and vectorised
+(ale-py's vector environment with N copies); of a DQN-Adam training run at the `dqn-adam-atari` preset (thesis
+Tables E.4, E.5) on the host runner, measured between log entries after warm-up; the learner step alone; and the
+projected wall time of a 50M-frame run. Also the replay memory of 1M transitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smoothrl.agents import frame_replay
+from smoothrl.agents.replay import Transitions
+from smoothrl.envs import atari
+from smoothrl.launch import config as config_lib
+from smoothrl.launch import runner
+from smoothrl.launch.io import read_metrics
+
+FRAME_SKIP = 4
+
+
+def env_rate(game: str, steps: int) -> float:
+  env = atari.AtariEnv(game, seed=0)
+  env.reset()
+  rng = np.random.default_rng(0)
+  n = env.action_spec().num_values
+  start = time.perf_counter()
+  for _ in range(steps):
+    if env.step(int(rng.integers(n))).last():
+      env.reset()
+  return steps / (time.perf_counter() - start)
+
+
+def vector_rate(game: str, num_envs: int, steps: int) -> float:
+  env = atari.AtariVector(game, num_envs, seed=0)
+  env.reset()
+  rng = np.random.default_rng(0)
+  n = env.action_spec().num_values
+  start = time.perf_counter()
+  for _ in range(steps // num_envs):
+    env.step(rng.integers(n, size=num_envs))
+  return (steps // num_envs) * num_envs / (time.perf_counter() - start)
+
+
+def training_rate(game: str, steps: int, out: str) -> float:
+  cfg = config_lib.replace(config_lib.preset('dqn-adam-atari'), env=f'atari/{game}', steps=steps, out=out,
+                           eval_period=10**9, eval_steps=10, log_period=500, sigma_log_period=10**9,
+                           checkpoint_period=0, **{'dqn.warmup_steps': 1_000, 'dqn.replay_capacity': 100_000})
+  runner.train(cfg, show_progress=False)
+  train = list(read_metrics(f'{out}/metrics.jsonl', 'train'))
+  return (train[-1]['step'] - train[0]['step']) / (train[-1]['elapsed'] - train[0]['elapsed'])
+
+
+def learner_rate(game: str, updates: int = 20) -> float:
+  cfg = config_lib.preset('dqn-adam-atari')
+  env = atari.AtariEnv(game, seed=0)
+  agent = runner.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
+  state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_spec().shape, jnp.uint8))
+  rng = np.random.default_rng(0)
+  obs = rng.integers(0, 256, (2, 32, 84, 84, 4)).astype(np.uint8)
+  batch = Transitions(obs[0], np.zeros(32, np.int32), np.zeros(32, np.float32), np.ones(32, np.float32), obs[1])
+  step = jax.jit(agent.learner_step)
+  state, _ = step(state, batch)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(updates):
+    state, _ = step(state, batch)
+  jax.block_until_ready(state)
+  return updates / (time.perf_counter() - start)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--game', default='Pong')
+  parser.add_argument('--num-envs', type=int, default=8)
+  parser.add_argument('--steps', type=int, default=3_000, help='training steps (1,000 of them warm-up)')
+  args = parser.parse_args()
+  single = env_rate(args.game, 2_000)
+  vector = vector_rate(args.game, args.num_envs, 4_000)
+  with tempfile.TemporaryDirectory() as out:
+    training = training_rate(args.game, args.steps, out)
+  updates = learner_rate(args.game)
+  print(f'Atari {args.game}, jax {jax.__version__} on {jax.default_backend()}; frame skip {FRAME_SKIP}')
+  print(f'{"":<44}{"agent steps/s":>14}{"frames/s":>10}')
+  for name, rate in (('environment alone, 1 env', single), (f'environment alone, vector of {args.num_envs}', vector),
+                     ('DQN-Adam training run (host runner)', training)):
+    print(f'{name:<44}{rate:>14.0f}{FRAME_SKIP * rate:>10.0f}')
+  print(f'{"learner step alone, updates/s":<44}{updates:>14.1f}')
+  print(f'{"projected 50M-frame run (host runner)":<44}{50e6 / FRAME_SKIP / training / 3600:>13.1f}h')
+  print(f'{"replay memory, 1M transitions":<44}{frame_replay.memory_bytes(1_000_000) / 1e9:>13.2f} GB')
+
+
+if __name__ == '__main__':
+  main()
