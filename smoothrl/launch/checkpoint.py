@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from smoothrl.launch.io import atomic_write_text
+from smoothrl.launch.io import atomic_file, atomic_write_text
 
 CHECKPOINT = 'checkpoint.pkl'
 STATUS = 'status.json'
@@ -27,17 +26,8 @@ def save(run_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
   """Pickles `payload` (device arrays fetched to the host) to `run_dir/checkpoint.pkl` atomically."""
   path = Path(run_dir) / CHECKPOINT
   host = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, payload)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      pickle.dump(host, f, protocol=pickle.HIGHEST_PROTOCOL)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with atomic_file(path, 'wb') as f:
+    pickle.dump(host, f, protocol=pickle.HIGHEST_PROTOCOL)
   return path
 
 

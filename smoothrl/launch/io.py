@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-  """Writes `text` to `path` so that readers see the old file or the new one, never a partial one."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = 'w') -> Iterator[IO[Any]]:
+  """Opens a temporary file beside `path` that replaces `path` only when the block completes.
+
+  Readers see the old file or the new one, never a partial one; a failing block leaves `path` as it was. The file
+  is readable by everyone who can read the directory, as files written in place are.
+  """
   path = Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
+    with os.fdopen(fd, mode) as f:
+      yield f
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` atomically (see `atomic_file`)."""
+  with atomic_file(path) as f:
+    f.write(text)
 
 
 def _jsonable(value: Any) -> Any:

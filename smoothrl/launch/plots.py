@@ -10,10 +10,8 @@ draws. Figures are drawn on matplotlib's Agg canvas (no display needed) and writ
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -26,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from smoothrl.launch import results
+from smoothrl.launch.io import atomic_file
 from smoothrl.launch.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 
 __all__ = ['learning_curves', 'sensitivity_heatmap', 'method_bars', 'plot_all', 'heatmap_grid', 'heatmap_grids']
@@ -36,20 +35,12 @@ _GAME_NAMES = {'space_invaders': 'Space Invaders'}
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-  """Writes `fig` as a PNG to `path` atomically (a temporary file in the same directory, then os.replace)."""
+  """Writes `fig` as a PNG to `path` atomically (see `io.atomic_file`)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      FigureCanvasAgg(fig)
-      fig.savefig(f, format='png', dpi=DPI)
-    os.chmod(tmp, 0o644)  # mkstemp makes the file private; a figure is for everyone who can read the directory
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with atomic_file(path, 'wb') as f:
+    FigureCanvasAgg(fig)
+    fig.savefig(f, format='png', dpi=DPI)
   return path
 
 
