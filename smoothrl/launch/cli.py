@@ -69,6 +69,7 @@ _RUN_HELP = {
     'log_period': 'steps between training-metric entries',
     'sigma_log_period': 'steps between entries with the spectral norm of every critic layer',
     'checkpoint_period': 'steps between checkpoints (a multiple of --log-period; 0 turns them off)',
+    'tensorboard': 'also write the metrics as TensorBoard scalars into OUT/tensorboard',
 }
 
 

@@ -219,7 +219,7 @@ class _Member:
     atomic_write_text(self.out / 'config.json', config.to_json())
     checkpoint.write_status(self.out, 'running', 0 if saved is None else saved['step'])
     checkpoint.truncate_metrics(self.out / 'metrics.jsonl', 0 if saved is None else saved['step'])
-    self.writer = MetricsWriter(self.out / 'metrics.jsonl')
+    self.writer = MetricsWriter(self.out / 'metrics.jsonl', self.out / 'tensorboard' if config.tensorboard else None)
     self.episodes = 0 if saved is None else saved['episodes']
     self.last_eval: dict[str, Any] | None = None if saved is None else saved['last_eval']
     self.recent: list[float] = [] if saved is None else saved['recent']

@@ -68,6 +68,7 @@ class TrainConfig:
   log_period: int = 1_000
   sigma_log_period: int = 10_000
   checkpoint_period: int = 100_000
+  tensorboard: bool = False
   network: NetworkConfig = NetworkConfig()
   method: MethodConfig = MethodConfig()
   regulariser: RegulariserConfig = RegulariserConfig()

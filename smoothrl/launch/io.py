@@ -52,26 +52,50 @@ def _jsonable(value: Any) -> Any:
 
 
 class MetricsWriter:
-  """Appends one JSON object per line; each line is flushed, so a crash loses at most the line being written."""
+  """Appends one JSON object per line; each line is flushed, so a crash loses at most the line being written.
 
-  def __init__(self, path: str | os.PathLike):
+  With `tensorboard_dir`, every numeric field is also a TensorBoard scalar named `<kind>/<field>` (nested fields:
+  `sigma/<layer>`) at the record's step.
+  """
+
+  def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None):
     self.path = Path(path)
     self._file = open(self.path, 'a', encoding='utf-8')
+    self._board = None
+    if tensorboard_dir is not None:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._board = SummaryWriter(str(tensorboard_dir))
 
   def write(self, record: dict[str, Any]) -> None:
     if 'step' not in record:
       raise ValueError('every metrics record needs a step')
-    self._file.write(json.dumps(_jsonable(record), sort_keys=True) + '\n')
+    record = _jsonable(record)
+    self._file.write(json.dumps(record, sort_keys=True) + '\n')
     self._file.flush()
+    if self._board is not None:
+      for name, value in _scalars(record.get('kind', 'metrics'), record):
+        self._board.add_scalar(name, value, record['step'])
 
   def close(self) -> None:
     self._file.close()
+    if self._board is not None:
+      self._board.close()
 
   def __enter__(self) -> MetricsWriter:
     return self
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+def _scalars(prefix: str, record: dict[str, Any]) -> Iterator[tuple[str, float]]:
+  for key, value in record.items():
+    if key in ('step', 'kind'):
+      continue
+    if isinstance(value, dict):
+      yield from _scalars(key, value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield f'{prefix}/{key}', float(value)
 
 
 def read_metrics(path: str | os.PathLike, kind: str | None = None) -> Iterator[dict[str, Any]]:

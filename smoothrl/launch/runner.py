@@ -218,7 +218,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
   progress = Progress(config.steps, enabled=show_progress)
   pending: list[dict[str, jax.Array]] = []
   start = time.perf_counter() - elapsed
-  with MetricsWriter(out / 'metrics.jsonl') as writer:
+  with MetricsWriter(out / 'metrics.jsonl', out / 'tensorboard' if config.tensorboard else None) as writer:
     for step in range(first, config.steps + 1):
       epsilon = epsilon_at(d, step - 1)
       action = acting(state, timestep.observation, epsilon)

@@ -1,0 +1,58 @@
+"""Run files: atomic writes, JSON lines, TensorBoard scalars."""
+
+import os
+import struct
+
+import pytest
+from tensorboardX.proto import event_pb2
+
+from smoothrl.launch.io import MetricsWriter, atomic_file, atomic_write_text, read_metrics
+
+
+def test_a_failed_atomic_write_leaves_the_old_file(tmp_path):
+  path = tmp_path / 'config.json'
+  atomic_write_text(path, 'old')
+  with pytest.raises(RuntimeError):
+    with atomic_file(path) as f:
+      f.write('half of the new')
+      raise RuntimeError('crash')
+  assert path.read_text() == 'old'
+  assert os.listdir(tmp_path) == ['config.json']  # no temporary file left behind
+
+
+def test_metrics_lines_and_a_torn_last_line(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  with MetricsWriter(path) as writer:
+    writer.write({'step': 1, 'kind': 'train', 'loss': 0.5})
+    writer.write({'step': 2, 'kind': 'eval', 'return_mean': 3.0})
+    with pytest.raises(ValueError, match='step'):
+      writer.write({'kind': 'train'})
+  with open(path, 'a') as f:
+    f.write('{"step": 3, "ki')  # a line cut by a crash
+  assert [r['step'] for r in read_metrics(path)] == [1, 2]
+  assert list(read_metrics(path, 'eval')) == [{'step': 2, 'kind': 'eval', 'return_mean': 3.0}]
+
+
+def _events(directory):
+  """Scalars (tag, step, value) from TensorBoard event files (TFRecord framing: length, crc, data, crc)."""
+  scalars = []
+  for name in sorted(os.listdir(directory)):
+    data = (directory / name).read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        scalars.append((value.tag, event.step, round(value.simple_value, 6)))
+  return scalars
+
+
+def test_tensorboard_scalars_mirror_the_numeric_fields(tmp_path):
+  with MetricsWriter(tmp_path / 'metrics.jsonl', tmp_path / 'tb') as writer:
+    writer.write({'step': 10, 'kind': 'train', 'loss': 0.25, 'updates': 3})
+    writer.write({'step': 20, 'kind': 'sigma', 'sigma': {'hidden': 1.5, 'out': 0.75}, 'selected': ['hidden']})
+    writer.write({'step': 30, 'kind': 'eval', 'return_mean': 4.0, 'incomplete': True})
+  assert sorted(_events(tmp_path / 'tb')) == [
+      ('eval/return_mean', 30, 4.0), ('sigma/hidden', 20, 1.5), ('sigma/out', 20, 0.75),
+      ('train/loss', 10, 0.25), ('train/updates', 10, 3.0)]
