@@ -83,12 +83,13 @@ def test_unknown_backend_is_refused(tmp_path):
 
 def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
-  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 3e-3], 'dqn.adam_eps': [1e-4, 1e-2],
+  # The shape of specs/smoke.yaml: 2 methods x 2 learning rates x 2 seeds.
+  spec = _spec(tmp_path / 'sweep', grid={'method.method': ['none', 'sn'], 'dqn.learning_rate': [1e-3, 3e-3],
                                          'seed': [0, 1]})
   assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 8
   assert cli.main(['plot', str(tmp_path / 'sweep'), '--out', str(tmp_path / 'figs')]) == 0
   written = sorted(p.name for p in (tmp_path / 'figs').iterdir())
-  assert {'learning_curves.png', 'sensitivity_final.png', 'sensitivity_best.png'} <= set(written)
+  assert written == ['learning_curves.png', 'method_bars.png', 'sensitivity_best.png', 'sensitivity_final.png']
   for name in written:
     assert (tmp_path / 'figs' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   capsys.readouterr()
@@ -97,8 +98,8 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   finals = {}
   for run in sweep.expand(spec):
     last = list(read_metrics(f'{run.out}/metrics.jsonl', 'eval'))[-1]['return_mean']
-    key = (run.config.dqn.learning_rate, run.config.dqn.adam_eps)
+    key = (run.config.method.method, run.config.dqn.learning_rate)
     finals.setdefault(key, []).append(last)
-  assert len(table.strip().splitlines()) == 2 + 4  # header, rule, one row per lr x eps setting
+  assert len(table.strip().splitlines()) == 2 + 4  # header, rule, one row per method x lr setting
   for values in finals.values():
     assert f'{sum(values) / 2:.2f}' in table

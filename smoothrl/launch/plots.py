@@ -325,15 +325,15 @@ def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: st
              normalise: bool = True, include_incomplete: bool = False, max_lines: int | None = 8) -> list[Path]:
   """Writes the figures the runs under `paths` support into `out_dir`; returns their paths.
 
-  Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png` when the runs vary both the
-  learning rate and Adam's ε; `method_bars.png` when they vary the method.
+  Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png`
+  when the runs vary the learning rate or Adam's ε; `method_bars.png` when they vary the method.
   """
   runs = results.find_runs(paths, include_incomplete=include_incomplete)
   if not runs:
     raise ValueError(f'no runs found under {paths}')
   out = Path(out_dir)
   written = [learning_curves(runs, out / 'learning_curves.png', normalise, max_lines=max_lines)]
-  if _varies(runs, 'dqn.learning_rate') and _varies(runs, 'dqn.adam_eps'):
+  if _varies(runs, 'dqn.learning_rate') or _varies(runs, 'dqn.adam_eps'):
     try:
       for metric in results.METRICS:
         written.append(sensitivity_heatmap(runs, out / f'sensitivity_{metric}.png', metric=metric,
