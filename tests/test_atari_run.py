@@ -16,7 +16,7 @@ SHORT = ['--env', 'atari/Pong', '--steps', '400', '--warmup-steps', '200', '--re
          '--conv-impl', 'xla']
 
 
-@pytest.mark.parametrize('preset', ['dqn-adam-atari', 'c51-atari'])
+@pytest.mark.parametrize('preset', ['dqn-adam-atari', pytest.param('c51-atari', marks=pytest.mark.slow)])
 def test_pong_at_a_preset_writes_raw_and_normalised_scores(tmp_path, preset):
   out = tmp_path / preset
   assert cli.main(['train', '--preset', preset, *SHORT, '--out', str(out)]) == 0

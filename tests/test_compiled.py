@@ -113,7 +113,7 @@ def test_compiled_runner_validation(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='multiples of dqn.update_period'):
     compiled.validate(_chain_config(tmp_path, **{'dqn.warmup_steps': 201}))
   with pytest.raises(config_lib.ConfigError, match='group them by structure'):
-    _run([_chain_config(tmp_path / 'a'), _chain_config(tmp_path / 'b', **{'method.method': 'none'})])
+    _run([_chain_config(tmp_path / 'a'), _chain_config(tmp_path / 'b', **{'network.hidden': 16})])
   with pytest.raises(config_lib.ConfigError, match='no JAX-native version'):
     compiled.make_env('atari/Pong')
 

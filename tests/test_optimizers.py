@@ -325,6 +325,59 @@ def test_extra_args_other_than_rho_are_ignored():
 
 
 # ----------------------------------------------------------------------------
+# Named ρ arguments and rho_scaled_adam: the method as data.
+# ----------------------------------------------------------------------------
+
+
+def test_rho_name_picks_the_extra_argument():
+  params = _params()
+  g = _grads(params, 1)[0]
+  tx = opt.scale_by_inverse_rho(rho_name='grad_rho')
+  out, _ = tx.update(g, tx.init(params), params, grad_rho=2.0, rho=5.0)
+  _assert_trees_close(out, jax.tree.map(lambda x: np.asarray(x) / 2.0, g))
+  with pytest.raises(ValueError, match='grad_rho'):
+    tx.update(g, tx.init(params), params, rho=5.0)
+  adam = opt.scale_by_adam(eps=1e-1, eps_scale_power=1.0, rho_name='eps_rho')
+  named, _ = adam.update(g, adam.init(params), params, eps_rho=3.0, rho=7.0)
+  plain = opt.scale_by_adam(eps=3e-1)
+  ref, _ = plain.update(g, plain.init(params), params)
+  _assert_trees_close(named, ref, rtol=1e-6)
+  with pytest.raises(ValueError, match='eps_rho'):
+    adam.update(g, adam.init(params), params, rho=7.0)
+
+
+def _run_named(tx, params, grads, grad_rhos, eps_rhos):
+  state = tx.init(params)
+  out = []
+  for g, gr, er in zip(grads, grad_rhos, eps_rhos):
+    updates, state = tx.update(g, state, params, grad_rho=jnp.float32(gr), eps_rho=jnp.float32(er))
+    out.append(updates)
+    params = optax.apply_updates(params, updates)
+  return out
+
+
+@pytest.mark.parametrize('eps_placement', ['outside', 'inside'])
+def test_rho_scaled_adam_is_divgrad_muleps_or_adam_exactly(eps_placement):
+  params = _params()
+  grads = _grads(params, 5, scale=0.01)
+  rhos = [1.5, 4.0, 0.7, 2.2, 9.0]
+  ones = [1.0] * len(rhos)
+  kwargs = dict(b1=0.8, b2=0.99, eps=1e-3, eps_placement=eps_placement)
+  tx = opt.rho_scaled_adam(1e-2, **kwargs)
+  cases = [(rhos, ones, opt.divgrad(1e-2, **kwargs)), (ones, rhos, opt.muleps(1e-2, **kwargs)),
+           (ones, ones, opt.adam(1e-2, **kwargs))]
+  for grad_rhos, eps_rhos, reference in cases:
+    ours = _run_named(tx, params, grads, grad_rhos, eps_rhos)
+    ref = _run(reference, params, grads, rhos)
+    for u, r in zip(ours, ref):
+      _assert_trees_close(u, r, rtol=0.0)
+  # The state is divgrad's, whichever method the arguments pick.
+  assert jax.tree.structure(tx.init(params)) == jax.tree.structure(opt.divgrad(1e-2).init(params))
+  with pytest.raises(ValueError, match='different'):
+    opt.rho_scaled_adam(1e-2, grad_rho_name='rho', eps_rho_name='rho')
+
+
+# ----------------------------------------------------------------------------
 # make_optimizer.
 # ----------------------------------------------------------------------------
 

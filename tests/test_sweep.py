@@ -114,7 +114,7 @@ def test_to_dict_round_trips():
 def test_one_error_lists_every_problem():
   data = {
       'name': 'bad', 'out': 'runs/bad', 'preset': 'dqn-minatr', 'grdi': {},
-      'base': {'dqn': {'learnin_rate': 1e-3}, 'steps': 'many', 'learning_rate': 1e-3, 'dqn': 3, 'out': 'x',
+      'base': {'dqn.learnin_rate': 1e-3, 'steps': 'many', 'learning_rate': 1e-3, 'dqn': 3, 'out': 'x',
                'env': 'minatar/breakout'},
       'grid': {
           'env': ['minatar/brekout', 'minatar/asterix'],
@@ -133,6 +133,7 @@ def test_one_error_lists_every_problem():
   _one(problems, 'base.dqn: a config section, not a field', 'learning_rate')
   _one(problems, 'base.steps: expected an integer', "'many'")
   _one(problems, 'base.learning_rate: unknown field', "did you mean 'dqn.learning_rate'")
+  _one(problems, 'base.dqn.learnin_rate: unknown field', "did you mean 'dqn.learning_rate'")
   _one(problems, 'base.out: set per run')
   _one(problems, 'env: given in both base and grid')
   _one(problems, "grid.method.method[1]: 'divgrd' is not one of", "did you mean 'divgrad'")
@@ -149,7 +150,7 @@ def test_one_error_lists_every_problem():
   _one(problems, 'invalid layer selection [-5]', 'out of range', '(4 of 8 runs, e.g.')
   _one(problems, 'dqn.learning_rate must be positive, got -1.0', '(4 of 8 runs')
   # Each problem once; the nested 'dqn' mapping was replaced by `dqn: 3` in the dict literal above.
-  assert len(problems) == len(set(problems)) == 17
+  assert len(problems) == len(set(problems)) == 18
 
 
 def test_unknown_nested_field_suggests_the_closest_name():

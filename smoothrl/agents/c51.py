@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import rlax
 
-from smoothrl import optimizers
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
@@ -128,19 +127,19 @@ def expected_q_critic(critic: critic_lib.Critic, num_actions: int, support: jax.
   return critic._replace(apply=apply)
 
 
-def make_c51(config: C51Config, critic: critic_lib.Critic, method: str, num_actions: int,
-             regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> dqn.DQN:
+def make_c51(config: C51Config, critic: critic_lib.Critic, method: str | critic_lib.DynamicMethod,
+             num_actions: int, regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> dqn.DQN:
   """Builds C51's functions for `critic`, whose output width must be num_actions * config.num_atoms.
 
   `init`, `act` and `q_values` are DQN's on the expected values Q(s, a); `learner_step` minimises
   `categorical_loss` with the target network refreshed every `target_update_period / update_period` updates, as in
   DQN. A gradient penalty in `regulariser` acts on the expected values. `method` picks the optimiser (DIVGRAD and
-  MULEPS use rho). The returned `critic` is `critic` itself (its output is the logits).
+  MULEPS use rho): a name, or the `DynamicMethod` of a dynamic critic (`dqn.make_optimizer`). The returned `critic`
+  is `critic` itself (its output is the logits).
   """
   support = atoms(config)
   num_atoms = config.num_atoms
-  optimizer = optimizers.make_optimizer(method, config.learning_rate, config.adam_b1, config.adam_b2,
-                                        config.adam_eps, config.eps_placement)
+  optimizer, rho_args = dqn.make_optimizer(config, method)
   target_every = config.target_update_period // config.update_period
   q_critic = expected_q_critic(critic, num_actions, support)
   q_agent = dqn.make_dqn(config, q_critic, method, num_actions, regulariser)
@@ -165,6 +164,6 @@ def make_c51(config: C51Config, critic: critic_lib.Critic, method: str, num_acti
     q_taken = jnp.take_along_axis(expected_q(logits, support), batch.action[:, None].astype(jnp.int32), axis=-1)
     return loss, (out, q_taken[:, 0])
 
-  learner_step = dqn.make_learner_step(critic, optimizer, loss_fn, target_every)
+  learner_step = dqn.make_learner_step(critic, optimizer, loss_fn, target_every, rho_args)
 
   return dqn.DQN(init, q_agent.act, learner_step, q_agent.q_values, critic)

@@ -2,12 +2,17 @@
 
 The four methods read sigma from one place, `smoothrl.networks.spectral`, with persistent power-iteration vectors
 kept in an explicit `SpectralState`. DIVGRAD and MULEPS leave the critic as it is and use `rho` in the optimiser.
+
+A critic is either static (the method and its layers fixed when it is built, the cheapest program) or dynamic: built
+with a `DynamicMethod`, arrays that may be traced, so that runs differing in method and layers share one program
+(e.g. members of one `jax.vmap`). A dynamic critic computes sigma of every layer and selects with `jnp.where`; each
+choice gives the static critic's values.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import haiku as hk
 import jax
@@ -59,10 +64,40 @@ class RegulariserConfig:
   batch_norm: bool = False
 
 
+class DynamicMethod(NamedTuple):
+  """A method and its layers as arrays, which may be traced.
+
+  Attributes:
+    method_id: int32 scalar, the method's index in `METHODS`.
+    layer_mask: bool, shape (num_layers,): the selected layers, from input to output (`critics.layer_names`). All
+      false for 'none', which selects nothing, as in a static critic.
+  """
+  method_id: jax.Array
+  layer_mask: jax.Array
+
+  def is_method(self, name: str) -> jax.Array:
+    """Whether this is method `name` (a bool array)."""
+    return self.method_id == METHODS.index(name)
+
+
+def selected_layers(network: critics.NetworkConfig, method: MethodConfig) -> tuple[str, ...]:
+  """The names of the layers `method` acts on: none for 'none', else `method.layers` resolved from the output."""
+  return () if method.method == 'none' else critics.resolve_layers(network, method.layers)
+
+
+def dynamic_method(method: MethodConfig, network: critics.NetworkConfig) -> DynamicMethod:
+  """`method.method` and `method.layers` of the critic of `network` as a `DynamicMethod`."""
+  if method.method not in METHODS:
+    raise ValueError(f'unknown method {method.method!r}; valid: {", ".join(METHODS)}')
+  selected = selected_layers(network, method)
+  mask = [name in selected for name in critics.layer_names(network)]
+  return DynamicMethod(jnp.asarray(METHODS.index(method.method), jnp.int32), jnp.asarray(mask, jnp.bool_))
+
+
 class CriticOutput(NamedTuple):
   q: jax.Array  # the critic's output as the loss and acting see it
   net_state: hk.State  # updated haiku state (batch-norm statistics)
-  rho: jax.Array  # prod of sigma over the selected layers of the unnormalised weights (1 for 'none')
+  rho: jax.Array  # prod of sigma over the selected layers of the unnormalised weights (1 for 'none': none selected)
 
 
 class Critic(NamedTuple):
@@ -72,6 +107,7 @@ class Critic(NamedTuple):
   apply(params, net_state, spectral_state, obs, is_training) -> CriticOutput
   advance(params, spectral_state) -> spectral_state: power iteration on the selected layers.
   measure(params, spectral_state) -> (sigmas of every layer, spectral_state)
+  selected: the layers the method acts on; every layer for a dynamic critic, whose `layer_mask` selects.
   """
   init: Callable[..., tuple[hk.Params, hk.State, spectral.SpectralState]]
   apply: Callable[..., CriticOutput]
@@ -82,13 +118,19 @@ class Critic(NamedTuple):
 
 
 def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape: Sequence[int],
-                num_actions: int, batch_norm: bool = False) -> Critic:
-  """Builds the critic of `network` with `method` applied to the layers `method.layers`."""
+                num_actions: int, batch_norm: bool = False, dynamic: DynamicMethod | None = None) -> Critic:
+  """Builds the critic of `network` with `method` applied to the layers `method.layers`.
+
+  With `dynamic`, the method and layers come from it instead (`method.method` and `method.layers` are ignored; K,
+  sn_always, sn_grad_through_sigma and power_iterations still come from `method`); see `_dynamic_critic`.
+  """
   if method.method not in METHODS:
     raise ValueError(f'unknown method {method.method!r}; valid: {", ".join(METHODS)}')
   net = critics.make_critic(network, num_actions, batch_norm)
   specs = critics.layer_specs(network, obs_shape)
-  selected = () if method.method == 'none' else critics.resolve_layers(network, method.layers)
+  if dynamic is not None:
+    return _dynamic_critic(net, specs, method, dynamic)
+  selected = selected_layers(network, method)
   selected_specs = tuple(s for s in specs if s.name in selected)
   other_specs = tuple(s for s in specs if s.name not in selected)
 
@@ -132,3 +174,56 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
   return Critic(init, apply, advance, measure, specs, selected)
 
 
+def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], method: MethodConfig,
+                    dynamic: DynamicMethod) -> Critic:
+  """The critic with the method and layers of `dynamic`, possibly traced.
+
+  With sigma_l of every layer l (from the persistent vectors) and m_l = `dynamic.layer_mask[l]`:
+
+    rho = prod_l where(m_l, sigma_l, 1)                      (the selected layers' product; 1 for 'none')
+    SN:      W_l / where(m_l, max(sigma_l / K, 1), 1)         (sigma_l / K with sn_always; Appendix E.2.1)
+    DIVOUT:  o / rho                                          (Eq 7.13)
+
+  and `rho` is reported for every method, as a static critic does, so the optimiser can apply DIVGRAD (Eq 7.28) or
+  MULEPS (Eq 7.31). Power iteration runs on every layer and keeps the result only on the selected ones, so the
+  vectors, and sigma as `measure` reports it, follow the static critic's.
+  """
+  names = tuple(s.name for s in specs)
+  mask = jnp.asarray(dynamic.layer_mask, jnp.bool_)
+  if mask.shape != (len(names),):
+    raise ValueError(f'layer_mask has shape {mask.shape}; the critic has {len(names)} layers: {", ".join(names)}')
+  selected = {name: mask[i] for i, name in enumerate(names)}
+  is_sn, is_divout = dynamic.is_method('sn'), dynamic.is_method('divout')
+
+  def init(key: jax.Array, obs: jax.Array) -> tuple[hk.Params, hk.State, spectral.SpectralState]:
+    net_key, spectral_key = jax.random.split(key)
+    params, net_state = jax.jit(net.init, static_argnums=2)(net_key, obs[None], True)
+    return params, net_state, spectral.init_state(spectral_key, specs)
+
+  def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
+            is_training: bool = False) -> CriticOutput:
+    sigmas = spectral.sigmas_from_state(specs, params, spectral_state)
+    held = jax.lax.stop_gradient(sigmas)
+    if not method.sn_grad_through_sigma:
+      sigmas = held
+    rho = jnp.asarray(1.0, jnp.float32)
+    for name in names:
+      rho = rho * jnp.where(selected[name], held[name], 1.0)
+    normalised = {name: selected[name] & is_sn for name in names}
+    params = spectral_norm.normalise_where(params, sigmas, normalised, method.lipschitz, method.sn_always)
+    q, net_state = net.apply(params, net_state, None, obs, is_training)
+    q = jnp.where(is_divout, spectral_norm.divout(q, rho), q)
+    return CriticOutput(q, net_state, rho)
+
+  def advance(params: hk.Params, spectral_state: spectral.SpectralState) -> spectral.SpectralState:
+    _, updated = spectral.estimate(specs, params, spectral_state, method.power_iterations)
+    return {name: jnp.where(selected[name], updated[name], spectral_state[name]) for name in names}
+
+  def measure(params: hk.Params, spectral_state: spectral.SpectralState):
+    current = spectral.sigmas_from_state(specs, params, spectral_state)
+    estimated, updated = spectral.estimate(specs, params, spectral_state, MEASURE_ITERATIONS)
+    sigmas = {name: jnp.where(selected[name], current[name], estimated[name]) for name in names}
+    vectors = {name: jnp.where(selected[name], spectral_state[name], updated[name]) for name in names}
+    return jax.lax.stop_gradient(sigmas), vectors
+
+  return Critic(init, apply, advance, measure, specs, names)

@@ -102,23 +102,51 @@ def td_loss(q_taken: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
 
 
 LossFn = Callable[..., tuple[jax.Array, tuple[critic_lib.CriticOutput, jax.Array]]]
+# The optimiser's extra arguments as a function of the critic's rho.
+RhoArgs = Callable[[jax.Array], dict[str, jax.Array]]
+
+
+def _rho_arg(rho: jax.Array) -> dict[str, jax.Array]:
+  return {'rho': rho}
+
+
+def make_optimizer(config: DQNConfig, method: str | critic_lib.DynamicMethod
+                   ) -> tuple[optax.GradientTransformationExtraArgs, RhoArgs]:
+  """The optimiser of `method` and the extra arguments it takes, given the critic's rho.
+
+  A method name gets `optimizers.make_optimizer` (plain Adam, DIVGRAD or MULEPS) with `rho=rho`. A `DynamicMethod`
+  gets `optimizers.rho_scaled_adam`, one chain for every method, with grad_rho = where(DIVGRAD, rho, 1) (Eq 7.28)
+  and eps_rho = where(MULEPS, rho, 1) (Eq 7.31): the static optimiser's updates for each method.
+  """
+  if not isinstance(method, critic_lib.DynamicMethod):
+    return optimizers.make_optimizer(method, config.learning_rate, config.adam_b1, config.adam_b2, config.adam_eps,
+                                     config.eps_placement), _rho_arg
+  optimizer = optimizers.rho_scaled_adam(config.learning_rate, config.adam_b1, config.adam_b2, config.adam_eps,
+                                         config.eps_placement)
+  is_divgrad, is_muleps = method.is_method('divgrad'), method.is_method('muleps')
+
+  def rho_args(rho: jax.Array) -> dict[str, jax.Array]:
+    return {'grad_rho': jnp.where(is_divgrad, rho, 1.0), 'eps_rho': jnp.where(is_muleps, rho, 1.0)}
+
+  return optimizer, rho_args
 
 
 def make_learner_step(critic: critic_lib.Critic, optimizer: optax.GradientTransformationExtraArgs, loss_fn: LossFn,
-                      target_every: int) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
+                      target_every: int, rho_args: RhoArgs = _rho_arg
+                      ) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
   """The value-based learner step shared by DQN and C51.
 
   Advances the power iteration of the selected layers, takes one optimiser step on
-  `loss_fn(params, state, spectral_state, batch) -> (loss, (critic_output, q_taken))` with rho passed to the
-  optimiser, and refreshes the target network (parameters, haiku state, spectral vectors) every `target_every`
-  updates.
+  `loss_fn(params, state, spectral_state, batch) -> (loss, (critic_output, q_taken))` with `rho_args(rho)` (by
+  default `rho=rho`) passed to the optimiser, and refreshes the target network (parameters, haiku state, spectral
+  vectors) every `target_every` updates.
   """
 
   def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:
     spectral_state = critic.advance(state.params, state.spectral)
     (loss, (out, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state, spectral_state, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params, rho=out.rho)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params, **rho_args(out.rho))
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1
     refresh = count % target_every == 0
@@ -138,14 +166,14 @@ def make_learner_step(critic: critic_lib.Critic, optimizer: optax.GradientTransf
   return learner_step
 
 
-def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_actions: int,
-             regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> DQN:
+def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str | critic_lib.DynamicMethod,
+             num_actions: int, regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> DQN:
   """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho).
 
-  A gradient penalty in `regulariser` is added to the TD loss with coefficient `penalty_coef`.
+  `method` is a method name, or the `DynamicMethod` the (dynamic) critic was built with (see `make_optimizer`). A
+  gradient penalty in `regulariser` is added to the TD loss with coefficient `penalty_coef`.
   """
-  optimizer = optimizers.make_optimizer(method, config.learning_rate, config.adam_b1, config.adam_b2,
-                                        config.adam_eps, config.eps_placement)
+  optimizer, rho_args = make_optimizer(config, method)
   target_every = config.target_update_period // config.update_period
 
   def init(key: jax.Array, obs: jax.Array) -> DQNState:
@@ -174,6 +202,6 @@ def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str, num_acti
       loss += regulariser.penalty_coef * smoothness.gradient_penalty(q_fn, batch.obs, regulariser.gradient_penalty)
     return loss, (out, q_taken)
 
-  learner_step = make_learner_step(critic, optimizer, loss_fn, target_every)
+  learner_step = make_learner_step(critic, optimizer, loss_fn, target_every, rho_args)
 
   return DQN(init, act, learner_step, q_values, critic)

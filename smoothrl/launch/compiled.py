@@ -5,14 +5,16 @@ host writes metrics, measures sigma and evaluates (evaluation is a compiled prog
 are the ones the host runner uses. A chunk after warm-up is a scan over iterations of `update_period` environment
 steps followed by one learner step, so there is no branch in the hot loop.
 
-Several runs (seeds, learning rates, Adam epsilons, Lipschitz constants K) that share the critic's structure run
-as one program under `jax.vmap`: the numeric hyperparameters are traced arguments, so a grid compiles once. On a
-CPU, where vmapping brings no throughput, members run one after another through the same compiled programs.
+Several runs (seeds, learning rates, Adam epsilons, Lipschitz constants K, methods and their layers) that share
+the critic's structure run as one program under `jax.vmap`: these hyperparameters are traced arguments, so a grid
+compiles once. Members that share one method and layer selection use the static critic; a group that mixes them
+uses the dynamic critic (`critic.DynamicMethod`), which computes sigma of every layer and gives each member the
+static critic's values. On a CPU, where vmapping brings no throughput, members run one after another through
+static programs, one per method and layer selection.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -23,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smoothrl import optimizers
+from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
@@ -54,15 +58,20 @@ class JaxEnv(Protocol):
 
 
 class HParams(NamedTuple):
-  """The numeric hyperparameters that may differ between members of one compiled program."""
+  """The hyperparameters that may differ between members of one compiled program.
+
+  `method` (method id and layer mask) is None for a static program, whose critic fixes the method and layers.
+  """
   learning_rate: jax.Array
   adam_eps: jax.Array
   lipschitz: jax.Array
+  method: critic_lib.DynamicMethod | None = None
 
   @classmethod
-  def of(cls, config: config_lib.TrainConfig) -> HParams:
+  def of(cls, config: config_lib.TrainConfig, dynamic: bool = False) -> HParams:
+    method = critic_lib.dynamic_method(config.method, config.network) if dynamic else None
     return cls(jnp.float32(config.dqn.learning_rate), jnp.float32(config.dqn.adam_eps),
-               jnp.float32(config.method.lipschitz))
+               jnp.float32(config.method.lipschitz), method)
 
 
 class Carry(NamedTuple):
@@ -76,20 +85,34 @@ class Carry(NamedTuple):
 
 
 def structure_key(config: config_lib.TrainConfig) -> str:
-  """Configs with equal keys compile to the same program and can share one vmapped run."""
-  neutral = HParams.of(config_lib.TrainConfig())
-  same = config_lib.replace(config, seed=0, out='', **{'dqn.learning_rate': float(neutral.learning_rate),
-                                                        'dqn.adam_eps': float(neutral.adam_eps),
-                                                        'method.lipschitz': float(neutral.lipschitz)})
+  """Configs with equal keys compile to the same program and can share one vmapped run.
+
+  They may differ in seed, learning rate, Adam eps, K, method and layers (`HParams`).
+  """
+  neutral = config_lib.TrainConfig()
+  same = config_lib.replace(config, seed=0, out='', **{'dqn.learning_rate': neutral.dqn.learning_rate,
+                                                        'dqn.adam_eps': neutral.dqn.adam_eps,
+                                                        'method.lipschitz': neutral.method.lipschitz,
+                                                        'method.method': neutral.method.method,
+                                                        'method.layers': neutral.method.layers})
   return same.to_json()
 
 
+def method_key(config: config_lib.TrainConfig) -> tuple[str, tuple[str, ...]]:
+  """The method and the layers it acts on; members with one `method_key` can share a static program."""
+  return config.method.method, critic_lib.selected_layers(config.network, config.method)
+
+
 class Program:
-  """The jitted pieces of one compiled run structure; every function is per member (vmap adds the member axis)."""
+  """The jitted pieces of one compiled run structure; every function is per member (vmap adds the member axis).
+
+  A `dynamic` program takes the method and layers as data (`HParams.of(config, dynamic=True)`); a static one runs
+  `config`'s method and layers.
+  """
 
   def __init__(self, config: config_lib.TrainConfig, env: JaxEnv, eval_env: JaxEnv,
-               build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN]):
-    self.config, self.env, self.eval_env = config, env, eval_env
+               build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], dynamic: bool = False):
+    self.config, self.env, self.eval_env, self.dynamic = config, env, eval_env, dynamic
     d = config.dqn
     self._agent = lambda hp: build_agent(config, hp)
     schedule = dqn.epsilon_schedule(d)
@@ -169,7 +192,6 @@ class Program:
     def single_iteration(hp: HParams, carry: Carry, t0: jax.Array):
       return iteration(self._agent(hp), carry, t0)
 
-    self.selected = self._agent(HParams.of(config)).critic.selected
     vm = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes)
     # Every function takes a leading member axis; `static` arguments are segment lengths.
     self.init = jax.jit(vm(init))
@@ -237,8 +259,9 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
           python_loop: bool = False, show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
   """Trains runs that share one structure (`structure_key`) as one compiled program; returns their summaries.
 
-  With `vmap_members`, all members run together under `jax.vmap`; otherwise one after another through the same
-  compiled functions. `python_loop` steps the very same jitted step and iteration functions from Python instead of
+  With `vmap_members`, all members run together under `jax.vmap`, on the dynamic critic when they differ in method
+  or layers; otherwise one after another through static compiled functions, shared by the members of one method and
+  layer selection. `python_loop` steps the very same jitted step and iteration functions from Python instead of
   scanning them, which is what the runners' equivalence test compares against. With `resume`, finished members
   are skipped and the others continue from their checkpoints when they all hold one at the same step.
   """
@@ -248,10 +271,19 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
     validate(config)
   keys = {structure_key(c) for c in configs}
   if len(keys) > 1:
-    raise config_lib.ConfigError('these runs differ in more than seed, learning rate, Adam eps and K; '
-                                 'group them by structure (see compiled.structure_key)')
-  base = configs[0]
-  program = Program(base, env_factory(base.env), env_factory(base.env), build_agent)
+    raise config_lib.ConfigError('these runs differ in more than seed, learning rate, Adam eps, K, method and '
+                                 'layers; group them by structure (see compiled.structure_key)')
+  programs: dict[Any, Program] = {}
+
+  def program_for(members: list[int]) -> Program:
+    methods = {method_key(configs[i]) for i in members}
+    key = 'dynamic' if len(methods) > 1 else methods.pop()
+    if key not in programs:
+      first = configs[members[0]]
+      programs[key] = Program(first, env_factory(first.env), env_factory(first.env), build_agent,
+                              dynamic=key == 'dynamic')
+    return programs[key]
+
   finished: dict[int, dict[str, Any]] = {}
   if resume:
     from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
@@ -263,8 +295,8 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
   groups = [todo] if vmap_members else [[i] for i in todo]
   for group in groups:
     if group:
-      for i, summary in zip(group, _train_group(program, [configs[i] for i in group], python_loop, show_progress,
-                                                resume)):
+      for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group], python_loop,
+                                                show_progress, resume)):
         finished[i] = summary
   return [finished[i] for i in range(len(configs))]
 
@@ -292,12 +324,14 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], pyth
   base = program.config
   saved = _saved_group(configs) if resume else None
   members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
-  hp = _stack([HParams.of(c) for c in configs])
+  hp = _stack([HParams.of(c, program.dynamic) for c in configs])
+  init_keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
   if saved is None:
-    carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
+    carry = program.init(hp, init_keys)
     t0, elapsed = 0, 0.0
   else:
-    carry = _stack([s['carry'] for s in saved])
+    template = jax.eval_shape(program.init, hp, init_keys)
+    carry = _stack([_conform_optimizer_state(s['carry'], template) for s in saved])
     t0, elapsed = saved[0]['step'], saved[0]['elapsed']
   eval_keys = [jax.random.PRNGKey(c.seed + EVAL_SEED_OFFSET) for c in configs]
   label = ','.join(str(c.seed) for c in configs)
@@ -330,7 +364,7 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], pyth
       sigmas = jax.device_get(sigmas)
       for i, m in enumerate(members):
         m.writer.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
-                        'selected': list(program.selected)})
+                        'selected': list(method_key(m.config)[1])})
     if end % base.eval_period == 0 or end == base.steps:
       actor = jax.vmap(dqn.actor_state)(carry.agent)
       keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
@@ -367,6 +401,26 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], pyth
     (m.out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
     summaries.append(summary)
   return summaries
+
+
+def _conform_optimizer_state(carry: Carry, template: Carry) -> Carry:
+  """`carry` with its optimiser state in the tree structure of `template`'s.
+
+  A member checkpointed by a dynamic program may resume in a static one, or the other way round, or by another
+  static one: their optimisers (`dqn.make_optimizer`) differ only in the stateless transforms around the one
+  `AdamState`, which moves.
+  """
+  saved, wanted = carry.agent.opt_state, template.agent.opt_state
+  if jax.tree.structure(saved) == jax.tree.structure(wanted):
+    return carry
+  is_adam = lambda x: isinstance(x, optimizers.AdamState)
+  adam = [x for x in jax.tree.leaves(saved, is_leaf=is_adam) if is_adam(x)]
+  leaves = jax.tree.leaves(wanted, is_leaf=is_adam)
+  if len(adam) != 1 or [x for x in leaves if not is_adam(x)] or sum(map(is_adam, leaves)) != 1:
+    raise config_lib.ConfigError('the checkpoint\'s optimiser state does not fit this program: '
+                                 f'{jax.tree.structure(saved)} vs {jax.tree.structure(wanted)}')
+  opt_state = jax.tree.map(lambda x: adam[0] if is_adam(x) else x, wanted, is_leaf=is_adam)
+  return carry._replace(agent=carry.agent._replace(opt_state=opt_state))
 
 
 def _run_warmup(program: Program, hp: HParams, carry: Carry, t0: int, length: int, python_loop: bool):
@@ -420,8 +474,10 @@ def make_env(name: str) -> JaxEnv:
 
 
 def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn.DQN:
+  """The agent of `config` with `hp`'s values, on a dynamic critic when `hp.method` is set."""
   from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
-  return runner.make_agent(config, env.obs_shape, env.num_actions, hp.learning_rate, hp.adam_eps, hp.lipschitz)
+  return runner.make_agent(config, env.obs_shape, env.num_actions, hp.learning_rate, hp.adam_eps, hp.lipschitz,
+                           dynamic=hp.method)
 
 
 def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | None = None,

@@ -41,21 +41,26 @@ def build_agent(config: config_lib.TrainConfig, env: dm_env.Environment) -> dqn.
 
 
 def make_agent(config: config_lib.TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
-               learning_rate: Any = None, adam_eps: Any = None, lipschitz: Any = None) -> dqn.DQN:
-  """The agent of `config`; the keyword values (which may be traced arrays) override the config's."""
+               learning_rate: Any = None, adam_eps: Any = None, lipschitz: Any = None,
+               dynamic: critic_lib.DynamicMethod | None = None) -> dqn.DQN:
+  """The agent of `config`; the keyword values (which may be traced arrays) override the config's.
+
+  With `dynamic`, the method and layer selection are that (possibly traced) value instead of `config.method`'s,
+  so runs that differ in them can share one compiled program.
+  """
   d, m = config.dqn, config.method
   if learning_rate is not None or adam_eps is not None:
     d = dataclasses.replace(d, learning_rate=d.learning_rate if learning_rate is None else learning_rate,
                             adam_eps=d.adam_eps if adam_eps is None else adam_eps)
   if lipschitz is not None:
     m = dataclasses.replace(m, lipschitz=lipschitz)
+  method = m.method if dynamic is None else dynamic
+  width = num_actions * (config.c51.num_atoms if config.agent == 'c51' else 1)
+  critic = critic_lib.make_critic(config.network, m, obs_shape, width, batch_norm=config.regulariser.batch_norm,
+                                  dynamic=dynamic)
   if config.agent == 'c51':
-    critic = critic_lib.make_critic(config.network, m, obs_shape, num_actions * config.c51.num_atoms,
-                                    batch_norm=config.regulariser.batch_norm)
-    return c51.make_c51(c51.c51_config(d, config.c51), critic, m.method, num_actions, config.regulariser)
-  critic = critic_lib.make_critic(config.network, m, obs_shape, num_actions,
-                                  batch_norm=config.regulariser.batch_norm)
-  return dqn.make_dqn(d, critic, m.method, num_actions, config.regulariser)
+    return c51.make_c51(c51.c51_config(d, config.c51), critic, method, num_actions, config.regulariser)
+  return dqn.make_dqn(d, critic, method, num_actions, config.regulariser)
 
 
 def epsilon_at(config: dqn.DQNConfig, step: int) -> float:

@@ -26,6 +26,22 @@ def normalise(params: hk.Params, sigmas: Mapping[str, jax.Array], names: Sequenc
   return out
 
 
+def normalise_where(params: hk.Params, sigmas: Mapping[str, jax.Array], active: Mapping[str, jax.Array],
+                    lipschitz: float = 1.0, always: bool = False) -> hk.Params:
+  """`normalise` with a (possibly traced) bool per layer: layer l is normalised where `active[l]`, else unchanged.
+
+  An inactive layer's weights are divided by an exact 1, so each choice of `active` gives `normalise`'s values on
+  the layers it selects.
+  """
+  out = dict(params)
+  for name, on in active.items():
+    scale = sigmas[name] / lipschitz
+    if not always:
+      scale = jnp.maximum(scale, 1.0)
+    out[name] = dict(params[name], w=params[name]['w'] / jnp.where(on, scale, 1.0))
+  return out
+
+
 def divout(output: jax.Array, rho: jax.Array) -> jax.Array:
   """DIVOUT (Eq 7.13): the unnormalised network's output over rho = prod(sigma), rho held constant."""
   return output / jax.lax.stop_gradient(rho)

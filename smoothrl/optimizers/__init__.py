@@ -15,6 +15,7 @@ from smoothrl.optimizers.spectral_scaling import divgrad
 from smoothrl.optimizers.spectral_scaling import inject_rho
 from smoothrl.optimizers.spectral_scaling import make_optimizer
 from smoothrl.optimizers.spectral_scaling import muleps
+from smoothrl.optimizers.spectral_scaling import rho_scaled_adam
 from smoothrl.optimizers.spectral_scaling import scale_by_inverse_rho
 
 __all__ = (
@@ -30,6 +31,7 @@ __all__ = (
     'inject_rho',
     'make_optimizer',
     'muleps',
+    'rho_scaled_adam',
     'scale_by_adam',
     'scale_by_inverse_rho',
 )

@@ -16,10 +16,10 @@ thesis Eq 7.31):
   with ``eps=0``.
 
 `scale_by_adam` accepts the optax extra argument ``rho`` (ρ, the product of
-spectral norms of a chosen set of layers, thesis Section 7.3). With
-``eps_scale_power = p`` the ε used at step t is ε·ρ_tᵖ (MULEPS); with p = 0
-(the default) ρ is ignored and the result is plain Adam. `adam` is plain Adam
-and ignores ``rho``.
+spectral norms of a chosen set of layers, thesis Section 7.3; ``rho_name``
+picks another argument name). With ``eps_scale_power = p`` the ε used at step
+t is ε·ρ_tᵖ (MULEPS); with p = 0 (the default) ρ is ignored and the result is
+plain Adam. `adam` is plain Adam and ignores ``rho``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def scale_by_adam(
     eps: float = 1e-8,
     eps_placement: EpsPlacement = 'outside',
     eps_scale_power: float = 0.0,
+    rho_name: str = 'rho',
 ) -> optax.GradientTransformationExtraArgs:
   r"""Rescales updates by Adam's bias-corrected moment ratio (thesis Eq 2.22).
 
@@ -80,10 +81,13 @@ def scale_by_adam(
     eps_placement: 'outside' or 'inside' the square root (see module doc).
     eps_scale_power: p; ε_t = ε₀·ρ_tᵖ. With p = 0 the extra argument `rho` is
       optional and ignored; otherwise `update` requires it.
+    rho_name: the name of the extra argument read as ρ, so that a chain can
+      give each transform its own ρ (e.g. `rho_scaled_adam`).
 
   Returns:
     A `GradientTransformationExtraArgs` whose `update` takes an optional
-    keyword argument `rho` (a positive scalar) and ignores other extra args.
+    keyword argument `rho_name` (a positive scalar) and ignores other extra
+    args.
   """
   check_eps_placement(eps_placement)
   scales_eps = eps_scale_power != 0
@@ -99,17 +103,16 @@ def scale_by_adam(
       updates: optax.Updates,
       state: AdamState,
       params: Optional[optax.Params] = None,
-      *,
-      rho: Optional[chex.Numeric] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, AdamState]:
-    del params, extra_args
+    del params
+    rho = extra_args.get(rho_name)
     if scales_eps:
       if rho is None:
         raise ValueError(
             'scale_by_adam(eps_scale_power='
-            f'{eps_scale_power}) needs the extra argument `rho`: call '
-            '`update(updates, state, params, rho=rho)`.'
+            f'{eps_scale_power}) needs the extra argument `{rho_name}`: call '
+            f'`update(updates, state, params, {rho_name}=rho)`.'
         )
       eps_t = eps * jnp.power(jnp.asarray(rho), eps_scale_power)
     else:

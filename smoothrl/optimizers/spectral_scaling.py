@@ -24,7 +24,8 @@ reproduce that formula literally.
 ρ is passed to these transforms as the optax extra argument `rho`
 (`update(updates, state, params, rho=rho)`), so they compose with
 `optax.chain`; `inject_rho` wraps a transform so that ρ is computed from the
-parameters by an estimator instead.
+parameters by an estimator instead. `rho_scaled_adam` reads two such
+arguments, one per place ρ can enter, so the method itself can be data.
 """
 
 from __future__ import annotations
@@ -42,39 +43,42 @@ from smoothrl.optimizers.adam import check_eps_placement
 from smoothrl.optimizers.adam import scale_by_adam
 
 
-def _missing_rho_error(name: str) -> ValueError:
+def _missing_rho_error(name: str, rho_name: str = 'rho') -> ValueError:
   """The error raised when a transform that needs ρ is updated without it."""
   return ValueError(
-      f'{name} needs the extra argument `rho` (the product of spectral norms): '
-      'call `update(updates, state, params, rho=rho)`, or wrap the optimiser '
-      'with `inject_rho(tx, estimator)`.'
+      f'{name} needs the extra argument `{rho_name}` (the product of spectral '
+      f'norms): call `update(updates, state, params, {rho_name}=rho)`, or wrap '
+      'the optimiser with `inject_rho(tx, estimator)`.'
   )
 
 
 def scale_by_inverse_rho(
     power: float = 1.0,
+    rho_name: str = 'rho',
 ) -> optax.GradientTransformationExtraArgs:
   """Divides every update by ρᵖ: DIVGRAD's gradient scaling (thesis Eq 7.28).
 
   Args:
     power: p; each leaf g becomes g / ρᵖ. The thesis uses p = 1.
+    rho_name: the name of the extra argument read as ρ, so that a chain can
+      give each transform its own ρ (e.g. `rho_scaled_adam`).
 
   Returns:
     A stateless `GradientTransformationExtraArgs` whose `update` requires the
-    keyword argument `rho` (a positive scalar) and ignores other extra args.
+    keyword argument `rho_name` (a positive scalar) and ignores other extra
+    args.
   """
 
   def update_fn(
       updates: optax.Updates,
       state: optax.EmptyState,
       params: Optional[optax.Params] = None,
-      *,
-      rho: Optional[chex.Numeric] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, optax.EmptyState]:
-    del params, extra_args
+    del params
+    rho = extra_args.get(rho_name)
     if rho is None:
-      raise _missing_rho_error('scale_by_inverse_rho')
+      raise _missing_rho_error('scale_by_inverse_rho', rho_name)
     inv = 1.0 / jnp.power(jnp.asarray(rho), power)
     updates = jax.tree.map(lambda g: g * inv.astype(g.dtype), updates)
     return updates, state
@@ -155,6 +159,58 @@ def muleps(
       scale_by_adam(
           b1=b1, b2=b2, eps=eps, eps_placement=eps_placement,
           eps_scale_power=rho_power,
+      ),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+def rho_scaled_adam(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_placement: EpsPlacement = 'outside',
+    rho_power: Optional[float] = None,
+    grad_rho_name: str = 'grad_rho',
+    eps_rho_name: str = 'eps_rho',
+) -> optax.GradientTransformationExtraArgs:
+  """Adam on g / ρ_g with ε_t = ε·ρ_εᵏ: DIVGRAD, MULEPS and Adam in one chain.
+
+  Two extra arguments, ρ_g (`grad_rho_name`) and ρ_ε (`eps_rho_name`), pick the
+  method at every step without changing the chain or its state:
+  ρ_g = ρ, ρ_ε = 1 is DIVGRAD+Adam (Eq 7.28); ρ_g = 1, ρ_ε = ρ is MULEPS
+  (Eq 7.31); ρ_g = ρ_ε = 1 is plain Adam. Multiplying by an exact 1 changes no
+  bit, so each choice equals `divgrad`, `muleps` or `adam` exactly; the methods
+  can therefore be traced values, e.g. one per member under `jax.vmap`. The
+  state is that of `divgrad`.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    b1: Adam's β₁.
+    b2: Adam's β₂.
+    eps: ε₀, the unscaled ε.
+    eps_placement: 'outside' or 'inside' the square root.
+    rho_power: k; None picks `default_rho_power(eps_placement)`, as `muleps`.
+    grad_rho_name: the extra argument that divides the gradients.
+    eps_rho_name: the extra argument whose k-th power multiplies ε.
+
+  Returns:
+    A `GradientTransformationExtraArgs` whose `update` requires both extra
+    arguments.
+  """
+  if rho_power is None:
+    rho_power = default_rho_power(eps_placement)
+  if rho_power == 0:
+    raise ValueError('rho_scaled_adam needs rho_power != 0.')
+  if grad_rho_name == eps_rho_name:
+    raise ValueError(
+        'rho_scaled_adam needs two different extra arguments, got '
+        f'{grad_rho_name!r} twice.')
+  return optax.chain(
+      scale_by_inverse_rho(1.0, rho_name=grad_rho_name),
+      scale_by_adam(
+          b1=b1, b2=b2, eps=eps, eps_placement=eps_placement,
+          eps_scale_power=rho_power, rho_name=eps_rho_name,
       ),
       optax.scale_by_learning_rate(learning_rate),
   )

@@ -1,0 +1,275 @@
+"""Methods and layers as traced values: the dynamic critic and optimiser against the static ones, and compiled groups
+that mix methods."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smoothrl.agents import c51
+from smoothrl.agents import critic as critic_lib
+from smoothrl.agents import dqn
+from smoothrl.agents.replay import Transitions
+from smoothrl.envs.jax_chain import JaxChain
+from smoothrl.launch import checkpoint
+from smoothrl.launch import compiled
+from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import read_metrics
+from smoothrl.networks import critics
+
+NET = critics.NetworkConfig(conv_layers=1, conv_channels=4, hidden=16)  # conv_0 (-3), hidden (-2), out (-1)
+OBS_SHAPE = (5, 5, 2)
+NUM_ACTIONS = 3
+DQN_CONFIG = dqn.DQNConfig(batch_size=8, target_update_period=8, update_period=4, learning_rate=1e-2, adam_eps=1e-2)
+
+
+def _batch(seed: int) -> Transitions:
+  rng = np.random.default_rng(seed)
+  return Transitions(jnp.asarray(rng.normal(size=(8, *OBS_SHAPE)), jnp.float32),
+                     jnp.asarray(rng.integers(0, NUM_ACTIONS, 8), jnp.int32),
+                     jnp.asarray(rng.normal(size=8), jnp.float32), jnp.asarray(rng.integers(0, 2, 8), jnp.float32),
+                     jnp.asarray(rng.normal(size=(8, *OBS_SHAPE)), jnp.float32))
+
+
+def _agent(config: dqn.DQNConfig, method: critic_lib.MethodConfig, dynamic: critic_lib.DynamicMethod | None,
+           agent: str) -> dqn.DQN:
+  width = NUM_ACTIONS * (config.num_atoms if agent == 'c51' else 1)
+  critic = critic_lib.make_critic(NET, method, OBS_SHAPE, width, dynamic=dynamic)
+  how = method.method if dynamic is None else dynamic
+  if agent == 'c51':
+    return c51.make_c51(config, critic, how, NUM_ACTIONS)
+  return dqn.make_dqn(config, critic, how, NUM_ACTIONS)
+
+
+def _train(agent: dqn.DQN, state: dqn.DQNState, batches: Transitions):
+  """Learner steps on the stacked `batches`, with the critic's output before each."""
+
+  def step(state, batch):
+    out = agent.critic.apply(state.params, state.net_state, state.spectral, batch.obs)
+    state, metrics = agent.learner_step(state, batch)
+    return state, (out.q, out.rho, metrics)
+
+  return jax.lax.scan(step, state, batches)
+
+
+@functools.lru_cache(maxsize=None)
+def _static_run(config: dqn.DQNConfig, method: critic_lib.MethodConfig, agent: str):
+  return jax.jit(lambda state, batches: _train(_agent(config, method, None, agent), state, batches))
+
+
+@functools.lru_cache(maxsize=None)
+def _dynamic_run(config: dqn.DQNConfig, statics: critic_lib.MethodConfig, agent: str):
+  """One compiled program for every method and layer selection that shares `statics`' other fields."""
+  return jax.jit(lambda dm, state, batches: _train(_agent(config, statics, dm, agent), state, batches))
+
+
+@functools.lru_cache(maxsize=None)
+def _initial(config: dqn.DQNConfig, agent: str) -> dqn.DQNState:
+  """A state whose weights are large enough for sigma > K, so SN acts; the optimiser state is set per method."""
+  state = _agent(config, critic_lib.MethodConfig(), None, agent).init(jax.random.PRNGKey(0), jnp.zeros(OBS_SHAPE))
+  params = jax.tree.map(lambda p: 3.0 * p, state.params)
+  return state._replace(params=params, target_params=params, opt_state=None)
+
+
+def _start(config: dqn.DQNConfig, agent: str, method: str | critic_lib.DynamicMethod) -> dqn.DQNState:
+  state = _initial(config, agent)
+  return state._replace(opt_state=dqn.make_optimizer(config, method)[0].init(state.params))
+
+
+def _assert_same_run(method: critic_lib.MethodConfig, config: dqn.DQNConfig = DQN_CONFIG, agent: str = 'dqn'):
+  batches = jax.tree.map(lambda *xs: jnp.stack(xs), *[_batch(i) for i in range(3)])
+  dm = critic_lib.dynamic_method(method, NET)
+  static_state, (static_q, static_rho, static_metrics) = _static_run(config, method, agent)(
+      _start(config, agent, method.method), batches)
+  statics = dataclasses.replace(method, method='none', layers=(-1,))
+  dynamic_state, (dynamic_q, dynamic_rho, dynamic_metrics) = _dynamic_run(config, statics, agent)(
+      dm, _start(config, agent, dm), batches)
+  np.testing.assert_allclose(static_q, dynamic_q, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(static_rho, dynamic_rho, rtol=1e-6)
+  for k in static_metrics:
+    np.testing.assert_allclose(static_metrics[k], dynamic_metrics[k], rtol=1e-5, err_msg=k)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               (static_state.params, static_state.spectral), (dynamic_state.params, dynamic_state.spectral))
+  assert (np.asarray(static_rho) == 1.0).all() == (method.method == 'none')
+
+
+@pytest.mark.parametrize('layers', [(-2,), (-1, -3)])
+@pytest.mark.parametrize('method', critic_lib.METHODS)
+def test_dynamic_critic_and_optimiser_equal_the_static_ones(method, layers):
+  _assert_same_run(critic_lib.MethodConfig(method=method, layers=layers, lipschitz=1.5))
+
+
+@pytest.mark.parametrize('method', [
+    critic_lib.MethodConfig(method='sn', layers=(-1, -2), sn_always=True, lipschitz=2.0),
+    critic_lib.MethodConfig(method='sn', layers=(-2,), sn_grad_through_sigma=True),
+    critic_lib.MethodConfig(method='divgrad', layers=(-3, -2, -1), power_iterations=2),
+])
+def test_dynamic_path_keeps_the_static_sn_options(method):
+  _assert_same_run(method)
+
+
+@pytest.mark.parametrize('method', ['divgrad', 'muleps'])
+def test_dynamic_optimiser_with_eps_inside_the_root(method):
+  _assert_same_run(critic_lib.MethodConfig(method=method, layers=(-2, -3)),
+                   dataclasses.replace(DQN_CONFIG, eps_placement='inside'))
+
+
+@pytest.mark.parametrize('method', ['divout', 'muleps'])
+def test_dynamic_c51_equals_the_static_one(method):
+  config = c51.c51_config(DQN_CONFIG, c51.SupportConfig(num_atoms=5, v_min=-2.0, v_max=2.0))
+  _assert_same_run(critic_lib.MethodConfig(method=method, layers=(-1,)), config, agent='c51')
+
+
+def test_dynamic_method_of_a_config():
+  dm = critic_lib.dynamic_method(critic_lib.MethodConfig(method='divout', layers=(-1, -3)), NET)
+  assert int(dm.method_id) == critic_lib.METHODS.index('divout')
+  assert np.asarray(dm.layer_mask).tolist() == [True, False, True]  # conv_0, hidden, out
+  none = critic_lib.dynamic_method(critic_lib.MethodConfig(method='none', layers=(-1,)), NET)
+  assert not np.asarray(none.layer_mask).any()  # 'none' selects nothing, as the static critic: rho = 1
+  with pytest.raises(ValueError, match='out of range'):
+    critic_lib.dynamic_method(critic_lib.MethodConfig(method='sn', layers=(-4,)), NET)
+  with pytest.raises(ValueError, match='3 layers'):
+    critic_lib.make_critic(NET, critic_lib.MethodConfig(), OBS_SHAPE, NUM_ACTIONS,
+                           dynamic=critic_lib.DynamicMethod(jnp.int32(1), jnp.ones(2, bool)))
+
+
+# ----------------------------------------------------------------------------
+# Compiled groups that mix methods and layers.
+# ----------------------------------------------------------------------------
+
+MIXED = [(0, 'none', (-1,), 3e-3), (1, 'sn', (-2,), 3e-3), (2, 'divout', (-1,), 1e-3),
+         (3, 'divgrad', (-1, -2), 3e-3), (4, 'muleps', (-2,), 3e-3)]
+
+
+def _chain_config(out, **fields):
+  cfg = config_lib.TrainConfig(env='chain/4', steps=800, eval_period=800, eval_steps=40, sigma_log_period=400,
+                               log_period=200, runner='compiled', out=str(out))
+  return config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 32, 'method.method': 'sn',
+                                    'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 400, 'dqn.epsilon_end': 0.1,
+                                    'dqn.update_period': 2, 'dqn.target_update_period': 100,
+                                    'dqn.learning_rate': 3e-3, 'dqn.replay_capacity': 2_000, **fields})
+
+
+def _mixed(out, **fields):
+  return [_chain_config(out / f'{method}{seed}', seed=seed,
+                        **{'method.method': method, 'method.layers': layers, 'dqn.learning_rate': lr, **fields})
+          for seed, method, layers, lr in MIXED]
+
+
+def _run(configs, **kwargs):
+  env = JaxChain(4)
+  return compiled.train(configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env),
+                        show_progress=False, **kwargs)
+
+
+def _records(out, kind):
+  return list(read_metrics(f'{out}/metrics.jsonl', kind))
+
+
+def _assert_same_metrics(a, b, rtol=1e-4):
+  assert _records(a, 'episode') == _records(b, 'episode')
+  x, y = _records(a, 'train'), _records(b, 'train')
+  assert [r['step'] for r in x] == [r['step'] for r in y] and x
+  for r, s in zip(x, y):
+    assert r['updates'] == s['updates']
+    np.testing.assert_allclose([r['loss'], r['q_mean'], r['rho']], [s['loss'], s['q_mean'], s['rho']], rtol=rtol)
+  x, y = _records(a, 'sigma'), _records(b, 'sigma')
+  assert [r['selected'] for r in x] == [r['selected'] for r in y] and x
+  for r, s in zip(x, y):
+    assert sorted(r['sigma']) == sorted(s['sigma']) == ['hidden', 'out']
+    np.testing.assert_allclose([r['sigma'][k] for k in sorted(r['sigma'])],
+                               [s['sigma'][k] for k in sorted(s['sigma'])], rtol=rtol)
+  x, y = _records(a, 'eval'), _records(b, 'eval')
+  assert [(r['step'], r['episodes'], r['return_mean']) for r in x] == [(s['step'], s['episodes'], s['return_mean'])
+                                                                        for s in y]
+
+
+@pytest.fixture(scope='module')
+def mixed_group(tmp_path_factory):
+  """The MIXED members trained together, as one vmapped program."""
+  together = _mixed(tmp_path_factory.mktemp('together'))
+  return together, _run(together, vmap_members=True)
+
+
+_ALONE: dict[int, config_lib.TrainConfig] = {}
+
+
+def _alone(i: int, tmp_path_factory) -> config_lib.TrainConfig:
+  """Member `i` of MIXED trained alone through a static program (once per test session)."""
+  if i not in _ALONE:
+    config = _mixed(tmp_path_factory.mktemp('alone'))[i]
+    assert _run([config])[0]['members_together'] == 1
+    _ALONE[i] = config
+  return _ALONE[i]
+
+
+# Two members in the default suite (SN and DIVOUT change the critic); the other three in the slow set.
+@pytest.mark.parametrize('i', [pytest.param(i, id=m[1], marks=[] if m[1] in ('sn', 'divout') else [pytest.mark.slow])
+                               for i, m in enumerate(MIXED)])
+def test_a_member_of_a_mixed_group_equals_its_static_run_alone(i, mixed_group, tmp_path_factory):
+  together, summaries = mixed_group
+  assert [s['members_together'] for s in summaries] == [len(MIXED)] * len(MIXED)  # one program for all
+  _assert_same_metrics(together[i].out, _alone(i, tmp_path_factory).out)
+  expected = [[], ['hidden'], ['out'], ['hidden', 'out'], ['hidden']][i]
+  assert all(r['selected'] == expected for r in _records(together[i].out, 'sigma'))
+  rho = _records(together[i].out, 'train')[-1]['rho']
+  assert rho == 1.0 if MIXED[i][1] == 'none' else rho != 1.0
+
+
+def test_programs_are_static_unless_a_vmapped_group_mixes_methods(tmp_path, monkeypatch):
+  mixed = _mixed(tmp_path)
+  same = [mixed[1], config_lib.replace(mixed[1], seed=7, out=str(tmp_path / 'sn7'), **{'dqn.learning_rate': 1e-3})]
+  none = [mixed[0], config_lib.replace(mixed[0], seed=8, out=str(tmp_path / 'none8'), **{'method.layers': (-2,)})]
+  runs = []
+
+  def record(program, configs, *args):
+    runs.append((program.dynamic, program.config.method.method, len(configs), id(program)))
+    return [{'members_together': len(configs)}] * len(configs)
+
+  monkeypatch.setattr(compiled, '_train_group', record)
+  _run(mixed, vmap_members=True)
+  _run(same, vmap_members=True)
+  _run(none, vmap_members=True)  # 'none' ignores its layers
+  _run(mixed[:2] + same, vmap_members=False)
+  assert [r[:3] for r in runs] == [(True, 'none', 5), (False, 'sn', 2), (False, 'none', 2), (False, 'none', 1),
+                                   (False, 'sn', 1), (False, 'sn', 1), (False, 'sn', 1)]
+  assert runs[4][3] == runs[5][3] == runs[6][3]  # one program per method and layers, shared one after another
+
+
+def test_structure_key_groups_methods_and_layers_together(tmp_path):
+  base = _chain_config(tmp_path)
+  key = compiled.structure_key(base)
+  for fields in ({'method.method': 'none'}, {'method.method': 'divgrad', 'method.layers': (-1, -2)},
+                 {'method.method': 'muleps', 'method.layers': (-1,), 'method.lipschitz': 3.0, 'seed': 4}):
+    assert compiled.structure_key(config_lib.replace(base, **fields)) == key, fields
+  for fields in ({'method.sn_always': True}, {'method.power_iterations': 2}, {'method.sn_grad_through_sigma': True},
+                 {'network.hidden': 16}, {'agent': 'c51'}, {'dqn.eps_placement': 'inside'}):
+    assert compiled.structure_key(config_lib.replace(base, **fields)) != key, fields
+
+
+def test_a_checkpoint_resumes_in_a_program_of_the_other_kind(tmp_path, monkeypatch, tmp_path_factory):
+  """A member checkpointed inside a mixed (dynamic) group finishes alone (static) as if never stopped."""
+  together = [c for c in _mixed(tmp_path, checkpoint_period=400) if c.method.method in ('none', 'divgrad')]
+  real = compiled._run_training  # pylint: disable=protected-access
+  calls = {'n': 0}
+
+  def crash_after_checkpoint(*args, **kwargs):
+    calls['n'] += 1
+    if calls['n'] == 3:  # the third training segment ends at 800: the checkpoint at 400 exists
+      raise KeyboardInterrupt('stopped')
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(compiled, '_run_training', crash_after_checkpoint)
+  with pytest.raises(KeyboardInterrupt):
+    _run(together, vmap_members=True)
+  monkeypatch.undo()
+  member = together[0]  # 'none': plain Adam alone, whose optimiser state differs in structure from the group's
+  saved = checkpoint.load(member.out)
+  assert saved['step'] == 400 and len(saved['carry'].agent.opt_state) == 3
+  assert _run([member], resume=True)[0]['members_together'] == 1
+  _assert_same_metrics(_alone(0, tmp_path_factory).out, member.out)
