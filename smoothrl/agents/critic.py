@@ -117,6 +117,17 @@ class Critic(NamedTuple):
   selected: tuple[str, ...]
 
 
+def _initialiser(net: hk.TransformedWithState, specs: Sequence[LayerSpec]):
+  """`init(key, obs) -> (params, net_state, spectral_state)` with a power-iteration vector for every layer."""
+
+  def init(key: jax.Array, obs: jax.Array) -> tuple[hk.Params, hk.State, spectral.SpectralState]:
+    net_key, spectral_key = jax.random.split(key)
+    params, net_state = jax.jit(net.init, static_argnums=2)(net_key, obs[None], True)
+    return params, net_state, spectral.init_state(spectral_key, specs)
+
+  return init
+
+
 def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape: Sequence[int],
                 num_actions: int, batch_norm: bool = False, dynamic: DynamicMethod | None = None) -> Critic:
   """Builds the critic of `network` with `method` applied to the layers `method.layers`.
@@ -137,10 +148,7 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
   def vectors(spectral_state, layer_specs):
     return {s.name: spectral_state[s.name] for s in layer_specs}
 
-  def init(key: jax.Array, obs: jax.Array) -> tuple[hk.Params, hk.State, spectral.SpectralState]:
-    net_key, spectral_key = jax.random.split(key)
-    params, net_state = jax.jit(net.init, static_argnums=2)(net_key, obs[None], True)
-    return params, net_state, spectral.init_state(spectral_key, specs)
+  init = _initialiser(net, specs)
 
   def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
             is_training: bool = False) -> CriticOutput:
@@ -195,10 +203,7 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
   selected = {name: mask[i] for i, name in enumerate(names)}
   is_sn, is_divout = dynamic.is_method('sn'), dynamic.is_method('divout')
 
-  def init(key: jax.Array, obs: jax.Array) -> tuple[hk.Params, hk.State, spectral.SpectralState]:
-    net_key, spectral_key = jax.random.split(key)
-    params, net_state = jax.jit(net.init, static_argnums=2)(net_key, obs[None], True)
-    return params, net_state, spectral.init_state(spectral_key, specs)
+  init = _initialiser(net, specs)
 
   def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
             is_training: bool = False) -> CriticOutput:
