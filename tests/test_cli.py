@@ -52,12 +52,10 @@ def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
     (['--method', 'weird'], "unknown method 'weird'"),
     (['--steps', '0'], 'steps must be a positive integer'),
 ])
-def test_bad_input_is_refused_before_any_work(tmp_path, flags, message):
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
   out = tmp_path / 'never'
-  proc = subprocess.run([sys.executable, '-m', 'smoothrl.launch.cli', 'train', '--out', str(out), *flags],
-                        capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 2
-  assert message in proc.stderr
+  assert cli.main(['train', '--out', str(out), *flags]) == 2
+  assert message in capsys.readouterr().err
   assert not out.exists()
 
 
