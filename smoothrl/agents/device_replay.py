@@ -1,6 +1,7 @@
 """A uniform circular replay buffer as a pytree of device arrays, for fully compiled training loops.
 
-`add` and `sample` are pure functions of the buffer, so they run inside `jax.lax.scan` and under `jax.vmap`.
+`add` and `sample` are pure functions of the buffer, so they run inside `jax.lax.scan` and under `jax.vmap`;
+`HostReplay` drives the same buffer from a Python loop.
 Each slot keeps its own successor observation: transitions never straddle episodes, whatever the order of
 writes, at the cost of storing observations twice (a 100k buffer of 10x10x4 uint8 MinAtar frames is 80 MB).
 """
@@ -11,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from smoothrl.agents.replay import Transitions
 
@@ -42,3 +44,42 @@ def sample(buffer: DeviceReplay, key: jax.Array, batch_size: int) -> Transitions
   """Draws `batch_size` written transitions uniformly, with replacement."""
   indices = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
   return jax.tree.map(lambda store: store[indices], buffer.data)
+
+
+_add = jax.jit(add, donate_argnums=0)
+_sample = jax.jit(lambda buffer, stream, counter, batch_size: sample(buffer, jax.random.fold_in(stream, counter),
+                                                                     batch_size), static_argnums=3)
+
+
+class HostReplay:
+  """A `DeviceReplay` filled from a Python loop, with `ReplayBuffer`'s episode interface.
+
+  The host runner's replay for observations kept whole: it holds and samples exactly what the compiled runner's
+  buffer does, so that both runners take the same learner updates. `sample(stream, counter, batch_size)` draws
+  with the key `jax.random.fold_in(stream, counter)` (`smoothrl.keys.at`).
+  """
+
+  def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=jnp.uint8):
+    self.buffer = init(capacity, obs_shape, obs_dtype)
+    self.capacity = capacity
+    self._obs = None  # the newest observation, the start of the next transition
+    self._added = 0
+
+  def __len__(self) -> int:
+    return min(self._added, self.capacity)
+
+  def start_episode(self, obs) -> None:
+    self._obs = obs
+
+  def add(self, action: int, reward: float, discount: float, next_obs) -> None:
+    if self._obs is None:
+      raise RuntimeError('call start_episode before add')
+    transition = Transitions(self._obs, np.int32(action), np.float32(reward), np.float32(discount), next_obs)
+    self.buffer = _add(self.buffer, transition)
+    self._obs = next_obs
+    self._added += 1
+
+  def sample(self, stream: jax.Array, counter: jax.Array | int, batch_size: int) -> Transitions:
+    if not self._added:
+      raise RuntimeError('cannot sample from an empty replay buffer')
+    return _sample(self.buffer, stream, counter, batch_size)

@@ -1,8 +1,9 @@
 """Environments, built by name.
 
-Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games,
-`atari/<Game>` for the Atari games (e.g. `atari/Pong`) and `chain/<n>` for the
-test chain MDP. A new family is added by registering an
+Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games (the
+official package), `jax-minatar/<game>` for their JAX-native versions
+(`jax_minatar`, behind dm_env), `atari/<Game>` for the Atari games (e.g.
+`atari/Pong`) and `chain/<n>` for the test chain MDP. A new family is added by registering an
 `EnvFamily` in `ENV_FAMILIES` (see `register_family`).
 """
 
@@ -42,6 +43,15 @@ def _make_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
   return MinAtarEnv(game, seed=seed, **kwargs)
 
 
+def _make_jax_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+  from smoothrl import keys  # pylint: disable=g-import-not-at-top
+  from smoothrl.envs import jax_env  # pylint: disable=g-import-not-at-top
+  from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  env = jax_env.NoTruncation(jax_minatar.make(game, **kwargs))
+  return jax_env.DmEnv(env, keys.streams(jax.random.PRNGKey(seed)).env)
+
+
 def _make_atari(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
   return AtariEnv(game, seed=seed, **kwargs)
 
@@ -60,6 +70,10 @@ ENV_FAMILIES: dict[str, EnvFamily] = {
         names=minatar.GAMES,
         is_valid=lambda game: game in minatar.GAMES,
         factory=_make_minatar),
+    'jax-minatar': EnvFamily(
+        names=minatar.GAMES,
+        is_valid=lambda game: game in minatar.GAMES,
+        factory=_make_jax_minatar),
     # The game list comes from ale-py's ROM index without importing ale-py.
     'atari': EnvFamily(
         names=atari.games(),
@@ -97,7 +111,7 @@ def _parse(name: str) -> tuple[EnvFamily, str]:
     valid = ', '.join(f'{family_name}/{n}' for n in family.names)
   else:
     valid = ', '.join(f'{f}/<{"game" if f != "chain" else "n"}>' for f in ENV_FAMILIES)
-    valid += '; minatar games: ' + ', '.join(ENV_FAMILIES['minatar'].names)
+    valid += '; minatar and jax-minatar games: ' + ', '.join(ENV_FAMILIES['minatar'].names)
   raise ValueError(f'unknown environment {name!r}; valid: {valid}')
 
 

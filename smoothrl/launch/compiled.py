@@ -1,8 +1,9 @@
 """The compiled runner: acting, replay, learning, target refreshes and the epsilon schedule inside `lax.scan`.
 
 Training runs in chunks of `log_period` environment steps, each one call of a jitted program; between chunks the
-host writes metrics, measures sigma and evaluates (evaluation is a compiled program too). The agent functions
-are the ones the host runner uses. A chunk after warm-up is a scan over iterations of `update_period` environment
+host writes metrics, measures sigma and evaluates (evaluation is a compiled program too). The agent functions,
+replay and key streams (`smoothrl.keys`) are the ones the host runner uses, so on a JAX-native environment both
+runners take the same learner updates. A chunk after warm-up is a scan over iterations of `update_period` environment
 steps followed by one learner step, so there is no branch in the hot loop.
 
 Several runs (seeds, learning rates, Adam epsilons, Lipschitz constants K, methods and their layers) that share
@@ -19,17 +20,20 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smoothrl import keys as keys_lib
 from smoothrl import optimizers
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
+from smoothrl.envs import jax_env
+from smoothrl.envs.jax_env import JaxEnv
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import MetricsWriter, atomic_write_text
@@ -38,23 +42,6 @@ from smoothrl.networks import smoothness
 
 SMOOTHNESS_STATES = 512
 EVAL_SEED_OFFSET = 1_000_003
-
-
-class JaxEnv(Protocol):
-  """A pure-functional environment (gymnax style)."""
-  num_actions: int
-  obs_shape: tuple[int, ...]
-
-  def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
-    ...
-
-  def step_autoreset(self, key: jax.Array, state: Any, action: jax.Array):
-    """-> (next_obs, obs_after_reset, state, reward, terminal, truncated).
-
-    `next_obs` is the true successor (for replay); `obs_after_reset` is where acting continues, the first
-    observation of a new episode when the step terminated or truncated one.
-    """
-    ...
 
 
 class HParams(NamedTuple):
@@ -79,7 +66,7 @@ class Carry(NamedTuple):
   env_state: Any
   obs: jax.Array
   replay: device_replay.DeviceReplay
-  key: jax.Array
+  keys: keys_lib.Streams  # the run's key streams (`smoothrl.keys`), counted by step and update
   episode_return: jax.Array
   episode_length: jax.Array
 
@@ -118,15 +105,14 @@ class Program:
     schedule = dqn.epsilon_schedule(d)
 
     def env_step(agent: dqn.DQN, carry: Carry, t: jax.Array) -> tuple[Carry, tuple[jax.Array, ...]]:
-      key, act_key, env_key = jax.random.split(carry.key, 3)
-      action = agent.act(carry.agent, act_key, carry.obs, schedule(t))
+      action = agent.act(carry.agent, keys_lib.at(carry.keys.act, t), carry.obs, schedule(t))
       next_obs, reset_obs, env_state, reward, terminal, truncated = env.step_autoreset(
-          env_key, carry.env_state, action)
+          keys_lib.at(carry.keys.env, t + 1), carry.env_state, action)
       done = terminal | truncated
       transition = Transitions(carry.obs, action, reward, 1.0 - terminal.astype(jnp.float32), next_obs)
       episode_return = carry.episode_return + reward
       episode_length = carry.episode_length + 1
-      carry = Carry(carry.agent, env_state, reset_obs, device_replay.add(carry.replay, transition), key,
+      carry = Carry(carry.agent, env_state, reset_obs, device_replay.add(carry.replay, transition), carry.keys,
                     jnp.where(done, 0.0, episode_return), jnp.where(done, 0, episode_length))
       return carry, (done, episode_return, episode_length)
 
@@ -136,9 +122,9 @@ class Program:
 
     def iteration(agent: dqn.DQN, carry: Carry, t0: jax.Array):
       carry, episodes = jax.lax.scan(lambda c, t: env_step(agent, c, t), carry, t0 + jnp.arange(d.update_period))
-      key, sample_key = jax.random.split(carry.key)
+      sample_key = keys_lib.at(carry.keys.sample, carry.agent.updates)
       state, metrics = agent.learner_step(carry.agent, device_replay.sample(carry.replay, sample_key, d.batch_size))
-      return carry._replace(agent=state, key=key), (episodes, metrics)
+      return carry._replace(agent=state), (episodes, metrics)
 
     def train_chunk(hp: HParams, carry: Carry, t0: jax.Array, iterations: int):
       agent = self._agent(hp)
@@ -175,22 +161,16 @@ class Program:
 
     def init(hp: HParams, key: jax.Array) -> Carry:
       agent = self._agent(hp)
-      init_key, env_key, key = jax.random.split(key, 3)
-      obs, env_state = env.reset(env_key)
-      return Carry(agent.init(init_key, obs), env_state, obs,
-                   device_replay.init(d.replay_capacity, env.obs_shape, obs.dtype), key, jnp.float32(0.0),
+      streams = keys_lib.streams(key)
+      obs, env_state = env.reset(keys_lib.at(streams.env, 0))
+      return Carry(agent.init(streams.init, obs), env_state, obs,
+                   device_replay.init(d.replay_capacity, env.obs_shape, obs.dtype), streams, jnp.float32(0.0),
                    jnp.int32(0))
 
     def measure(hp: HParams, carry: Carry):
       agent = self._agent(hp)
       sigmas, vectors = agent.critic.measure(carry.agent.params, carry.agent.spectral)
       return sigmas, carry._replace(agent=carry.agent._replace(spectral=vectors))
-
-    def single_step(hp: HParams, carry: Carry, t: jax.Array):
-      return env_step(self._agent(hp), carry, t)
-
-    def single_iteration(hp: HParams, carry: Carry, t0: jax.Array):
-      return iteration(self._agent(hp), carry, t0)
 
     vm = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes)
     # Every function takes a leading member axis; `static` arguments are segment lengths.
@@ -199,8 +179,6 @@ class Program:
     self.train_chunk = jax.jit(vm(train_chunk, (0, 0, None, None)), static_argnums=3)
     self.evaluate = jax.jit(vm(evaluate))
     self.measure = jax.jit(vm(measure))
-    self.single_step = jax.jit(vm(single_step, (0, 0, None)))
-    self.single_iteration = jax.jit(vm(single_iteration, (0, 0, None)))
 
 
 def _boundaries(config: config_lib.TrainConfig) -> list[int]:
@@ -256,21 +234,20 @@ class _Member:
 
 def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str], JaxEnv],
           build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], vmap_members: bool = True,
-          python_loop: bool = False, show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
+          show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
   """Trains runs that share one structure (`structure_key`) as one compiled program; returns their summaries.
 
   With `vmap_members`, all members run together under `jax.vmap`, on the dynamic critic when they differ in method
   or layers; otherwise one after another through static compiled functions, shared by the members of one method and
-  layer selection. `python_loop` steps the very same jitted step and iteration functions from Python instead of
-  scanning them, which is what the runners' equivalence test compares against. With `resume`, finished members
-  are skipped and the others continue from their checkpoints when they all hold one at the same step.
+  layer selection. With `resume`, finished members are skipped and the others continue from their checkpoints
+  when they all hold one at the same step.
   """
   if not configs:
     raise ValueError('no runs to train')
   for config in configs:
     validate(config)
-  keys = {structure_key(c) for c in configs}
-  if len(keys) > 1:
+  structures = {structure_key(c) for c in configs}
+  if len(structures) > 1:
     raise config_lib.ConfigError('these runs differ in more than seed, learning rate, Adam eps, K, method and '
                                  'layers; group them by structure (see compiled.structure_key)')
   programs: dict[Any, Program] = {}
@@ -295,16 +272,16 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
   groups = [todo] if vmap_members else [[i] for i in todo]
   for group in groups:
     if group:
-      for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group], python_loop,
+      for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group],
                                                 show_progress, resume)):
         finished[i] = summary
   return [finished[i] for i in range(len(configs))]
 
 
-def _train_group(program: Program, configs: list[config_lib.TrainConfig], python_loop: bool, show_progress: bool,
+def _train_group(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
                  resume: bool) -> list[dict[str, Any]]:
   try:
-    return _train_members(program, configs, python_loop, show_progress, resume)
+    return _train_members(program, configs, show_progress, resume)
   except BaseException as e:
     for config in configs:
       checkpoint.write_status(config.out, 'failed', 0, f'{type(e).__name__}: {e}')
@@ -319,7 +296,7 @@ def _saved_group(configs: list[config_lib.TrainConfig]) -> list[dict[str, Any]] 
   return saved
 
 
-def _train_members(program: Program, configs: list[config_lib.TrainConfig], python_loop: bool, show_progress: bool,
+def _train_members(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
                    resume: bool) -> list[dict[str, Any]]:
   base = program.config
   saved = _saved_group(configs) if resume else None
@@ -342,10 +319,11 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], pyth
       continue
     length = end - t0
     if end <= base.dqn.warmup_steps:
-      carry, (done, returns, lengths) = _run_warmup(program, hp, carry, t0, length, python_loop)
+      carry, (done, returns, lengths) = program.warmup(hp, carry, t0, length)
       metrics = None
     else:
-      carry, (done, returns, lengths), metrics = _run_training(program, hp, carry, t0, length, python_loop)
+      carry, (done, returns, lengths), metrics = program.train_chunk(hp, carry, t0,
+                                                                     length // base.dqn.update_period)
     done, returns, lengths = (np.asarray(x) for x in jax.device_get((done, returns, lengths)))
     for i, m in enumerate(members):
       m.episodes_done(t0, done[i], returns[i], lengths[i])
@@ -423,54 +401,12 @@ def _conform_optimizer_state(carry: Carry, template: Carry) -> Carry:
   return carry._replace(agent=carry.agent._replace(opt_state=opt_state))
 
 
-def _run_warmup(program: Program, hp: HParams, carry: Carry, t0: int, length: int, python_loop: bool):
-  if not python_loop:
-    return program.warmup(hp, carry, t0, length)
-  outs = []
-  for t in range(t0, t0 + length):
-    carry, out = program.single_step(hp, carry, jnp.int32(t))
-    outs.append(out)
-  return carry, jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *outs)
-
-
-def _run_training(program: Program, hp: HParams, carry: Carry, t0: int, length: int, python_loop: bool):
-  period = program.config.dqn.update_period
-  if not python_loop:
-    return program.train_chunk(hp, carry, t0, length // period)
-  episodes, metrics = [], []
-  for t in range(t0, t0 + length, period):
-    carry, (eps, m) = program.single_iteration(hp, carry, jnp.int32(t))
-    episodes.append(eps)
-    metrics.append(m)
-  episodes = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *episodes)
-  return carry, episodes, jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs, axis=1), axis=1), *metrics)
-
-
-class _NoTruncation:
-  """Presents an environment whose episodes only terminate (MinAtar has no time limit) as a `JaxEnv`."""
-
-  def __init__(self, env: Any):
-    self.env, self.num_actions, self.obs_shape = env, env.num_actions, env.obs_shape
-
-  def reset(self, key: jax.Array):
-    return self.env.reset(key)
-
-  def step_autoreset(self, key: jax.Array, state: Any, action: jax.Array):
-    next_obs, obs, state, reward, done = self.env.step_autoreset(key, state, action)
-    return next_obs, obs, state, reward, done, jnp.zeros_like(done)
-
-
 def make_env(name: str) -> JaxEnv:
   """The JAX-native environment of a config's `env` name."""
-  family, _, rest = name.partition('/')
-  if family == 'chain':
-    from smoothrl.envs.jax_chain import JaxChain  # pylint: disable=g-import-not-at-top
-    return JaxChain(int(rest))
-  if family == 'minatar':
-    from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
-    return _NoTruncation(jax_minatar.make(rest))
-  raise config_lib.ConfigError(f'the compiled runner has no JAX-native version of {name!r}; '
-                               'it runs minatar/<game> and chain/<n>')
+  try:
+    return jax_env.make(name)
+  except ValueError as e:
+    raise config_lib.ConfigError(f'the compiled runner needs a JAX-native environment: {e}') from None
 
 
 def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn.DQN:

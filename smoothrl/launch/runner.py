@@ -1,7 +1,9 @@
 """The host runner: a Python loop over a dm_env environment around the agent's jitted functions.
 
-Per environment step there is one jitted call (acting, which also advances the key) and one device-to-host read
-(the action). Learner metrics stay on the device until a log interval.
+Per environment step there is one jitted call (acting) and one device-to-host read (the action). Learner metrics
+stay on the device until a log interval. Random draws follow `smoothrl.keys`, and observations kept whole go to
+the compiled runner's replay (`device_replay.HostReplay`), so on a JAX-native environment (`jax-minatar/<game>`,
+`chain/<n>`) this runner takes the learner updates of the compiled one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import dm_env
 import jax
@@ -20,11 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothrl import envs
+from smoothrl import keys
 from smoothrl.agents import c51
 from smoothrl.agents import critic as critic_lib
+from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents.frame_replay import FrameReplayBuffer
-from smoothrl.agents.replay import ReplayBuffer
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import MetricsWriter, atomic_write_text, read_metrics
@@ -70,18 +73,13 @@ def epsilon_at(config: dqn.DQNConfig, step: int) -> float:
 
 
 class _Acting:
-  """Jitted acting that threads its own key, so a step costs one dispatch."""
+  """Jitted acting at step t of a key stream, with the key `keys.at(stream, t)` and exploration `epsilon(t)`."""
 
-  def __init__(self, agent: dqn.DQN, key: jax.Array):
-    def step(state, key, obs, epsilon):
-      key, sub = jax.random.split(key)
-      return agent.act(state, sub, obs, epsilon), key
-    self._step = jax.jit(step)
-    self.key = key
+  def __init__(self, agent: dqn.DQN, epsilon: Callable[[jax.Array], jax.Array]):
+    self._act = jax.jit(lambda state, stream, t, obs: agent.act(state, keys.at(stream, t), obs, epsilon(t)))
 
-  def __call__(self, state: dqn.DQNState, obs: np.ndarray, epsilon: float) -> int:
-    action, self.key = self._step(dqn.actor_state(state), self.key, obs, np.float32(epsilon))
-    return int(action)
+  def __call__(self, state: dqn.DQNState, stream: jax.Array, t: int, obs: np.ndarray) -> int:
+    return int(self._act(dqn.actor_state(state), stream, np.int32(t), obs))
 
 
 def smoothness_fn(agent: dqn.DQN):
@@ -105,19 +103,30 @@ def normalised(env_name: str, score: float) -> dict[str, float]:
     return {}
 
 
-def make_replay(config: config_lib.TrainConfig, obs: np.ndarray) -> ReplayBuffer | FrameReplayBuffer:
-  """Atari stacks are stored a frame at a time (1M transitions in 7.1 GB); other observations whole."""
+Replay = device_replay.HostReplay | FrameReplayBuffer
+
+
+def make_replay(config: config_lib.TrainConfig, obs: np.ndarray) -> Replay:
+  """Atari stacks are stored a frame at a time (1M transitions in 7.1 GB); other observations whole, in the
+  compiled runner's buffer."""
   if config.env.startswith('atari/'):
     return FrameReplayBuffer(config.dqn.replay_capacity, obs.shape[:-1], obs.shape[-1])
-  return ReplayBuffer(config.dqn.replay_capacity, obs.shape, obs.dtype)
+  return device_replay.HostReplay(config.dqn.replay_capacity, obs.shape, obs.dtype)
 
 
-def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: float, acting: _Acting,
+def sample(replay: Replay, streams: keys.Streams, updates: jax.Array, rng: np.random.Generator, batch_size: int):
+  """The batch of learner update `updates`: drawn from the `sample` stream, or with `rng` for frame replay."""
+  if isinstance(replay, device_replay.HostReplay):
+    return replay.sample(streams.sample, updates, batch_size)
+  return replay.sample(rng, batch_size)
+
+
+def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _Acting, stream: jax.Array,
              measure_smoothness, rng: np.random.Generator) -> dict[str, Any]:
-  """Runs `steps` steps at `epsilon`; returns completed-episode returns and the on-policy smoothness measure."""
+  """Runs `steps` steps of `acting` on `stream`; returns completed-episode returns and the on-policy smoothness."""
   returns, episode_return, states, seen = [], 0.0, [], 0
   timestep = env.reset()
-  for _ in range(steps):
+  for t in range(steps):
     seen += 1  # reservoir sampling keeps a uniform sample of the visited states
     if len(states) < SMOOTHNESS_STATES:
       states.append(timestep.observation)
@@ -125,7 +134,7 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, epsilon: 
       j = rng.integers(0, seen)
       if j < SMOOTHNESS_STATES:
         states[j] = timestep.observation
-    timestep = env.step(acting(state, timestep.observation, epsilon))
+    timestep = env.step(acting(state, stream, t, timestep.observation))
     episode_return += float(timestep.reward)
     if timestep.last():
       returns.append(episode_score(env, episode_return))
@@ -194,17 +203,18 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
   eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET, **config.env_kwargs())
   agent = build_agent(config, env)
   d = config.dqn
-  key = jax.random.PRNGKey(config.seed)
-  init_key, act_key = jax.random.split(key)
+  streams = keys.streams(jax.random.PRNGKey(config.seed))
+  eval_stream = keys.streams(jax.random.PRNGKey(config.seed + EVAL_SEED_OFFSET)).act
   learner_step = jax.jit(agent.learner_step)
   measure_sigmas = jax.jit(agent.critic.measure)
-  acting = _Acting(agent, act_key)
+  acting = _Acting(agent, dqn.epsilon_schedule(d))
+  eval_acting = _Acting(agent, lambda t: jnp.float32(config.eval_epsilon))
   measure_smoothness = smoothness_fn(agent)
 
   if saved is None:
     np_rng = np.random.default_rng(config.seed)
     timestep = env.reset()
-    state = agent.init(init_key, jnp.asarray(timestep.observation))
+    state = agent.init(streams.init, jnp.asarray(timestep.observation))
     replay = make_replay(config, timestep.observation)
     replay.start_episode(timestep.observation)
     first, episode_return, episode_length, episodes, elapsed = 1, 0.0, 0, 0, 0.0
@@ -214,7 +224,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
   else:
     state, replay, env, eval_env, timestep = (saved['state'], saved['replay'], saved['env'], saved['eval_env'],
                                               saved['timestep'])
-    np_rng, acting.key = saved['np_rng'], saved['act_key']
+    np_rng = saved['np_rng']
     first = saved['step'] + 1
     episode_return, episode_length, episodes = saved['episode_return'], saved['episode_length'], saved['episodes']
     recent, last_eval, elapsed = saved['recent'], saved['last_eval'], saved['elapsed']
@@ -226,7 +236,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
   with MetricsWriter(out / 'metrics.jsonl', out / 'tensorboard' if config.tensorboard else None) as writer:
     for step in range(first, config.steps + 1):
       epsilon = epsilon_at(d, step - 1)
-      action = acting(state, timestep.observation, epsilon)
+      action = acting(state, streams.act, step - 1, timestep.observation)
       timestep = env.step(action)
       replay.add(action, timestep.reward, timestep.discount, timestep.observation)
       episode_return += float(timestep.reward)
@@ -242,7 +252,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
         replay.start_episode(timestep.observation)
 
       if step > d.warmup_steps and step % d.update_period == 0:
-        state, metrics = learner_step(state, replay.sample(np_rng, d.batch_size))
+        state, metrics = learner_step(state, sample(replay, streams, state.updates, np_rng, d.batch_size))
         pending.append(metrics)
 
       if step % config.log_period == 0 and pending:
@@ -262,15 +272,15 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
                       'selected': list(agent.critic.selected)})
 
       if step % config.eval_period == 0 or step == config.steps:
-        last_eval = evaluate(state, eval_env, config.eval_steps, config.eval_epsilon, acting, measure_smoothness,
-                             np_rng)
+        last_eval = evaluate(state, eval_env, config.eval_steps, eval_acting, keys.at(eval_stream, step),
+                             measure_smoothness, np_rng)
         last_eval.update(normalised(config.env, last_eval['return_mean']))
         writer.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
 
       if config.checkpoint_period and step % config.checkpoint_period == 0 and step < config.steps:
         checkpoint.save(out, dict(
             step=step, state=state, replay=replay, env=env, eval_env=eval_env, timestep=timestep, np_rng=np_rng,
-            act_key=acting.key, episode_return=episode_return, episode_length=episode_length, episodes=episodes,
+            episode_return=episode_return, episode_length=episode_length, episodes=episodes,
             recent=recent, last_eval=last_eval, elapsed=time.perf_counter() - start))
 
       progress.update(step, force=step == config.steps,
