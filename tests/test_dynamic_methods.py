@@ -255,16 +255,14 @@ def test_structure_key_groups_methods_and_layers_together(tmp_path):
 def test_a_checkpoint_resumes_in_a_program_of_the_other_kind(tmp_path, monkeypatch, tmp_path_factory):
   """A member checkpointed inside a mixed (dynamic) group finishes alone (static) as if never stopped."""
   together = [c for c in _mixed(tmp_path, checkpoint_period=400) if c.method.method in ('none', 'divgrad')]
-  real = compiled._run_training  # pylint: disable=protected-access
-  calls = {'n': 0}
 
-  def crash_after_checkpoint(*args, **kwargs):
-    calls['n'] += 1
-    if calls['n'] == 3:  # the third training segment ends at 800: the checkpoint at 400 exists
-      raise KeyboardInterrupt('stopped')
-    return real(*args, **kwargs)
+  class CrashingProgress(compiled.Progress):
+    def update(self, step, **kwargs):
+      if step > 400:  # the checkpoint at 400 exists, the one at 800 not yet
+        raise KeyboardInterrupt('stopped')
+      super().update(step, **kwargs)
 
-  monkeypatch.setattr(compiled, '_run_training', crash_after_checkpoint)
+  monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
   with pytest.raises(KeyboardInterrupt):
     _run(together, vmap_members=True)
   monkeypatch.undo()
