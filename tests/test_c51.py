@@ -217,7 +217,7 @@ def test_divout_is_a_softmax_temperature_rho():
   np.testing.assert_allclose(metrics['loss'], want_loss, rtol=2e-3)
 
 
-@pytest.mark.parametrize('method', ['none', 'sn'])
+@pytest.mark.parametrize('method', ['sn', pytest.param('none', marks=pytest.mark.slow)])
 def test_c51_learns_a_chain_with_known_optimum(method):
   """chain/4: always-right earns 1 in 4 steps, so Q*(s0, right) = gamma^3.
 

@@ -95,7 +95,7 @@ def test_act_is_greedy_at_zero_epsilon_and_uniform_at_one():
   assert counts.min() > 150
 
 
-@pytest.mark.parametrize('method', ['none', 'sn'])
+@pytest.mark.parametrize('method', ['none', pytest.param('sn', marks=pytest.mark.slow)])
 def test_dqn_learns_a_chain_with_known_optimum(tmp_path, method):
   """A 4-state chain: the optimal policy walks right and earns 1 in 4 steps; Q*(s0, right) = gamma^3."""
   cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=4_000, eval_period=4_000,
