@@ -38,6 +38,26 @@ def test_device_replay_wraps_around_and_samples_only_written_slots():
   assert int(buffer.size) == 5 and int(buffer.head) == 12 % 5
 
 
+def test_host_replay_holds_and_samples_what_the_device_buffer_does():
+  host, device = device_replay.HostReplay(4, (2,), jnp.int32), device_replay.init(4, (2,), jnp.int32)
+  with pytest.raises(RuntimeError, match='start_episode'):
+    host.add(0, 0.0, 1.0, np.zeros(2, np.int32))
+  host.start_episode(np.full(2, 0, np.int32))
+  for i in range(6):  # two episodes, the second starting at observation 10
+    if i == 3:
+      host.start_episode(np.full(2, 10, np.int32))
+    first = 10 if i >= 3 else 0
+    obs, next_obs = np.full(2, first + i % 3, np.int32), np.full(2, first + i % 3 + 1, np.int32)
+    host.add(i % 3, float(i), float(i != 2), next_obs)
+    device = device_replay.add(device, Transitions(obs, jnp.int32(i % 3), jnp.float32(i), jnp.float32(i != 2),
+                                                   next_obs))
+  assert len(host) == 4
+  jax.tree.map(np.testing.assert_array_equal, host.buffer, device)
+  stream = jax.random.PRNGKey(3)
+  jax.tree.map(np.testing.assert_array_equal, host.sample(stream, 7, 16),
+               device_replay.sample(device, jax.random.fold_in(stream, 7), 16))
+
+
 def test_jax_chain_matches_the_dm_env_chain():
   from smoothrl.envs.chain import ChainEnv  # pylint: disable=g-import-not-at-top
   jenv, env = JaxChain(3, max_episode_steps=5), ChainEnv(3, max_episode_steps=5)
