@@ -114,11 +114,22 @@ def make_replay(config: config_lib.TrainConfig, obs: np.ndarray) -> Replay:
   return device_replay.HostReplay(config.dqn.replay_capacity, obs.shape, obs.dtype)
 
 
-def sample(replay: Replay, streams: keys.Streams, updates: jax.Array, rng: np.random.Generator, batch_size: int):
-  """The batch of learner update `updates`: drawn from the `sample` stream, or with `rng` for frame replay."""
-  if isinstance(replay, device_replay.HostReplay):
-    return replay.sample(streams.sample, updates, batch_size)
-  return replay.sample(rng, batch_size)
+def make_update(agent: dqn.DQN, batch_size: int, sample_stream: jax.Array):
+  """One jitted learner update, sampling included: `update(state, replay, rng) -> (state, metrics)`.
+
+  From a `HostReplay` the batch is drawn inside the same call with the key `keys.at(sample_stream, state.updates)`,
+  as the compiled runner draws it; frame replay samples on the host with `rng`.
+  """
+  learner_step = jax.jit(agent.learner_step)
+  from_buffer = jax.jit(lambda state, buffer: agent.learner_step(
+      state, device_replay.sample(buffer, keys.at(sample_stream, state.updates), batch_size)))
+
+  def update(state: dqn.DQNState, replay: Replay, rng: np.random.Generator):
+    if isinstance(replay, device_replay.HostReplay):
+      return from_buffer(state, replay.buffer)
+    return learner_step(state, replay.sample(rng, batch_size))
+
+  return update
 
 
 def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _Acting, stream: jax.Array,
@@ -205,7 +216,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
   d = config.dqn
   streams = keys.streams(jax.random.PRNGKey(config.seed))
   eval_stream = keys.streams(jax.random.PRNGKey(config.seed + EVAL_SEED_OFFSET)).act
-  learner_step = jax.jit(agent.learner_step)
+  update = make_update(agent, d.batch_size, streams.sample)
   measure_sigmas = jax.jit(agent.critic.measure)
   acting = _Acting(agent, dqn.epsilon_schedule(d))
   eval_acting = _Acting(agent, lambda t: jnp.float32(config.eval_epsilon))
@@ -252,7 +263,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
         replay.start_episode(timestep.observation)
 
       if step > d.warmup_steps and step % d.update_period == 0:
-        state, metrics = learner_step(state, sample(replay, streams, state.updates, np_rng, d.batch_size))
+        state, metrics = update(state, replay, np_rng)
         pending.append(metrics)
 
       if step % config.log_period == 0 and pending:
