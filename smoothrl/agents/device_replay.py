@@ -47,26 +47,22 @@ def sample(buffer: DeviceReplay, key: jax.Array, batch_size: int) -> Transitions
 
 
 _add = jax.jit(add, donate_argnums=0)
-_sample = jax.jit(lambda buffer, stream, counter, batch_size: sample(buffer, jax.random.fold_in(stream, counter),
-                                                                     batch_size), static_argnums=3)
 
 
 class HostReplay:
   """A `DeviceReplay` filled from a Python loop, with `ReplayBuffer`'s episode interface.
 
-  The host runner's replay for observations kept whole: it holds and samples exactly what the compiled runner's
-  buffer does, so that both runners take the same learner updates. `sample(stream, counter, batch_size)` draws
-  with the key `jax.random.fold_in(stream, counter)` (`smoothrl.keys.at`).
+  The host runner's replay for observations kept whole: `buffer` holds exactly what the compiled runner's does,
+  so that both runners take the same learner updates; the host runner samples it with `sample` inside its jitted
+  learner call (`runner.make_update`).
   """
 
   def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=jnp.uint8):
     self.buffer = init(capacity, obs_shape, obs_dtype)
-    self.capacity = capacity
     self._obs = None  # the newest observation, the start of the next transition
-    self._added = 0
 
   def __len__(self) -> int:
-    return min(self._added, self.capacity)
+    return int(self.buffer.size)
 
   def start_episode(self, obs) -> None:
     self._obs = obs
@@ -77,9 +73,3 @@ class HostReplay:
     transition = Transitions(self._obs, np.int32(action), np.float32(reward), np.float32(discount), next_obs)
     self.buffer = _add(self.buffer, transition)
     self._obs = next_obs
-    self._added += 1
-
-  def sample(self, stream: jax.Array, counter: jax.Array | int, batch_size: int) -> Transitions:
-    if not self._added:
-      raise RuntimeError('cannot sample from an empty replay buffer')
-    return _sample(self.buffer, stream, counter, batch_size)
