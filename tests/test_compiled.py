@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from chain_runs import chain_config, records, run_chain
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
@@ -12,7 +13,6 @@ from smoothrl.launch import checkpoint
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
-from smoothrl.launch.io import read_metrics
 
 
 def _transition(i):
@@ -71,79 +71,60 @@ def test_jax_chain_matches_the_dm_env_chain():
       timestep = env.reset()
 
 
-def _chain_config(tmp_path, **fields):
-  cfg = config_lib.TrainConfig(env='chain/4', steps=1_600, eval_period=800, eval_steps=40, sigma_log_period=400,
-                               log_period=200, runner='compiled', out=str(tmp_path))
-  return config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 32, 'method.method': 'sn',
-                                    'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 800, 'dqn.epsilon_end': 0.1,
-                                    'dqn.update_period': 2, 'dqn.target_update_period': 100,
-                                    'dqn.learning_rate': 3e-3, 'dqn.replay_capacity': 2_000, **fields})
-
-
-def _run(configs, **kwargs):
-  env = JaxChain(4)
-  build = lambda c, hp: compiled.build_agent(c, hp, env)
-  return compiled.train(configs, lambda name: env, build, show_progress=False, **kwargs)
-
-
-def _records(out, kind):
-  return list(read_metrics(f'{out}/metrics.jsonl', kind))
-
-
 @pytest.mark.parametrize('env', ['chain/4', 'jax-minatar/breakout'])
 def test_host_and_compiled_runners_take_the_same_updates(tmp_path, env):
   """On one JAX-native environment and seed, the Python loop and the scan see the same episodes and updates."""
   fields = {} if env.startswith('chain') else {'network.conv_layers': 2, 'network.hidden': 64}
-  host = _chain_config(tmp_path / 'host', env=env, runner='host', steps=1_200, **fields)
+  host = chain_config(tmp_path / 'host', env=env, runner='host', steps=1_200, **fields)
   scan = config_lib.replace(host, out=str(tmp_path / 'scan'), runner='compiled')
   runner.train(host, show_progress=False)
   compiled.train_grid([scan], show_progress=False)
-  episodes = _records(host.out, 'episode')
-  assert len(episodes) >= 20 and episodes == _records(scan.out, 'episode')
-  a, b = _records(host.out, 'train'), _records(scan.out, 'train')
+  episodes = records(host.out, 'episode')
+  assert len(episodes) >= 20 and episodes == records(scan.out, 'episode')
+  a, b = records(host.out, 'train'), records(scan.out, 'train')
   assert [r['step'] for r in a] == [r['step'] for r in b] == list(range(400, 1_201, 200))
   for x, y in zip(a, b):
     assert x['updates'] == y['updates']
     np.testing.assert_allclose([x['loss'], x['q_mean'], x['rho']], [y['loss'], y['q_mean'], y['rho']], rtol=1e-5)
-  for x, y in zip(_records(host.out, 'sigma'), _records(scan.out, 'sigma')):
+  for x, y in zip(records(host.out, 'sigma'), records(scan.out, 'sigma')):
     np.testing.assert_allclose(list(x['sigma'].values()), list(y['sigma'].values()), rtol=1e-5)
 
 
 def test_members_are_independent_and_learn(tmp_path):
-  alone = _chain_config(tmp_path / 'alone', seed=0)
-  together = [_chain_config(tmp_path / f'm{s}', seed=s, **{'dqn.learning_rate': lr, 'method.lipschitz': k})
+  alone = chain_config(tmp_path / 'alone', seed=0)
+  together = [chain_config(tmp_path / f'm{s}', seed=s, **{'dqn.learning_rate': lr, 'method.lipschitz': k})
               for s, lr, k in [(0, 3e-3, 1.0), (1, 1e-3, 2.0), (2, 3e-3, 1.0)]]
-  _run([alone])
-  summaries = _run(together, vmap_members=True)
+  run_chain([alone])
+  summaries = run_chain(together, vmap_members=True)
   assert all(s['members_together'] == 3 for s in summaries)
-  assert _records(alone.out, 'episode') == _records(together[0].out, 'episode')
-  for x, y in zip(_records(alone.out, 'train'), _records(together[0].out, 'train')):
+  assert records(alone.out, 'episode') == records(together[0].out, 'episode')
+  for x, y in zip(records(alone.out, 'train'), records(together[0].out, 'train')):
     np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-4)
   # Members really differ (seed, learning rate, K), and each wrote its own evaluations.
-  assert _records(together[0].out, 'episode') != _records(together[1].out, 'episode')
-  assert all([r['step'] for r in _records(c.out, 'eval')] == [800, 1_600] for c in together)
+  assert records(together[0].out, 'episode') != records(together[1].out, 'episode')
+  assert all([r['step'] for r in records(c.out, 'eval')] == [800, 1_600] for c in together)
 
 
 def test_sequential_members_reuse_the_program(tmp_path):
-  configs = [_chain_config(tmp_path / f's{s}', seed=s) for s in (0, 1)]
-  summaries = _run(configs, vmap_members=False)
+  configs = [chain_config(tmp_path / f's{s}', seed=s) for s in (0, 1)]
+  summaries = run_chain(configs, vmap_members=False)
   assert [s['members_together'] for s in summaries] == [1, 1]
-  assert _records(configs[0].out, 'episode') != _records(configs[1].out, 'episode')
+  assert records(configs[0].out, 'episode') != records(configs[1].out, 'episode')
 
 
 def test_compiled_runner_validation(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='multiples of dqn.update_period'):
-    compiled.validate(_chain_config(tmp_path, **{'dqn.warmup_steps': 201}))
+    compiled.validate(chain_config(tmp_path, **{'dqn.warmup_steps': 201}))
   with pytest.raises(config_lib.ConfigError, match='group them by structure'):
-    _run([_chain_config(tmp_path / 'a'), _chain_config(tmp_path / 'b', **{'network.hidden': 16})])
+    run_chain([chain_config(tmp_path / 'a'), chain_config(tmp_path / 'b', **{'network.hidden': 16})])
   with pytest.raises(config_lib.ConfigError, match='no JAX-native version'):
     compiled.make_env('atari/Pong')
 
 
 def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-  full = _chain_config(tmp_path / 'full', checkpoint_period=400)
-  crashed = _chain_config(tmp_path / 'crashed', checkpoint_period=400)
-  _run([full])
+  full = chain_config(tmp_path / 'full', checkpoint_period=400)
+  crashed = chain_config(tmp_path / 'crashed', checkpoint_period=400)
+  run_chain([full])
 
   class CrashingProgress(compiled.Progress):
     def update(self, step, **kwargs):
@@ -153,18 +134,18 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
 
   monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
   with pytest.raises(KeyboardInterrupt):
-    _run([crashed])
+    run_chain([crashed])
   monkeypatch.undo()
   assert checkpoint.read_status(crashed.out)['state'] == 'failed'
   assert checkpoint.load(crashed.out)['step'] == 1_200
 
-  summary = _run([crashed], resume=True)[0]
+  summary = run_chain([crashed], resume=True)[0]
   assert summary['steps'] == 1_600 and checkpoint.read_status(crashed.out)['state'] == 'done'
   timeless = lambda rs: [{k: v for k, v in r.items() if k not in ('elapsed', 'steps_per_sec')} for r in rs]
   for kind in ('episode', 'sigma', 'eval'):
-    assert timeless(_records(full.out, kind)) == timeless(_records(crashed.out, kind)), kind
-  a, b = _records(full.out, 'train'), _records(crashed.out, 'train')
+    assert timeless(records(full.out, kind)) == timeless(records(crashed.out, kind)), kind
+  a, b = records(full.out, 'train'), records(crashed.out, 'train')
   assert [r['step'] for r in a] == [r['step'] for r in b]
   for x, y in zip(a, b):
     np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-5)
-  assert _run([crashed], resume=True)[0] == summary  # finished: nothing new
+  assert run_chain([crashed], resume=True)[0] == summary  # finished: nothing new

@@ -11,15 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from chain_runs import chain_config, records, run_chain
 from smoothrl.agents import c51
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
-from smoothrl.envs.jax_chain import JaxChain
 from smoothrl.launch import checkpoint
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import read_metrics
 from smoothrl.networks import critics
 
 NET = critics.NetworkConfig(conv_layers=1, conv_channels=4, hidden=16)  # conv_0 (-3), hidden (-2), out (-1)
@@ -147,12 +146,7 @@ MIXED = [(0, 'none', (-1,), 3e-3), (1, 'sn', (-2,), 3e-3), (2, 'divout', (-1,), 
 
 
 def _chain_config(out, **fields):
-  cfg = config_lib.TrainConfig(env='chain/4', steps=800, eval_period=800, eval_steps=40, sigma_log_period=400,
-                               log_period=200, runner='compiled', out=str(out))
-  return config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 32, 'method.method': 'sn',
-                                    'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 400, 'dqn.epsilon_end': 0.1,
-                                    'dqn.update_period': 2, 'dqn.target_update_period': 100,
-                                    'dqn.learning_rate': 3e-3, 'dqn.replay_capacity': 2_000, **fields})
+  return chain_config(out, **{'steps': 800, 'dqn.epsilon_decay_steps': 400, **fields})
 
 
 def _mixed(out, **fields):
@@ -161,30 +155,20 @@ def _mixed(out, **fields):
           for seed, method, layers, lr in MIXED]
 
 
-def _run(configs, **kwargs):
-  env = JaxChain(4)
-  return compiled.train(configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env),
-                        show_progress=False, **kwargs)
-
-
-def _records(out, kind):
-  return list(read_metrics(f'{out}/metrics.jsonl', kind))
-
-
 def _assert_same_metrics(a, b, rtol=1e-4):
-  assert _records(a, 'episode') == _records(b, 'episode')
-  x, y = _records(a, 'train'), _records(b, 'train')
+  assert records(a, 'episode') == records(b, 'episode')
+  x, y = records(a, 'train'), records(b, 'train')
   assert [r['step'] for r in x] == [r['step'] for r in y] and x
   for r, s in zip(x, y):
     assert r['updates'] == s['updates']
     np.testing.assert_allclose([r['loss'], r['q_mean'], r['rho']], [s['loss'], s['q_mean'], s['rho']], rtol=rtol)
-  x, y = _records(a, 'sigma'), _records(b, 'sigma')
+  x, y = records(a, 'sigma'), records(b, 'sigma')
   assert [r['selected'] for r in x] == [r['selected'] for r in y] and x
   for r, s in zip(x, y):
     assert sorted(r['sigma']) == sorted(s['sigma']) == ['hidden', 'out']
     np.testing.assert_allclose([r['sigma'][k] for k in sorted(r['sigma'])],
                                [s['sigma'][k] for k in sorted(s['sigma'])], rtol=rtol)
-  x, y = _records(a, 'eval'), _records(b, 'eval')
+  x, y = records(a, 'eval'), records(b, 'eval')
   assert [(r['step'], r['episodes'], r['return_mean']) for r in x] == [(s['step'], s['episodes'], s['return_mean'])
                                                                         for s in y]
 
@@ -193,7 +177,7 @@ def _assert_same_metrics(a, b, rtol=1e-4):
 def mixed_group(tmp_path_factory):
   """The MIXED members trained together, as one vmapped program."""
   together = _mixed(tmp_path_factory.mktemp('together'))
-  return together, _run(together, vmap_members=True)
+  return together, run_chain(together, vmap_members=True)
 
 
 _ALONE: dict[int, config_lib.TrainConfig] = {}
@@ -203,7 +187,7 @@ def _alone(i: int, tmp_path_factory) -> config_lib.TrainConfig:
   """Member `i` of MIXED trained alone through a static program (once per test session)."""
   if i not in _ALONE:
     config = _mixed(tmp_path_factory.mktemp('alone'))[i]
-    assert _run([config])[0]['members_together'] == 1
+    assert run_chain([config])[0]['members_together'] == 1
     _ALONE[i] = config
   return _ALONE[i]
 
@@ -216,8 +200,8 @@ def test_a_member_of_a_mixed_group_equals_its_static_run_alone(i, mixed_group, t
   assert [s['members_together'] for s in summaries] == [len(MIXED)] * len(MIXED)  # one program for all
   _assert_same_metrics(together[i].out, _alone(i, tmp_path_factory).out)
   expected = [[], ['hidden'], ['out'], ['hidden', 'out'], ['hidden']][i]
-  assert all(r['selected'] == expected for r in _records(together[i].out, 'sigma'))
-  rho = _records(together[i].out, 'train')[-1]['rho']
+  assert all(r['selected'] == expected for r in records(together[i].out, 'sigma'))
+  rho = records(together[i].out, 'train')[-1]['rho']
   assert rho == 1.0 if MIXED[i][1] == 'none' else rho != 1.0
 
 
@@ -232,10 +216,10 @@ def test_programs_are_static_unless_a_vmapped_group_mixes_methods(tmp_path, monk
     return [{'members_together': len(configs)}] * len(configs)
 
   monkeypatch.setattr(compiled, '_train_group', record)
-  _run(mixed, vmap_members=True)
-  _run(same, vmap_members=True)
-  _run(none, vmap_members=True)  # 'none' ignores its layers
-  _run(mixed[:2] + same, vmap_members=False)
+  run_chain(mixed, vmap_members=True)
+  run_chain(same, vmap_members=True)
+  run_chain(none, vmap_members=True)  # 'none' ignores its layers
+  run_chain(mixed[:2] + same, vmap_members=False)
   assert [r[:3] for r in runs] == [(True, 'none', 5), (False, 'sn', 2), (False, 'none', 2), (False, 'none', 1),
                                    (False, 'sn', 1), (False, 'sn', 1), (False, 'sn', 1)]
   assert runs[4][3] == runs[5][3] == runs[6][3]  # one program per method and layers, shared one after another
@@ -264,10 +248,10 @@ def test_a_checkpoint_resumes_in_a_program_of_the_other_kind(tmp_path, monkeypat
 
   monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
   with pytest.raises(KeyboardInterrupt):
-    _run(together, vmap_members=True)
+    run_chain(together, vmap_members=True)
   monkeypatch.undo()
   member = together[0]  # 'none': plain Adam alone, whose optimiser state differs in structure from the group's
   saved = checkpoint.load(member.out)
   assert saved['step'] == 400 and len(saved['carry'].agent.opt_state) == 3
-  assert _run([member], resume=True)[0]['members_together'] == 1
+  assert run_chain([member], resume=True)[0]['members_together'] == 1
   _assert_same_metrics(_alone(0, tmp_path_factory).out, member.out)
