@@ -18,12 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import common
 from smoothrl.agents import frame_replay
-from smoothrl.agents.replay import Transitions
 from smoothrl.envs import atari
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
-from smoothrl.launch.io import read_metrics
 
 FRAME_SKIP = 4
 
@@ -56,8 +55,7 @@ def training_rate(game: str, steps: int, out: str) -> float:
                            eval_period=10**9, eval_steps=10, log_period=500, sigma_log_period=10**9,
                            checkpoint_period=0, **{'dqn.warmup_steps': 1_000, 'dqn.replay_capacity': 100_000})
   runner.train(cfg, show_progress=False)
-  train = list(read_metrics(f'{out}/metrics.jsonl', 'train'))
-  return (train[-1]['step'] - train[0]['step']) / (train[-1]['elapsed'] - train[0]['elapsed'])
+  return common.logged_rate(out)
 
 
 def learner_rate(game: str, updates: int = 20) -> float:
@@ -65,17 +63,9 @@ def learner_rate(game: str, updates: int = 20) -> float:
   env = atari.AtariEnv(game, seed=0)
   agent = runner.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_spec().shape, jnp.uint8))
-  rng = np.random.default_rng(0)
-  obs = rng.integers(0, 256, (2, 32, 84, 84, 4)).astype(np.uint8)
-  batch = Transitions(obs[0], np.zeros(32, np.int32), np.zeros(32, np.float32), np.ones(32, np.float32), obs[1])
-  step = jax.jit(agent.learner_step)
-  state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(updates):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  return updates / (time.perf_counter() - start)
+  batch = common.random_batch(env.observation_spec().shape, env.action_spec().num_values, cfg.dqn.batch_size,
+                              high=256)
+  return common.looped_rate(agent, state, batch, updates)
 
 
 def main() -> None:

@@ -14,23 +14,14 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from smoothrl.agents.replay import Transitions
+import common
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
-from smoothrl.launch.io import read_metrics
-
-
-def _rate(out: str) -> float:
-  train = list(read_metrics(f'{out}/metrics.jsonl', 'train'))
-  first, last = train[0], train[-1]
-  return (last['step'] - first['step']) / (last['elapsed'] - first['elapsed'])
 
 
 def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = 'compiled') -> config_lib.TrainConfig:
@@ -45,15 +36,8 @@ def learner_floor(cfg: config_lib.TrainConfig, updates: int = 500) -> float:
   env = compiled.make_env(cfg.env)
   agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
-  rng = np.random.default_rng(0)
-  obs = rng.integers(0, 2, (2, cfg.dqn.batch_size, *env.obs_shape)).astype(np.uint8)
-  batch = Transitions(obs[0], rng.integers(0, env.num_actions, cfg.dqn.batch_size).astype(np.int32),
-                      np.zeros(cfg.dqn.batch_size, np.float32), np.ones(cfg.dqn.batch_size, np.float32), obs[1])
-  run = jax.jit(lambda s: jax.lax.scan(lambda c, _: (agent.learner_step(c, batch)[0], None), s, None, updates)[0])
-  jax.block_until_ready(run(state))
-  start = time.perf_counter()
-  jax.block_until_ready(run(state))
-  return updates / (time.perf_counter() - start)
+  batch = common.random_batch(env.obs_shape, env.num_actions, cfg.dqn.batch_size)
+  return common.scanned_rate(common.scanned_learner(agent, batch, updates), state, updates)
 
 
 def main() -> None:
@@ -67,14 +51,14 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     host_cfg = _config(args.game, args.host_steps, f'{tmp}/host', runner_name='host')
     runner.train(host_cfg, show_progress=False)
-    rows.append(('host runner, official MinAtar', 1, _rate(host_cfg.out)))
+    rows.append(('host runner, official MinAtar', 1, common.logged_rate(host_cfg.out)))
     one = _config(args.game, args.steps, f'{tmp}/one')
     compiled.train_grid([one], vmap_members=False, show_progress=False)
-    rows.append(('compiled runner', 1, _rate(one.out)))
+    rows.append(('compiled runner', 1, common.logged_rate(one.out)))
     for k in (int(m) for m in args.members.split(',') if m):
       group = [_config(args.game, args.steps, f'{tmp}/k{k}_{s}', seed=s) for s in range(k)]
       compiled.train_grid(group, vmap_members=True, show_progress=False)
-      rows.append((f'compiled runner, {k} vmapped', k, k * _rate(group[0].out)))
+      rows.append((f'compiled runner, {k} vmapped', k, k * common.logged_rate(group[0].out)))
   floor = learner_floor(one)
   period = one.dqn.update_period
   print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '

@@ -13,25 +13,22 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import common
 from smoothrl import envs
 from smoothrl.agents.replay import ReplayBuffer
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
-from smoothrl.launch.io import read_metrics
 
 
 def training_rate(cfg: config_lib.TrainConfig) -> float:
   """Steps/s between the first and last training log entries of a real run."""
   runner.train(cfg, show_progress=False)
-  train = list(read_metrics(f'{cfg.out}/metrics.jsonl', 'train'))
-  first, last = train[0], train[-1]
-  return (last['step'] - first['step']) / (last['elapsed'] - first['elapsed'])
+  return common.logged_rate(cfg.out)
 
 
 def learner_rate(cfg: config_lib.TrainConfig, updates: int) -> float:
@@ -48,15 +45,7 @@ def learner_rate(cfg: config_lib.TrainConfig, updates: int) -> float:
     if timestep.last():
       timestep = env.reset()
       replay.start_episode(timestep.observation)
-  batch = replay.sample(np.random.default_rng(0), cfg.dqn.batch_size)
-  step = jax.jit(agent.learner_step)
-  state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(updates):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  return updates / (time.perf_counter() - start)
+  return common.looped_rate(agent, state, replay.sample(np.random.default_rng(0), cfg.dqn.batch_size), updates)
 
 
 def main() -> None:

@@ -16,13 +16,11 @@ import gzip
 import json
 import re
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from smoothrl.agents.replay import Transitions
+import common
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
@@ -56,17 +54,9 @@ def main() -> None:
   env = compiled.make_env(cfg.env)
   agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
-  rng = np.random.default_rng(0)
   b = cfg.dqn.batch_size
-  obs = rng.integers(0, 2, (2, b, *env.obs_shape)).astype(np.uint8)
-  batch = Transitions(obs[0], rng.integers(0, env.num_actions, b).astype(np.int32), np.zeros(b, np.float32),
-                      np.ones(b, np.float32), obs[1])
-  run = jax.jit(lambda s: jax.lax.scan(lambda c, _: (agent.learner_step(c, batch)[0], None), s, None,
-                                       args.updates)[0])
-  jax.block_until_ready(run(state))
-  start = time.perf_counter()
-  jax.block_until_ready(run(state))
-  wall = (time.perf_counter() - start) / args.updates * 1e6
+  run = common.scanned_learner(agent, common.random_batch(env.obs_shape, env.num_actions, b), args.updates)
+  wall = 1e6 / common.scanned_rate(run, state, args.updates)
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
     jax.block_until_ready(run(state))
