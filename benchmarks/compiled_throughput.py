@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/compiled_throughput.py [--game breakout] [--steps 40000] [--members 4,16]
 
-Prints environment steps/s of the host runner on the official MinAtar, of the compiled runner for one run and
-for K runs vmapped together (K from --members; steps of all K runs counted), the learner-only floor (updates/s of
-the jitted learner step scanned on a fixed batch), the ratio of end-to-end updates/s to that floor, and the wall
-time per 5M-step DQN run at thesis Table E.1 settings (for K runs together: their wall time divided by K). Rates are taken between log entries after warm-up, so compilation
-is excluded.
+Prints environment steps/s of the host runner on the official MinAtar, of the compiled runner for one run, of
+both runners for one run per core side by side in pinned worker processes, and of the compiled runner for K runs
+vmapped together (K from --members; rows of several runs count the steps of all of them), the learner-only floor
+(updates/s of the jitted learner step scanned on a fixed batch), the ratio of end-to-end updates/s to that floor,
+and the wall time per 5M-step DQN run at thesis Table E.1 settings (for several runs together: their wall time
+divided by their number). Rates are taken between log entries after warm-up, so compilation is excluded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import common
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
+from smoothrl.launch import workers
 
 
 def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = 'compiled') -> config_lib.TrainConfig:
@@ -55,6 +57,14 @@ def main() -> None:
     one = _config(args.game, args.steps, f'{tmp}/one')
     compiled.train_grid([one], vmap_members=False, show_progress=False)
     rows.append(('compiled runner', 1, common.logged_rate(one.out)))
+    n = workers.count(0, 1 << 30)
+    if n > 1:
+      pair = [_config(args.game, args.host_steps, f'{tmp}/host_w{s}', seed=s, runner_name='host') for s in range(n)]
+      runner.train_many(pair, show_progress=False, workers=n)
+      rows.append((f'host runner, {n} pinned workers', n, sum(common.logged_rate(c.out) for c in pair)))
+      pair = [_config(args.game, args.steps, f'{tmp}/w{s}', seed=s) for s in range(n)]
+      compiled.train_grid(pair, vmap_members=False, show_progress=False, workers=n)
+      rows.append((f'compiled runner, {n} pinned workers', n, sum(common.logged_rate(c.out) for c in pair)))
     for k in (int(m) for m in args.members.split(',') if m):
       group = [_config(args.game, args.steps, f'{tmp}/k{k}_{s}', seed=s) for s in range(k)]
       compiled.train_grid(group, vmap_members=True, show_progress=False)

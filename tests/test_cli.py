@@ -51,6 +51,7 @@ def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
     (['--method', 'sn', '--layers', '-2,-2'], 'duplicate layer indices'),
     (['--method', 'weird'], "unknown method 'weird'"),
     (['--steps', '0'], 'steps must be a positive integer'),
+    (['--seeds', '0-1', '--workers', '-1'], 'workers must be 0 (one per core) or positive'),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
   out = tmp_path / 'never'

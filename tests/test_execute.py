@@ -55,9 +55,9 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
   assert checkpoint.read_status(broken.out)['state'] == 'done'
 
 
-def test_compiled_backend_runs_a_grid_as_one_program(tmp_path):
+def test_compiled_backend_runs_a_grid_of_one_structure(tmp_path):
   spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 3e-3], 'seed': [0, 1]})
-  assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 4
+  assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 4  # one worker per core
   for run in sweep.expand(spec):
     summary = json.loads(open(f'{run.out}/summary.json').read())
     assert summary['runner'] == 'compiled' and summary['steps'] == 400
@@ -74,6 +74,12 @@ def test_ray_backend_on_a_local_cluster(tmp_path):
       assert checkpoint.read_status(run.out) == {'state': 'done', 'step': 400}
   finally:
     ray.shutdown()
+
+
+def test_a_negative_worker_count_is_refused_before_anything_runs(tmp_path):
+  with pytest.raises(ValueError, match='workers must be 0'):
+    execute.run_sweep(_spec(tmp_path / 'sweep'), workers=-1, show_progress=False)
+  assert not (tmp_path / 'sweep').exists()
 
 
 def test_unknown_backend_is_refused(tmp_path):

@@ -134,6 +134,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
                       'ignored); a finished run is left as it is')
   p.add_argument('--seeds', type=_seeds, default=None, metavar='SEEDS',
                  help='several seeds, e.g. 0-9 or 0,3,5: one run directory per seed, OUT/seed_<s>')
+  p.add_argument('--workers', type=int, default=0,
+                 help='with several seeds on a CPU: processes running them side by side, each pinned to its share '
+                      'of the cores (default 0: one per core; 1: one after another in this process)')
   for field in dataclasses.fields(config_lib.TrainConfig):
     if field.name in _SECTIONS:
       continue
@@ -165,7 +168,9 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--backend', default='local', choices=execute.BACKENDS,
                  help='local worker processes, the compiled runner (runs that share a structure run as one '
                       'program), or a Ray cluster')
-  p.add_argument('--workers', type=int, default=None, help='local worker processes (default: half the cores)')
+  p.add_argument('--workers', type=int, default=None,
+                 help='processes running runs side by side, each pinned to its share of the cores (local backend, '
+                      'and the compiled backend on a CPU; default: one per core)')
   p.add_argument('--address', default=None, help='Ray cluster address (default: start a local one)')
   p.add_argument('--retry-failed', action='store_true', help='run failed runs again')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
@@ -248,7 +253,7 @@ def configs_from_args(args: argparse.Namespace) -> list[config_lib.TrainConfig]:
   """The runs the flags describe: one, or one per seed of `--seeds` (each in OUT/seed_<s>)."""
   base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
   updates: dict[str, Any] = {k: v for k, v in vars(args).items()
-                             if v is not None and k not in ('command', 'preset', 'no_progress', 'seeds')}
+                             if v is not None and k not in ('command', 'preset', 'no_progress', 'seeds', 'workers')}
   config = config_lib.replace(base, **updates)
   if args.seeds is None:
     return [config]
@@ -279,22 +284,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _sweep_main(args)
   if args.command in ('plot', 'summary'):
     return _results_main(args)
-  from smoothrl.launch import compiled, runner  # pylint: disable=g-import-not-at-top
+  from smoothrl.launch import compiled, runner, workers  # pylint: disable=g-import-not-at-top
   try:
     configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)
     for config in configs:
       (compiled.validate if config.runner == 'compiled' else config_lib.validate)(config)
       if config.runner == 'compiled':
         compiled.make_env(config.env)
+    workers.count(args.workers, len(configs))
   except config_lib.ConfigError as e:
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
   progress = not args.no_progress
   try:
     if configs[0].runner == 'compiled':
-      summaries = compiled.train_grid(configs, show_progress=progress, resume=bool(args.resume))
+      summaries = compiled.train_grid(configs, show_progress=progress, resume=bool(args.resume),
+                                      workers=args.workers)
     else:
-      summaries = [runner.train(config, show_progress=progress, resume=bool(args.resume)) for config in configs]
+      summaries = runner.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
   except config_lib.TrainingError as e:
     print(f'smoothrl: run failed: {e}', file=sys.stderr)
     return 1

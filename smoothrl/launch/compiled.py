@@ -10,12 +10,13 @@ Several runs (seeds, learning rates, Adam epsilons, Lipschitz constants K, metho
 the critic's structure run as one program under `jax.vmap`: these hyperparameters are traced arguments, so a grid
 compiles once. Members that share one method and layer selection use the static critic; a group that mixes them
 uses the dynamic critic (`critic.DynamicMethod`), which computes sigma of every layer and gives each member the
-static critic's values. On a CPU, where vmapping brings no throughput, members run one after another through
-static programs, one per method and layer selection.
+static critic's values. On a CPU members run through static programs, one per method and layer selection, one
+after another in each of `train_grid`'s worker processes (one per core, each pinned to its core).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -36,6 +37,7 @@ from smoothrl.envs import jax_env
 from smoothrl.envs.jax_env import JaxEnv
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
+from smoothrl.launch import workers as workers_lib
 from smoothrl.launch.io import MetricsWriter, atomic_write_text
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
@@ -416,17 +418,29 @@ def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn
                            dynamic=hp.method)
 
 
+def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
+                 ) -> list[dict[str, Any]]:
+  """One worker's share of `train_grid`'s runs, one after another; only the first share shows progress."""
+  return train_grid([config_lib.TrainConfig.from_dict(c) for c in configs], False, show_progress and first, resume)
+
+
 def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | None = None,
-               show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
+               show_progress: bool = True, resume: bool = False, workers: int = 1) -> list[dict[str, Any]]:
   """Trains any list of runs: grouped by structure, each group one compiled program; summaries in input order.
 
-  `vmap_members` defaults to True on accelerators and False on a CPU, where members run one after another.
+  `vmap_members` defaults to True on accelerators and False on a CPU, where members run one after another: in
+  this process with `workers=1`, else side by side in `workers` processes (0: one per core), each pinned to its
+  share of the cores and taking every `workers`-th run. Only the first worker shows progress.
   """
   if vmap_members is None:
     vmap_members = jax.default_backend() != 'cpu'
   for config in configs:
     validate(config)
     make_env(config.env)
+  workers = workers_lib.count(workers, len(configs))
+  if workers > 1 and not vmap_members:
+    share = functools.partial(_train_share, show_progress=show_progress, resume=resume)
+    return workers_lib.run_shares(share, [c.to_dict() for c in configs], workers)
   groups: dict[str, list[int]] = {}
   for i, config in enumerate(configs):
     groups.setdefault(structure_key(config), []).append(i)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import multiprocessing
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +18,7 @@ import yaml
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import sweep as sweep_lib
+from smoothrl.launch import workers as workers_lib
 from smoothrl.launch.io import atomic_write_text
 from smoothrl.launch.progress import Progress
 
@@ -83,10 +82,15 @@ def _train_one(config_data: dict[str, Any]) -> dict[str, Any]:
 
 def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
               retry_failed: bool = False, address: str | None = None, show_progress: bool = True) -> dict[str, int]:
-  """Runs what is left of `spec`'s runs on `backend`; returns the final counts of runs per state."""
+  """Runs what is left of `spec`'s runs on `backend`; returns the final counts of runs per state.
+
+  `workers` processes (default: one per core), each pinned to its share of the cores, run the `local` backend's
+  runs and the `compiled` backend's members on a CPU side by side.
+  """
   if backend not in BACKENDS:
     raise config_lib.ConfigError(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}')
   runs = sweep_lib.expand(spec)  # validates every run before anything starts
+  workers = workers_lib.count(workers or 0, len(runs))
   out = Path(spec.out)
   out.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out / 'spec.yaml', yaml.safe_dump(spec.to_dict(), sort_keys=False))
@@ -100,7 +104,7 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
   progress = _SweepProgress(spec.name, index, len(todo), show_progress)
   if todo:
     if backend == 'compiled':
-      _run_compiled(todo, index, progress)
+      _run_compiled(todo, index, progress, workers)
     elif backend == 'ray':
       _run_pool(todo, index, progress, _ray_submitter(address))
     else:
@@ -132,10 +136,8 @@ class _SweepProgress:
     self.line.close()
 
 
-def _process_submitter(workers: int | None) -> Callable[[], Any]:
-  workers = workers or max(1, (os.cpu_count() or 2) // 2)
-  context = multiprocessing.get_context('spawn')  # JAX does not survive fork
-  return lambda: concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+def _process_submitter(workers: int) -> Callable[[], Any]:
+  return lambda: workers_lib.pool(workers)
 
 
 def _ray_submitter(address: str | None) -> Callable[[], Any]:
@@ -191,8 +193,9 @@ def _run_pool(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgr
         progress.update(len(pending))
 
 
-def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress) -> None:
-  """Groups runs by structure; each group is one compiled program (vmapped on accelerators)."""
+def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress, workers: int) -> None:
+  """Groups runs by structure; each group is one compiled program (vmapped on accelerators, spread over `workers`
+  pinned processes on a CPU)."""
   from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
   groups: dict[str, list[sweep_lib.RunSpec]] = {}
   for run in todo:
@@ -203,7 +206,7 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
     progress.update(len(group))
     try:
       compiled.train_grid([config_lib.replace(r.config, runner='compiled') for r in group], show_progress=False,
-                          resume=True)
+                          resume=True, workers=workers)
     except Exception as e:  # pylint: disable=broad-except
       error = f'{type(e).__name__}: {e}'
       for run in group:

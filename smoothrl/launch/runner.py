@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -30,6 +31,7 @@ from smoothrl.agents import dqn
 from smoothrl.agents.frame_replay import FrameReplayBuffer
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
+from smoothrl.launch import workers as workers_lib
 from smoothrl.launch.io import MetricsWriter, atomic_write_text, read_metrics
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
@@ -159,6 +161,25 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _
   else:  # no episode ended: report the running one so the entry is never empty
     record.update(return_mean=float(getattr(env, 'episode_score', episode_return)), incomplete=True)
   return record
+
+
+def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
+                 ) -> list[dict[str, Any]]:
+  """One worker's share of `train_many`'s runs, one after another; only the first share shows progress."""
+  return [train(config_lib.TrainConfig.from_dict(c), show_progress and first, resume) for c in configs]
+
+
+def train_many(configs: list[config_lib.TrainConfig], show_progress: bool = True, resume: bool = False,
+               workers: int = 1) -> list[dict[str, Any]]:
+  """Trains runs (`train`) one after another with `workers=1`, else side by side in `workers` processes (0: one
+  per core), each pinned to its share of the cores; returns their summaries in order."""
+  for config in configs:
+    config_lib.validate(config)
+  workers = workers_lib.count(workers, len(configs))
+  if workers > 1:
+    share = functools.partial(_train_share, show_progress=show_progress, resume=resume)
+    return workers_lib.run_shares(share, [c.to_dict() for c in configs], workers)
+  return [train(config, show_progress, resume) for config in configs]
 
 
 def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bool = False) -> dict[str, Any]:
