@@ -57,7 +57,7 @@ def main() -> None:
     one = _config(args.game, args.steps, f'{tmp}/one')
     compiled.train_grid([one], vmap_members=False, show_progress=False)
     rows.append(('compiled runner', 1, common.logged_rate(one.out)))
-    n = workers.count(0, 1 << 30)
+    n = len(workers.usable_cores())
     if n > 1:
       pair = [_config(args.game, args.host_steps, f'{tmp}/host_w{s}', seed=s, runner_name='host') for s in range(n)]
       runner.train_many(pair, show_progress=False, workers=n)

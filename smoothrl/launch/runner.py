@@ -267,7 +267,6 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
   start = time.perf_counter() - elapsed
   with MetricsWriter(out / 'metrics.jsonl', out / 'tensorboard' if config.tensorboard else None) as writer:
     for step in range(first, config.steps + 1):
-      epsilon = epsilon_at(d, step - 1)
       action = acting(state, streams.act, step - 1, timestep.observation)
       timestep = env.step(action)
       replay.add(action, timestep.reward, timestep.discount, timestep.observation)
@@ -294,8 +293,8 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
         if not math.isfinite(means['loss']):
           raise config_lib.TrainingError(f'non-finite loss {means["loss"]} at step {step}; stopping this run')
         elapsed = time.perf_counter() - start
-        writer.write({'step': step, 'kind': 'train', 'epsilon': epsilon, 'updates': int(state.updates),
-                      'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})
+        writer.write({'step': step, 'kind': 'train', 'epsilon': epsilon_at(d, step - 1),
+                      'updates': int(state.updates), 'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})
 
       if step % config.sigma_log_period == 0:
         sigmas, spectral_state = measure_sigmas(state.params, state.spectral)
