@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: rates read from a run's log, a fixed batch, and the learner step timed on it.
+"""What the benchmark scripts share: rates read from a run's log, random batches, and the learner step timed on them.
 
 The scripts import this module by name; they are run as `.venv/bin/python benchmarks/<script>.py`, which puts
 this directory on the import path.
@@ -10,6 +10,7 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from smoothrl.agents import dqn
@@ -24,12 +25,15 @@ def logged_rate(out: str) -> float:
   return (last['step'] - first['step']) / (last['elapsed'] - first['elapsed'])
 
 
-def random_batch(obs_shape: tuple[int, ...], num_actions: int, batch_size: int, high: int = 2) -> Transitions:
-  """A fixed batch of uint8 observations in [0, high), random actions, zero rewards and unit discounts."""
+def random_batch(obs_shape: tuple[int, ...], num_actions: int, batch_size: int, high: int = 2,
+                 count: int | None = None) -> Transitions:
+  """A fixed batch of uint8 observations in [0, high), random actions, zero rewards and unit discounts; with
+  `count`, that many distinct batches stacked on a leading axis."""
   rng = np.random.default_rng(0)
-  obs = rng.integers(0, high, (2, batch_size, *obs_shape)).astype(np.uint8)
-  return Transitions(obs[0], rng.integers(0, num_actions, batch_size).astype(np.int32),
-                     np.zeros(batch_size, np.float32), np.ones(batch_size, np.float32), obs[1])
+  lead = (batch_size,) if count is None else (count, batch_size)
+  obs = rng.integers(0, high, (2, *lead, *obs_shape)).astype(np.uint8)
+  return Transitions(obs[0], rng.integers(0, num_actions, lead).astype(np.int32),
+                     np.zeros(lead, np.float32), np.ones(lead, np.float32), obs[1])
 
 
 def looped_rate(agent: dqn.DQN, state: Any, batch: Transitions, updates: int) -> float:
@@ -44,15 +48,30 @@ def looped_rate(agent: dqn.DQN, state: Any, batch: Transitions, updates: int) ->
   return updates / (time.perf_counter() - start)
 
 
-def scanned_learner(agent: dqn.DQN, batch: Transitions, updates: int) -> Callable[[Any], Any]:
-  """A jitted `state -> state` taking `updates` learner steps on `batch` in one `lax.scan`, as the compiled
-  runner does; compiled by its first call."""
-  return jax.jit(lambda s: jax.lax.scan(lambda c, _: (agent.learner_step(c, batch)[0], None), s, None, updates)[0])
+def scanned_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Callable[[Any], Any]:
+  """A jitted `state -> (state, mean metrics)` taking `updates` learner steps in one `lax.scan`, as the compiled
+  runner does: step i learns from batch i mod count of the stacked `batches` (distinct batches, so XLA cannot
+  hoist batch-only work out of the loop) and the metrics are averaged; compiled by its first call."""
+  batches = jax.tree.map(jnp.asarray, batches)
+  count = jax.tree.leaves(batches)[0].shape[0]
+
+  def step(state, i):
+    return agent.learner_step(state, jax.tree.map(lambda x: x[i % count], batches))
+
+  def run(state):
+    state, metrics = jax.lax.scan(step, state, jnp.arange(updates))
+    return state, jax.tree.map(jnp.mean, metrics)
+
+  return jax.jit(run)
 
 
-def scanned_rate(run: Callable[[Any], Any], state: Any, updates: int) -> float:
-  """Updates/s of a `scanned_learner` of `updates` steps, its compilation excluded."""
+def scanned_rate(run: Callable[[Any], Any], state: Any, updates: int, repeats: int = 5) -> float:
+  """Updates/s of a `scanned_learner` of `updates` steps: the fastest of `repeats` timed calls (other jobs on a
+  shared machine only slow a call down), its compilation excluded."""
   jax.block_until_ready(run(state))
-  start = time.perf_counter()
-  jax.block_until_ready(run(state))
-  return updates / (time.perf_counter() - start)
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(run(state))
+    best = min(best, time.perf_counter() - start)
+  return updates / best

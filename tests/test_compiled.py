@@ -90,6 +90,25 @@ def test_host_and_compiled_runners_take_the_same_updates(tmp_path, env):
     np.testing.assert_allclose(list(x['sigma'].values()), list(y['sigma'].values()), rtol=1e-5)
 
 
+def test_a_single_member_runs_unbatched_with_the_vmapped_results():
+  traced = []
+
+  def f(x, scale):
+    traced.append(x['a'].shape)
+    return {'b': x['a'] * scale}, x['a'].sum()
+
+  over = compiled._over_members(f, (0, None))
+  one, two = {'a': jnp.arange(3.0)[None]}, {'a': jnp.arange(6.0).reshape(2, 3)}
+  out, total = over(one, 2.0)
+  assert traced == [(3,)]
+  np.testing.assert_array_equal(out['b'], [[0.0, 2.0, 4.0]])
+  np.testing.assert_array_equal(total, [3.0])
+  out, total = over(two, 2.0)
+  assert traced[-1] == (3,) and len(traced) == 2
+  np.testing.assert_array_equal(out['b'], 2.0 * two['a'])
+  np.testing.assert_array_equal(total, [3.0, 12.0])
+
+
 def test_members_are_independent_and_learn(tmp_path):
   alone = chain_config(tmp_path / 'alone', seed=0)
   together = [chain_config(tmp_path / f'm{s}', seed=s, **{'dqn.learning_rate': lr, 'method.lipschitz': k})

@@ -174,13 +174,30 @@ class Program:
       sigmas, vectors = agent.critic.measure(carry.agent.params, carry.agent.spectral)
       return sigmas, carry._replace(agent=carry.agent._replace(spectral=vectors))
 
-    vm = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes)
-    # Every function takes a leading member axis; `static` arguments are segment lengths.
+    vm = _over_members
+    # Every function takes a leading member axis; `static` arguments are segment lengths. Training segments
+    # donate the carry, so the replay buffer is updated in place rather than copied once per segment.
     self.init = jax.jit(vm(init))
-    self.warmup = jax.jit(vm(warmup, (0, 0, None, None)), static_argnums=3)
-    self.train_chunk = jax.jit(vm(train_chunk, (0, 0, None, None)), static_argnums=3)
+    self.warmup = jax.jit(vm(warmup, (0, 0, None, None)), static_argnums=3, donate_argnums=1)
+    self.train_chunk = jax.jit(vm(train_chunk, (0, 0, None, None)), static_argnums=3, donate_argnums=1)
     self.evaluate = jax.jit(vm(evaluate))
     self.measure = jax.jit(vm(measure))
+
+
+def _over_members(f: Callable[..., Any], in_axes: int | tuple[int | None, ...] = 0) -> Callable[..., Any]:
+  """`f` over a leading member axis of the arguments `in_axes` marks: vmapped, or for a single member called on
+  that member alone (a vmap of one makes XLA:CPU pick batched kernels, ~12% slower per training iteration)."""
+  mapped = jax.vmap(f, in_axes=in_axes)
+
+  def call(*args):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    sizes = {x.shape[0] for a, axis in zip(args, axes) if axis is not None for x in jax.tree.leaves(a)}
+    if sizes != {1}:
+      return mapped(*args)
+    out = f(*(a if axis is None else jax.tree.map(lambda x: x[0], a) for a, axis in zip(args, axes)))
+    return jax.tree.map(lambda x: x[None], out)
+
+  return call
 
 
 def _boundaries(config: config_lib.TrainConfig) -> list[int]:
