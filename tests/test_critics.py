@@ -1,4 +1,5 @@
-"""The critic's convolution as a matmul over shifted slices equals hk.Conv2D: same parameters, same outputs."""
+"""The critic's layers equal haiku's: the same parameters and outputs as hk.Conv2D and hk.Linear, and a scale divides
+their weights."""
 
 import haiku as hk
 import jax
@@ -13,13 +14,34 @@ from smoothrl.networks import critics
     (4, 2, 'VALID', (20, 20, 32)), (3, 2, 'SAME', (9, 11, 3))])
 def test_patch_conv_equals_haiku_conv(kernel, stride, padding, shape):
   def net(impl):
-    conv = critics.PatchConv2D if impl == 'patches' else hk.Conv2D
-    return hk.without_apply_rng(hk.transform(lambda x: conv(5, kernel, stride=stride, padding=padding,
-                                                            name='conv')(x)))
+    if impl == 'haiku':
+      return hk.without_apply_rng(hk.transform(lambda x: hk.Conv2D(5, kernel, stride, padding=padding, name='conv')(x)))
+    return hk.without_apply_rng(hk.transform(lambda x: critics.Conv2D(5, kernel, stride, padding, impl, name='conv')(x)))
   x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
-  params = net('xla').init(jax.random.PRNGKey(1), x)
-  same_init = net('patches').init(jax.random.PRNGKey(1), x)
-  jax.tree.map(np.testing.assert_array_equal, params, same_init)
-  np.testing.assert_allclose(net('patches').apply(params, x), net('xla').apply(params, x), rtol=1e-5, atol=1e-5)
+  params = net('haiku').init(jax.random.PRNGKey(1), x)
   grad = lambda impl: jax.grad(lambda p: (net(impl).apply(p, x) ** 2).sum())(params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), grad('patches'), grad('xla'))
+  for impl in ('patches', 'xla'):
+    jax.tree.map(np.testing.assert_array_equal, params, net(impl).init(jax.random.PRNGKey(1), x))
+    np.testing.assert_allclose(net(impl).apply(params, x), net('haiku').apply(params, x), rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), grad(impl), grad('haiku'))
+
+
+def test_linear_equals_haiku_linear():
+  x = np.random.default_rng(0).normal(size=(3, 7)).astype(np.float32)
+  ours = hk.without_apply_rng(hk.transform(lambda x: critics.Linear(5, name='fc')(x)))
+  theirs = hk.without_apply_rng(hk.transform(lambda x: hk.Linear(5, name='fc')(x)))
+  params = theirs.init(jax.random.PRNGKey(1), x)
+  jax.tree.map(np.testing.assert_array_equal, params, ours.init(jax.random.PRNGKey(1), x))
+  np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize('layer', [lambda: critics.Linear(5, name='l'), lambda: critics.Conv2D(5, 3, name='l'),
+                                   lambda: critics.Conv2D(5, 3, impl='xla', name='l')])
+def test_a_scale_divides_the_weights_not_the_bias(layer):
+  x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
+  net = hk.without_apply_rng(hk.transform(lambda x, s: layer()(x, s)))
+  params = net.init(jax.random.PRNGKey(1), x, None)
+  params = jax.tree.map(lambda p: p + 0.5, params)  # a nonzero bias
+  divided = {'l': dict(params['l'], w=params['l']['w'] / 2.5)}
+  np.testing.assert_allclose(net.apply(params, x, 2.5), net.apply(divided, x, None), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(net.apply(params, x, 2.5), net.apply(params, x, None) / 2.5)

@@ -156,9 +156,10 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
     if not (method.method == 'sn' and method.sn_grad_through_sigma):
       sigmas = jax.lax.stop_gradient(sigmas)
     rho = spectral.rho(sigmas, selected)
+    scales = None
     if method.method == 'sn':
-      params = spectral_norm.normalise(params, sigmas, selected, method.lipschitz, method.sn_always)
-    q, net_state = net.apply(params, net_state, None, obs, is_training)
+      scales = spectral_norm.scales(sigmas, selected, method.lipschitz, method.sn_always)
+    q, net_state = net.apply(params, net_state, None, obs, is_training, scales)
     if method.method == 'divout':
       q = spectral_norm.divout(q, rho)
     return CriticOutput(q, net_state, jnp.asarray(rho, jnp.float32))
@@ -189,7 +190,8 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
   With sigma_l of every layer l (from the persistent vectors) and m_l = `dynamic.layer_mask[l]`:
 
     rho = prod_l where(m_l, sigma_l, 1)                      (the selected layers' product; 1 for 'none')
-    SN:      W_l / where(m_l, max(sigma_l / K, 1), 1)         (sigma_l / K with sn_always; Appendix E.2.1)
+    SN:      W_l / where(m_l, max(sigma_l / K, 1), 1)         (sigma_l / K with sn_always; Appendix E.2.1),
+             applied to layer l's output before its bias (`critics.Linear`)
     DIVOUT:  o / rho                                          (Eq 7.13)
 
   and `rho` is reported for every method, as a static critic does, so the optimiser can apply DIVGRAD (Eq 7.28) or
@@ -215,8 +217,8 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
     for name in names:
       rho = rho * jnp.where(selected[name], held[name], 1.0)
     normalised = {name: selected[name] & is_sn for name in names}
-    params = spectral_norm.normalise_where(params, sigmas, normalised, method.lipschitz, method.sn_always)
-    q, net_state = net.apply(params, net_state, None, obs, is_training)
+    scales = spectral_norm.scales_where(sigmas, normalised, method.lipschitz, method.sn_always)
+    q, net_state = net.apply(params, net_state, None, obs, is_training, scales)
     q = jnp.where(is_divout, spectral_norm.divout(q, rho), q)
     return CriticOutput(q, net_state, rho)
 

@@ -101,6 +101,7 @@ class Program:
 
   def __init__(self, config: config_lib.TrainConfig, env: JaxEnv, eval_env: JaxEnv,
                build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], dynamic: bool = False):
+    keys_lib.unroll_threefry_on_cpu()
     self.config, self.env, self.eval_env, self.dynamic = config, env, eval_env, dynamic
     d = config.dqn
     self._agent = lambda hp: build_agent(config, hp)

@@ -230,6 +230,7 @@ def _last_step(out: Path) -> int:
 
 
 def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str, Any] | None) -> dict[str, Any]:
+  keys.unroll_threefry_on_cpu()
   out = Path(config.out)
   env = envs.make(config.env, seed=config.seed, **config.env_kwargs())
   eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET, **config.env_kwargs())

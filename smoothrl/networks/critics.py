@@ -7,10 +7,8 @@ layer. Layer -1 is the output layer ('out'), -2 the hidden dense layer ('hidden'
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import dataclasses
-from typing import Literal
+from typing import Literal, Mapping, Sequence
 
 import haiku as hk
 import jax
@@ -25,10 +23,10 @@ class NetworkConfig:
 
   Defaults are thesis Table E.3 (two 3x3 stride-1 convolutions of 16 channels, 128 hidden units); Table E.6 varies
   `conv_layers`, `conv_channels` and `hidden`. `conv_channels`, `kernel_size` and `stride` take one value for every
-  convolution or one per convolution (the Atari critic of Table E.5, `ATARI_NETWORK`). `padding` is 'VALID' as in the MinAtar reference network (a 10x10
-  input becomes 8x8 after one convolution). `conv_impl` picks how convolutions are computed, with the same
-  parameters and outputs: 'patches' (a matmul over shifted slices, fast in compiled loops on a CPU) or 'xla'
-  (`hk.Conv2D`).
+  convolution or one per convolution (the Atari critic of Table E.5, `ATARI_NETWORK`). `padding` is 'VALID' as in
+  the MinAtar reference network (a 10x10 input becomes 8x8 after one convolution). `conv_impl` picks how
+  convolutions are computed, with the same parameters and outputs: 'patches' (a matmul over shifted slices, fast in
+  compiled loops on a CPU) or 'xla' (XLA's convolution); see `Conv2D`.
   """
   conv_layers: int = 2
   conv_channels: int | tuple[int, ...] = 16
@@ -79,26 +77,54 @@ def resolve_layers(config: NetworkConfig, indices: Sequence[int]) -> tuple[str, 
   return tuple(names[i] for i in sorted(indices))
 
 
-class PatchConv2D(hk.Module):
-  """A 2-D convolution computed as one matmul over the kernel's shifted input slices.
+def _truncated_normal(fan_in: int) -> hk.initializers.Initializer:
+  """hk.Linear's and hk.Conv2D's default weight initialiser."""
+  return hk.initializers.TruncatedNormal(1.0 / fan_in ** 0.5)
 
-  Same parameters (`w` HWIO with hk.Conv2D's default initialiser, `b`) and outputs as `hk.Conv2D` with NHWC
-  inputs, so spectral norms and checkpoints do not depend on it. XLA:CPU runs the convolution's weight gradient
-  much slower inside `lax.scan` than in a standalone call; a matmul does not have that cost.
+
+def _scale_and_bias(y: jax.Array, b: jax.Array, scale: jax.Array | None) -> jax.Array:
+  """y / scale + b: a layer's linear part divided by `scale`, as if its weights were (None: no division)."""
+  return (y if scale is None else y / scale) + b
+
+
+class Linear(hk.Module):
+  """x @ w + b with hk.Linear's parameters and initialiser.
+
+  `scale` divides the output before the bias is added, which equals dividing `w` by it: SN's W / max(σ/K, 1)
+  (thesis Section 7.3) costs one division of the layer's output instead of one of its weights.
+  """
+
+  def __init__(self, size: int, name: str | None = None):
+    super().__init__(name=name)
+    self.size = size
+
+  def __call__(self, x: jax.Array, scale: jax.Array | None = None) -> jax.Array:
+    w = hk.get_parameter('w', (x.shape[-1], self.size), x.dtype, init=_truncated_normal(x.shape[-1]))
+    b = hk.get_parameter('b', (self.size,), x.dtype, init=jnp.zeros)
+    return _scale_and_bias(x @ w, b, scale)
+
+
+class Conv2D(hk.Module):
+  """A 2-D convolution of NHWC inputs with hk.Conv2D's parameters (`w` HWIO, `b`), initialiser and outputs.
+
+  `impl` 'patches' computes it as one matmul over the kernel's input patches (`_patches`): XLA:CPU runs a
+  convolution's weight gradient much slower inside `lax.scan` than in a standalone call, and a matmul does not have
+  that cost. 'xla' uses `jax.lax.conv_general_dilated`. `scale` divides the output before the bias, as in `Linear`.
   """
 
   def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: str = 'VALID',
-               name: str | None = None):
+               impl: Literal['patches', 'xla'] = 'patches', name: str | None = None):
     super().__init__(name=name)
-    self.channels, self.kernel_size, self.stride, self.padding = channels, kernel_size, stride, padding
+    self.channels, self.kernel_size, self.stride, self.padding, self.impl = channels, kernel_size, stride, padding, impl
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, scale: jax.Array | None = None) -> jax.Array:
     k, s = self.kernel_size, self.stride
-    c_in = x.shape[-1]
-    fan_in = k * k * c_in
-    w = hk.get_parameter('w', (k, k, c_in, self.channels), x.dtype,
-                         init=hk.initializers.TruncatedNormal(1.0 / fan_in ** 0.5))
+    fan_in = k * k * x.shape[-1]
+    w = hk.get_parameter('w', (k, k, x.shape[-1], self.channels), x.dtype, init=_truncated_normal(fan_in))
     b = hk.get_parameter('b', (self.channels,), x.dtype, init=jnp.zeros)
+    if self.impl == 'xla':
+      y = jax.lax.conv_general_dilated(x, w, (s, s), self.padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      return _scale_and_bias(y, b, scale)
     if self.padding == 'SAME':
       pads = []
       for size in x.shape[1:3]:
@@ -106,37 +132,39 @@ class PatchConv2D(hk.Module):
         total = max((out - 1) * s + k - size, 0)
         pads.append((total // 2, total - total // 2))
       x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    h = (x.shape[1] - k) // s + 1
-    wd = (x.shape[2] - k) // s + 1
-    patches = jnp.concatenate(
-        [x[:, i:i + s * (h - 1) + 1:s, j:j + s * (wd - 1) + 1:s, :] for i in range(k) for j in range(k)], axis=-1)
-    return patches @ w.reshape(fan_in, self.channels) + b
+    return _scale_and_bias(_patches(x, k, s) @ w.reshape(fan_in, self.channels), b, scale)
+
+
+def _patches(x: jax.Array, k: int, s: int) -> jax.Array:
+  """The k x k patches of NHWC `x` at stride `s` (no padding), features in (row, column, channel) order."""
+  h, wd = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+  return jnp.concatenate(
+      [x[:, i:i + s * (h - 1) + 1:s, j:j + s * (wd - 1) + 1:s, :] for i in range(k) for j in range(k)], axis=-1)
 
 
 def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = False) -> hk.TransformedWithState:
-  """Builds the critic: `apply(params, state, None, obs, is_training) -> (q_values, state)`.
+  """Builds the critic: `apply(params, state, None, obs, is_training, scales=None) -> (q_values, state)`.
 
-  `obs` is a batch of (H, W, C) images (or of flat vectors when `conv_layers == 0`). With `batch_norm`, a batch
-  normalisation follows the ReLU of every hidden layer (the thesis' baseline, Appendix E.1.2); its statistics are
-  haiku state.
+  `obs` is a batch of (H, W, C) images (or of flat vectors when `conv_layers == 0`). `scales` maps layer names to
+  divisors of their weights (`spectral_norm.scales`), applied to the layers' outputs before their biases; layers
+  it does not name are left as they are. With `batch_norm`, a batch normalisation follows the ReLU of every hidden
+  layer (the thesis' baseline, Appendix E.1.2); its statistics are haiku state.
   """
 
-  def forward(obs: jax.Array, is_training: bool) -> jax.Array:
+  def forward(obs: jax.Array, is_training: bool, scales: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    scale = lambda name: None if scales is None else scales.get(name)
     x = obs.astype(jnp.float32)
-    conv = PatchConv2D if config.conv_impl == 'patches' else hk.Conv2D
-    hidden_layers = [
-        conv(c, k, stride=s, padding=config.padding, name=f'conv_{i}')
-        for i, (c, k, s) in enumerate(zip(*(config.per_layer(f) for f in ('conv_channels', 'kernel_size', 'stride'))))
-    ]
-    for i, layer in enumerate(hidden_layers):
-      x = jax.nn.relu(layer(x))
+    per_layer = zip(*(config.per_layer(f) for f in ('conv_channels', 'kernel_size', 'stride')))
+    for i, (c, k, s) in enumerate(per_layer):
+      name = f'conv_{i}'
+      x = jax.nn.relu(Conv2D(c, k, s, config.padding, config.conv_impl, name=name)(x, scale(name)))
       if batch_norm:
-        x = hk.BatchNorm(True, True, 0.99, name=f'bn_conv_{i}')(x, is_training)
+        x = hk.BatchNorm(True, True, 0.99, name=f'bn_{name}')(x, is_training)
     x = hk.Flatten()(x)
-    x = jax.nn.relu(hk.Linear(config.hidden, name='hidden')(x))
+    x = jax.nn.relu(Linear(config.hidden, name='hidden')(x, scale('hidden')))
     if batch_norm:
       x = hk.BatchNorm(True, True, 0.99, name='bn_hidden')(x, is_training)
-    return hk.Linear(num_actions, name='out')(x)
+    return Linear(num_actions, name='out')(x, scale('out'))
 
   return hk.transform_with_state(forward)
 

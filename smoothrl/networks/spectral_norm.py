@@ -9,36 +9,40 @@ import jax
 import jax.numpy as jnp
 
 
+def scale(sigma: jax.Array, lipschitz: float | jax.Array = 1.0, always: bool = False) -> jax.Array:
+  """SN's divisor of a layer's weights: max(sigma / K, 1), or sigma / K when `always`.
+
+  The thesis' RL variant (Section 7.3) normalises only when sigma > 1 (K = 1); Figure E.3 sweeps K; `always` is
+  Miyato et al.'s W / (sigma / K).
+  """
+  ratio = sigma / lipschitz
+  return ratio if always else jnp.maximum(ratio, 1.0)
+
+
+def scales(sigmas: Mapping[str, jax.Array], names: Sequence[str], lipschitz: float | jax.Array = 1.0,
+           always: bool = False) -> dict[str, jax.Array]:
+  """`scale` of each named layer: what the critic divides their outputs before the bias by (`critics.Linear`)."""
+  return {name: scale(sigmas[name], lipschitz, always) for name in names}
+
+
+def scales_where(sigmas: Mapping[str, jax.Array], active: Mapping[str, jax.Array],
+                 lipschitz: float | jax.Array = 1.0, always: bool = False) -> dict[str, jax.Array]:
+  """`scales` with a (possibly traced) bool per layer: `scale` where `active[l]`, else an exact 1, so each choice
+  of `active` gives the values of `scales` on the layers it selects."""
+  return {name: jnp.where(on, scale(sigmas[name], lipschitz, always), 1.0) for name, on in active.items()}
+
+
 def normalise(params: hk.Params, sigmas: Mapping[str, jax.Array], names: Sequence[str],
-              lipschitz: float = 1.0, always: bool = False) -> hk.Params:
-  """Divides the weights of the named layers by max(sigma / K, 1), or by sigma / K when `always`.
+              lipschitz: float | jax.Array = 1.0, always: bool = False) -> hk.Params:
+  """The named layers' weights divided by their `scale` (biases are left as they are, as in Miyato et al.).
 
-  The thesis' RL variant (Section 7.3) normalises only when sigma > 1 (K = 1); Figure E.3 sweeps K. Biases are left
-  as they are, as in Miyato et al. Whether gradients flow through sigma is the caller's choice (pass
-  `jax.lax.stop_gradient(sigmas)` for the thesis' default).
+  A network on these weights computes what the critic computes by dividing the layers' outputs instead. Whether
+  gradients flow through sigma is the caller's choice (pass `jax.lax.stop_gradient(sigmas)` for the thesis'
+  default).
   """
   out = dict(params)
-  for name in names:
-    scale = sigmas[name] / lipschitz
-    if not always:
-      scale = jnp.maximum(scale, 1.0)
-    out[name] = dict(params[name], w=params[name]['w'] / scale)
-  return out
-
-
-def normalise_where(params: hk.Params, sigmas: Mapping[str, jax.Array], active: Mapping[str, jax.Array],
-                    lipschitz: float = 1.0, always: bool = False) -> hk.Params:
-  """`normalise` with a (possibly traced) bool per layer: layer l is normalised where `active[l]`, else unchanged.
-
-  An inactive layer's weights are divided by an exact 1, so each choice of `active` gives `normalise`'s values on
-  the layers it selects.
-  """
-  out = dict(params)
-  for name, on in active.items():
-    scale = sigmas[name] / lipschitz
-    if not always:
-      scale = jnp.maximum(scale, 1.0)
-    out[name] = dict(params[name], w=params[name]['w'] / jnp.where(on, scale, 1.0))
+  for name, s in scales(sigmas, names, lipschitz, always).items():
+    out[name] = dict(params[name], w=params[name]['w'] / s)
   return out
 
 
