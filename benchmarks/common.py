@@ -1,11 +1,14 @@
-"""What the benchmark scripts share: rates read from a run's log, random batches, and the learner step timed on them.
+"""What the benchmark scripts share: rates read from a run's log, batches of real transitions or random ones, and the
+learner step timed on them.
 
-The scripts import this module by name; they are run as `.venv/bin/python benchmarks/<script>.py`, which puts
-this directory on the import path.
+These machines are shared, so a rate is the median of several measurements: of the intervals between a run's log
+entries, or of repeated timed calls. The scripts import this module by name; they are run as
+`.venv/bin/python benchmarks/<script>.py`, which puts this directory on the import path.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any, Callable
 
@@ -13,27 +16,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
+from smoothrl.launch import compiled
+from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import read_metrics
 
 
 def logged_rate(out: str) -> float:
-  """Environment steps/s between the first and last training log entries of the run in `out`."""
+  """Environment steps/s of the run in `out`: the median over the intervals between its training log entries."""
   train = list(read_metrics(f'{out}/metrics.jsonl', 'train'))
-  first, last = train[0], train[-1]
-  return (last['step'] - first['step']) / (last['elapsed'] - first['elapsed'])
+  return statistics.median((b['step'] - a['step']) / (b['elapsed'] - a['elapsed']) for a, b in zip(train, train[1:]))
 
 
-def random_batch(obs_shape: tuple[int, ...], num_actions: int, batch_size: int, high: int = 2,
-                 count: int | None = None) -> Transitions:
-  """A fixed batch of uint8 observations in [0, high), random actions, zero rewards and unit discounts; with
-  `count`, that many distinct batches stacked on a leading axis."""
+def warmed_up(config: config_lib.TrainConfig) -> tuple[compiled.Program, Any, compiled.Carry]:
+  """The compiled runner's program for `config` (one member), its hyperparameters and its carry after the warm-up
+  (`config.dqn.warmup_steps` random-policy steps of the JAX-native game in replay)."""
+  env = compiled.make_env(config.env)
+  program = compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env))
+  hp = jax.tree.map(lambda x: x[None], compiled.HParams.of(config))
+  carry = program.init(hp, jax.random.PRNGKey(config.seed)[None])
+  carry, _ = program.warmup(hp, carry, 0, config.dqn.warmup_steps)
+  return program, hp, carry
+
+
+def replay_batches(config: config_lib.TrainConfig, count: int, carry: compiled.Carry | None = None) -> Transitions:
+  """`count` batches stacked on a leading axis, sampled from the replay of `carry` (by default, `warmed_up`'s):
+  the data the learner sees in a run."""
+  replay = jax.tree.map(lambda x: x[0], (carry if carry is not None else warmed_up(config)[2]).replay)
+  sample = lambda key: device_replay.sample(replay, key, config.dqn.batch_size)
+  return jax.vmap(sample)(jax.random.split(jax.random.PRNGKey(config.seed + 1), count))
+
+
+def random_batch(obs_shape: tuple[int, ...], num_actions: int, batch_size: int, high: int = 2) -> Transitions:
+  """A fixed batch of uint8 observations in [0, high), random actions, zero rewards and unit discounts."""
   rng = np.random.default_rng(0)
-  lead = (batch_size,) if count is None else (count, batch_size)
-  obs = rng.integers(0, high, (2, *lead, *obs_shape)).astype(np.uint8)
-  return Transitions(obs[0], rng.integers(0, num_actions, lead).astype(np.int32),
-                     np.zeros(lead, np.float32), np.ones(lead, np.float32), obs[1])
+  obs = rng.integers(0, high, (2, batch_size, *obs_shape)).astype(np.uint8)
+  return Transitions(obs[0], rng.integers(0, num_actions, batch_size).astype(np.int32),
+                     np.zeros(batch_size, np.float32), np.ones(batch_size, np.float32), obs[1])
 
 
 def looped_rate(agent: dqn.DQN, state: Any, batch: Transitions, updates: int) -> float:
@@ -65,13 +86,15 @@ def scanned_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Calla
   return jax.jit(run)
 
 
-def scanned_rate(run: Callable[[Any], Any], state: Any, updates: int, repeats: int = 5) -> float:
-  """Updates/s of a `scanned_learner` of `updates` steps: the fastest of `repeats` timed calls (other jobs on a
-  shared machine only slow a call down), its compilation excluded."""
+def scanned_rate(run: Callable[[Any], Any], state: Any, updates: int, repeats: int = 7) -> float:
+  """Updates/s of a `scanned_learner` of `updates` steps: the median of `repeats` timed calls, compilation
+  excluded."""
   jax.block_until_ready(run(state))
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(run(state))
-    best = min(best, time.perf_counter() - start)
-  return updates / best
+  return updates / statistics.median(timed(lambda: run(state)) for _ in range(repeats))
+
+
+def timed(call: Callable[[], Any]) -> float:
+  """Seconds that `call()` takes, until its result is ready."""
+  start = time.perf_counter()
+  jax.block_until_ready(call())
+  return time.perf_counter() - start

@@ -5,17 +5,21 @@
 Prints environment steps/s of the host runner on the official MinAtar, of the compiled runner for one run, of
 both runners for one run per core side by side in pinned worker processes, and of the compiled runner for K runs
 vmapped together (K from --members; rows of several runs count the steps of all of them), the learner-only floor
-(updates/s of the jitted learner step with its metrics, scanned over distinct random batches), the ratio of
+(updates/s of the jitted learner step with its metrics, scanned over 64 batches of real transitions), the ratio of
 end-to-end updates/s to that floor, and the wall time per 5M-step DQN run at thesis Table E.1 settings (for several
-runs together: their wall time divided by their number). Rates are taken between log entries after warm-up, so
-compilation is excluded.
+runs together: their wall time divided by their number). A run's rate is the median over the intervals between its
+log entries after warm-up, so compilation is excluded; the floor is the median of 7 timed calls. Last, the compiled
+runner's training chunks and the floor are timed alternately in one process (--rounds pairs): the ratio least
+moved by other jobs on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
@@ -34,13 +38,37 @@ def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = '
       **{'method.method': 'sn', 'dqn.warmup_steps': 5_000})
 
 
-def learner_floor(cfg: config_lib.TrainConfig, updates: int = 500) -> float:
-  """Updates/s of the learner step alone, scanned over 64 distinct random batches."""
+def learner_floor(cfg: config_lib.TrainConfig, updates: int = 1_000) -> float:
+  """Updates/s of the learner step alone, scanned over 64 batches of real transitions."""
+  run, state = _learner(cfg, common.replay_batches(cfg, count=64), updates)
+  return common.scanned_rate(run, state, updates)
+
+
+def _learner(cfg: config_lib.TrainConfig, batches, updates: int):
+  """The floor's scanned learner (`common.scanned_learner`) on `batches` and a fresh agent state."""
   env = compiled.make_env(cfg.env)
   agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
-  batches = common.random_batch(env.obs_shape, env.num_actions, cfg.dqn.batch_size, count=64)
-  return common.scanned_rate(common.scanned_learner(agent, batches, updates), state, updates)
+  return common.scanned_learner(agent, batches, updates), state
+
+
+def paired_rates(cfg: config_lib.TrainConfig, rounds: int, iterations: int = 250) -> tuple[float, float]:
+  """Updates/s of the compiled runner's training chunks of `iterations` learner iterations after warm-up and of
+  the floor, timed alternately `rounds` times in this process; the medians."""
+  program, hp, carry = common.warmed_up(cfg)
+  run, state = _learner(cfg, common.replay_batches(cfg, 64, carry), iterations)
+  t = cfg.dqn.warmup_steps
+  chunk_times, floor_times = [], []
+  for i in range(rounds + 1):  # the first pair compiles
+    start = time.perf_counter()
+    carry = jax.block_until_ready(program.train_chunk(hp, carry, t, iterations)[0])
+    chunk = time.perf_counter() - start
+    t += iterations * cfg.dqn.update_period
+    floor = common.timed(lambda: run(state))
+    if i:
+      chunk_times.append(chunk)
+      floor_times.append(floor)
+  return iterations / statistics.median(chunk_times), iterations / statistics.median(floor_times)
 
 
 def main() -> None:
@@ -49,6 +77,7 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=40_000)
   parser.add_argument('--host-steps', type=int, default=20_000)
   parser.add_argument('--members', default='4,16')
+  parser.add_argument('--rounds', type=int, default=15)
   args = parser.parse_args()
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +100,7 @@ def main() -> None:
       compiled.train_grid(group, vmap_members=True, show_progress=False)
       rows.append((f'compiled runner, {k} vmapped', k, k * common.logged_rate(group[0].out)))
   floor = learner_floor(one)
+  chunk_rate, paired_floor = paired_rates(one, args.rounds)
   period = one.dqn.update_period
   print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
         f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
@@ -79,6 +109,9 @@ def main() -> None:
   for name, k, rate in rows:  # `rate` counts the steps of all k runs together
     print(f'{name:<34}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}{5e6 / rate / 60:>21.1f}')
   print(f'{"learner only (floor)":<34}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
+  print(f'timed alternately ({args.rounds} pairs): compiled runner {chunk_rate:.0f} updates/s, floor '
+        f'{paired_floor:.0f} updates/s, ratio {chunk_rate / paired_floor:.2f}, '
+        f'{5e6 / period / chunk_rate / 60:.1f} min per 5M-step run')
 
 
 if __name__ == '__main__':
