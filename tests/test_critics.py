@@ -15,8 +15,10 @@ from smoothrl.networks import critics
 def test_patch_conv_equals_haiku_conv(kernel, stride, padding, shape):
   def net(impl):
     if impl == 'haiku':
-      return hk.without_apply_rng(hk.transform(lambda x: hk.Conv2D(5, kernel, stride, padding=padding, name='conv')(x)))
-    return hk.without_apply_rng(hk.transform(lambda x: critics.Conv2D(5, kernel, stride, padding, impl, name='conv')(x)))
+      layer = lambda: hk.Conv2D(5, kernel, stride, padding=padding, name='conv')
+    else:
+      layer = lambda: critics.Conv2D(5, kernel, stride, padding, impl, name='conv')
+    return hk.without_apply_rng(hk.transform(lambda x: layer()(x)))
   x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
   params = net('haiku').init(jax.random.PRNGKey(1), x)
   grad = lambda impl: jax.grad(lambda p: (net(impl).apply(p, x) ** 2).sum())(params)

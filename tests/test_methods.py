@@ -13,6 +13,7 @@ from smoothrl.agents.replay import Transitions
 from smoothrl.networks import critics
 from smoothrl.networks import smoothness
 from smoothrl.networks import spectral
+from smoothrl.networks import spectral_norm
 
 NET = critics.NetworkConfig()  # Table E.3: conv_0, conv_1, hidden, out
 OBS_SHAPE = (10, 10, 4)
@@ -81,6 +82,21 @@ def test_sn_only_if_sigma_exceeds_k_unless_always():
   got = always.apply(params, net_state, vectors, obs).q
   np.testing.assert_allclose(got, _normalised_apply(always, params, net_state, vectors, obs, 100.0, True),
                              rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize('always', [False, True])
+def test_sn_outputs_equal_the_plain_critic_on_normalised_weights(always):
+  critic = _critic(layers=(-1, -2, -3), lipschitz=0.5, sn_always=always)
+  params, net_state, vectors = _converged(critic)
+  sigmas = spectral.sigmas_from_state(critic.specs, params, vectors)
+  normalised = spectral_norm.normalise(params, sigmas, critic.selected, 0.5, always)
+  for name in critic.selected:
+    want = params[name]['w'] / (sigmas[name] / 0.5 if always else max(sigmas[name] / 0.5, 1.0))
+    np.testing.assert_allclose(normalised[name]['w'], want, rtol=1e-6)
+  np.testing.assert_array_equal(normalised['conv_0']['w'], params['conv_0']['w'])
+  obs = _states()
+  np.testing.assert_allclose(critic.apply(params, net_state, vectors, obs).q,
+                             _critic(method='none').apply(normalised, net_state, vectors, obs).q, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('through', [False, True])
