@@ -20,6 +20,7 @@ import platform
 import statistics
 import tempfile
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,9 @@ from smoothrl.launch import runner
 from smoothrl.launch import workers
 
 
+FLOOR_UPDATES = 250  # updates per timed call of the floor, and learner iterations per timed training chunk
+
+
 def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = 'compiled') -> config_lib.TrainConfig:
   return config_lib.replace(
       config_lib.TrainConfig(env=f'minatar/{game}', steps=steps, out=out, seed=seed, runner=runner_name,
@@ -38,25 +42,19 @@ def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = '
       **{'method.method': 'sn', 'dqn.warmup_steps': 5_000})
 
 
-def learner_floor(cfg: config_lib.TrainConfig, updates: int = 1_000) -> float:
-  """Updates/s of the learner step alone, scanned over 64 batches of real transitions."""
-  run, state = _learner(cfg, common.replay_batches(cfg, count=64), updates)
-  return common.scanned_rate(run, state, updates)
-
-
 def _learner(cfg: config_lib.TrainConfig, batches, updates: int):
-  """The floor's scanned learner (`common.scanned_learner`) on `batches` and a fresh agent state."""
+  """The floor: the learner step alone (`common.scanned_learner`) on `batches`, and a fresh agent state."""
   env = compiled.make_env(cfg.env)
   agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   return common.scanned_learner(agent, batches, updates), state
 
 
-def paired_rates(cfg: config_lib.TrainConfig, rounds: int, iterations: int = 250) -> tuple[float, float]:
-  """Updates/s of the compiled runner's training chunks of `iterations` learner iterations after warm-up and of
-  the floor, timed alternately `rounds` times in this process; the medians."""
-  program, hp, carry = common.warmed_up(cfg)
-  run, state = _learner(cfg, common.replay_batches(cfg, 64, carry), iterations)
+def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floor: Callable[[Any], Any], state: Any,
+                 cfg: config_lib.TrainConfig, rounds: int, iterations: int) -> tuple[float, float]:
+  """Updates/s of the compiled runner's training chunks of `iterations` learner iterations from `carry` (after
+  warm-up) and of `floor` (a scanned learner of as many updates), timed alternately `rounds` times in this
+  process; the medians."""
   t = cfg.dqn.warmup_steps
   chunk_times, floor_times = [], []
   for i in range(rounds + 1):  # the first pair compiles
@@ -64,10 +62,10 @@ def paired_rates(cfg: config_lib.TrainConfig, rounds: int, iterations: int = 250
     carry = jax.block_until_ready(program.train_chunk(hp, carry, t, iterations)[0])
     chunk = time.perf_counter() - start
     t += iterations * cfg.dqn.update_period
-    floor = common.timed(lambda: run(state))
+    floor_time = common.timed(lambda: floor(state))
     if i:
       chunk_times.append(chunk)
-      floor_times.append(floor)
+      floor_times.append(floor_time)
   return iterations / statistics.median(chunk_times), iterations / statistics.median(floor_times)
 
 
@@ -99,8 +97,10 @@ def main() -> None:
       group = [_config(args.game, args.steps, f'{tmp}/k{k}_{s}', seed=s) for s in range(k)]
       compiled.train_grid(group, vmap_members=True, show_progress=False)
       rows.append((f'compiled runner, {k} vmapped', k, k * common.logged_rate(group[0].out)))
-  floor = learner_floor(one)
-  chunk_rate, paired_floor = paired_rates(one, args.rounds)
+  program, hp, carry = common.warmed_up(one)
+  learn, state = _learner(one, common.replay_batches(one, 64, carry), FLOOR_UPDATES)
+  floor = common.scanned_rate(learn, state, FLOOR_UPDATES)
+  chunk_rate, paired_floor = paired_rates(program, hp, carry, learn, state, one, args.rounds, FLOOR_UPDATES)
   period = one.dqn.update_period
   print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
         f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
