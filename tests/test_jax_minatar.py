@@ -486,3 +486,56 @@ def test_step_autoreset_keeps_the_terminal_observation():
   assert np.all((out.state.last_action == actions)
                 | (out.state.last_action == previous))
   assert np.any(out.state.last_action[done] != 0)
+
+
+_SEAQUEST_LISTS = ('f_bullets', 'e_bullets', 'e_fish', 'e_subs', 'divers')
+
+
+def test_official_seaquest_lists_stay_below_the_entity_capacity():
+  # The highest difficulty (an enemy may spawn every step and moves every 3),
+  # with the sub idle at the surface, where nothing reaches it: the board
+  # fills as far as the rules allow.
+  g = _seaquest(e_spawn_speed=1, e_spawn_timer=0, move_speed=2)
+  g.random = np.random.RandomState(0)
+  longest = {name: 0 for name in _SEAQUEST_LISTS}
+  for _ in range(3000):
+    g.act(0)
+    for name in _SEAQUEST_LISTS:
+      longest[name] = max(longest[name], len(getattr(g, name)))
+  assert not g.terminal
+  # The bound argued at `SEAQUEST_ENTITY_CAPACITY`, reached closely.
+  assert max(longest.values()) <= 31 < jax_minatar.SEAQUEST_ENTITY_CAPACITY
+  assert longest['e_fish'] >= 15 and longest['e_bullets'] >= 5, longest
+
+
+def test_seaquest_with_the_entity_capacity_equals_gymnax_at_100():
+  envs = {n: jax_minatar._Seaquest(use_minimal_action_set=False, capacity=n)  # pylint: disable=protected-access
+          for n in (jax_minatar.SEAQUEST_ENTITY_CAPACITY, 100)}
+  params = jax_minatar.make('seaquest').gymnax_params
+
+  def play(env, key, hardest):
+    def body(state, key):
+      key_action, key_step = jax.random.split(key)
+      # Mostly no-op, so the sub often stays at the surface and the board fills.
+      action = jnp.where(jax.random.uniform(key_action) < 0.8, 0,
+                         jax.random.randint(key_action, (), 0, 6))
+      obs, next_state, reward, done, _ = env.step_env(key_step, state, action,
+                                                      params)
+      counts = jnp.stack([getattr(next_state, f'{n}_count') for n in (
+          'f_bullet', 'e_bullet', 'e_fish', 'e_subs', 'divers')])
+      return next_state, (obs, reward, done, counts)
+    _, state = env.reset_env(key, params)
+    state = state.replace(e_spawn_speed=jnp.where(hardest, 1, 20),
+                          move_speed=jnp.where(hardest, 2, 5))
+    return jax.lax.scan(body, state, jax.random.split(key, 1500))[1]
+
+  keys, hardest = _keys(3, 16), jnp.arange(16) % 2 == 0
+  small, large = (jax.tree.map(np.asarray, jax.jit(jax.vmap(
+      functools.partial(play, envs[n])))(keys, hardest)) for n in envs)
+  for a, b in zip(small, large):
+    np.testing.assert_array_equal(a, b)
+  counts = small[3]
+  assert counts.max() <= 31 and counts[::2].max() >= 15
+  assert envs[100].reset_env(keys[0], params)[1].e_subs.shape[0] == 100
+  capacity = jax_minatar.SEAQUEST_ENTITY_CAPACITY
+  assert envs[capacity].reset_env(keys[0], params)[1].e_subs.shape[0] == capacity
