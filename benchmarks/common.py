@@ -86,9 +86,25 @@ def scanned_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Calla
   return jax.jit(run)
 
 
-def scanned_rate(run: Callable[[Any], Any], state: Any, updates: int, repeats: int = 7) -> float:
-  """Updates/s of a `scanned_learner` of `updates` steps: the median of `repeats` timed calls, compilation
-  excluded."""
+def called_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Callable[[Any], Any]:
+  """A `state -> (state, metrics)` taking `updates` learner steps as a training loop written in Python would: one
+  call of the jitted step per update, on batch i mod count of the stacked `batches` (each already on the device)."""
+  step = jax.jit(agent.learner_step)
+  count = jax.tree.leaves(batches)[0].shape[0]
+  split = [jax.tree.map(lambda x: jnp.asarray(x[i]), batches) for i in range(count)]
+
+  def run(state):
+    metrics = None
+    for i in range(updates):
+      state, metrics = step(state, split[i % count])
+    return state, metrics
+
+  return run
+
+
+def updates_per_second(run: Callable[[Any], Any], state: Any, updates: int, repeats: int = 7) -> float:
+  """Updates/s of a `scanned_learner` or `called_learner` of `updates` steps: the median of `repeats` timed calls,
+  compilation excluded."""
   jax.block_until_ready(run(state))
   return updates / statistics.median(timed(lambda: run(state)) for _ in range(repeats))
 

@@ -7,10 +7,11 @@ both runners for one run per core side by side in pinned worker processes, and o
 vmapped together (K from --members; rows of several runs count the steps of all of them), the learner-only floor
 (updates/s of the jitted learner step with its metrics, scanned over 64 batches of real transitions), the ratio of
 end-to-end updates/s to that floor, and the wall time per 5M-step DQN run at thesis Table E.1 settings (for several
-runs together: their wall time divided by their number). A run's rate is the median over the intervals between its
-log entries after warm-up, so compilation is excluded; the floor is the median of 7 timed calls. Last, the compiled
-runner's training chunks and the floor are timed alternately in one process (--rounds pairs): the ratio least
-moved by other jobs on a shared machine.
+runs together: their wall time divided by their number). It also times the learner step called once per update
+from Python on the same batches, as a training loop written in Python runs it. A run's rate is the median over the
+intervals between its log entries after warm-up, so compilation is excluded; a learner's is the median of 7 timed
+calls. Last, the compiled runner's training chunks and both learners are timed in turn in one process (--rounds
+rounds): the ratios least moved by other jobs on a shared machine.
 """
 
 from __future__ import annotations
@@ -42,31 +43,35 @@ def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = '
       **{'method.method': 'sn', 'dqn.warmup_steps': 5_000})
 
 
-def _learner(cfg: config_lib.TrainConfig, batches, updates: int):
-  """The floor: the learner step alone (`common.scanned_learner`) on `batches`, and a fresh agent state."""
+def _floors(cfg: config_lib.TrainConfig, batches, updates: int) -> tuple[dict[str, Callable[[Any], Any]], Any]:
+  """The learner step alone on `batches`, `updates` steps per call, two ways: scanned in one XLA program
+  (`common.scanned_learner`, the floor) and called once per update from Python (`common.called_learner`); and a
+  fresh agent state."""
   env = compiled.make_env(cfg.env)
   agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
-  return common.scanned_learner(agent, batches, updates), state
+  return {'scanned': common.scanned_learner(agent, batches, updates),
+          'called': common.called_learner(agent, batches, updates)}, state
 
 
-def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floor: Callable[[Any], Any], state: Any,
-                 cfg: config_lib.TrainConfig, rounds: int, iterations: int) -> tuple[float, float]:
+def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floors: dict[str, Callable[[Any], Any]],
+                 state: Any, cfg: config_lib.TrainConfig, rounds: int, iterations: int) -> dict[str, float]:
   """Updates/s of the compiled runner's training chunks of `iterations` learner iterations from `carry` (after
-  warm-up) and of `floor` (a scanned learner of as many updates), timed alternately `rounds` times in this
-  process; the medians."""
+  warm-up) and of each of `floors` (learners of as many updates), timed in turn `rounds` times in this process; the
+  medians, the runner's under 'compiled'."""
   t = cfg.dqn.warmup_steps
-  chunk_times, floor_times = [], []
-  for i in range(rounds + 1):  # the first pair compiles
+  times: dict[str, list[float]] = {name: [] for name in ('compiled', *floors)}
+  for i in range(rounds + 1):  # the first round compiles
     start = time.perf_counter()
     carry = jax.block_until_ready(program.train_chunk(hp, carry, t, iterations)[0])
     chunk = time.perf_counter() - start
     t += iterations * cfg.dqn.update_period
-    floor_time = common.timed(lambda: floor(state))
+    floor_times = {name: common.timed(lambda f=floor: f(state)) for name, floor in floors.items()}
     if i:
-      chunk_times.append(chunk)
-      floor_times.append(floor_time)
-  return iterations / statistics.median(chunk_times), iterations / statistics.median(floor_times)
+      times['compiled'].append(chunk)
+      for name, seconds in floor_times.items():
+        times[name].append(seconds)
+  return {name: iterations / statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -98,21 +103,23 @@ def main() -> None:
       compiled.train_grid(group, vmap_members=True, show_progress=False)
       rows.append((f'compiled runner, {k} vmapped', k, k * common.logged_rate(group[0].out)))
   program, hp, carry = common.warmed_up(one)
-  learn, state = _learner(one, common.replay_batches(one, 64, carry), FLOOR_UPDATES)
-  floor = common.scanned_rate(learn, state, FLOOR_UPDATES)
-  chunk_rate, paired_floor = paired_rates(program, hp, carry, learn, state, one, args.rounds, FLOOR_UPDATES)
+  floors, state = _floors(one, common.replay_batches(one, 64, carry), FLOOR_UPDATES)
+  floor = common.updates_per_second(floors['scanned'], state, FLOOR_UPDATES)
+  called = common.updates_per_second(floors['called'], state, FLOOR_UPDATES)
+  paired = paired_rates(program, hp, carry, floors, state, one, args.rounds, FLOOR_UPDATES)
   period = one.dqn.update_period
   print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
         f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
   print(f'DQN + SN[-2] on minatar/{args.game}, Table E.1 settings (update every {period} steps, batch 32)')
-  print(f'{"":<34}{"env steps/s":>12}{"updates/s":>11}{"/ floor":>9}{"min per 5M-step run":>21}')
+  print(f'{"":<40}{"env steps/s":>12}{"updates/s":>11}{"/ floor":>9}{"min per 5M-step run":>21}')
   for name, k, rate in rows:  # `rate` counts the steps of all k runs together
-    print(f'{name:<34}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}{5e6 / rate / 60:>21.1f}')
-  print(f'{"learner only (floor)":<34}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
-  print(f'timed alternately ({args.rounds} pairs): compiled runner {chunk_rate:.0f} updates/s, floor '
-        f'{paired_floor:.0f} updates/s, ratio {chunk_rate / paired_floor:.2f}, '
-        f'{5e6 / period / chunk_rate / 60:.1f} min per 5M-step run')
-
+    print(f'{name:<40}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}{5e6 / rate / 60:>21.1f}')
+  print(f'{"learner only, scanned (floor)":<40}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
+  print(f'{"learner only, one call per update":<40}{"":>12}{called:>11.0f}{called / floor:>9.2f}')
+  rate = paired['compiled']
+  print(f'timed in turn ({args.rounds} rounds): compiled runner {rate:.0f} updates/s, {5e6 / period / rate / 60:.1f} '
+        f'min per 5M-step run; / scanned floor ({paired["scanned"]:.0f}) {rate / paired["scanned"]:.2f}; '
+        f'/ one call per update ({paired["called"]:.0f}) {rate / paired["called"]:.2f}')
 
 if __name__ == '__main__':
   main()

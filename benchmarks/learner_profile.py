@@ -57,7 +57,7 @@ def main() -> None:
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   b = cfg.dqn.batch_size
   run = common.scanned_learner(agent, common.replay_batches(cfg, count=64), args.updates)
-  wall = 1e6 / common.scanned_rate(run, state, args.updates)
+  wall = 1e6 / common.updates_per_second(run, state, args.updates)
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
     jax.block_until_ready(run(state))

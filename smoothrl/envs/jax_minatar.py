@@ -98,16 +98,16 @@ STICKY_ACTION_PROB = 0.1
 FREEWAY_EPISODE_STEPS = 2501
 # No time limit: gymnax's own limit, if anything reads it, is never reached.
 _NO_TIME_LIMIT = 2**31 - 1
-# Rows of each Seaquest entity buffer (gymnax: 100, and a step costs about
-# linearly in them). The official rules keep every list at or below 31:
-# at most one enemy spawns per step, and one lives at most 30 steps (10
-# moves, one every `move_speed + 1 >= 3` steps), so at most 30 enemies are
-# alive; a sub fires at most every 11 steps, first 10 steps after it spawns,
-# and its bullet leaves within 10, so the enemy bullets in flight number at
+# Rows of each Seaquest entity buffer (gymnax: 100; a step's cost grows with
+# them). The official rules keep every list at or below 31: at most one
+# enemy spawns per step and one lives at most 30 steps (10 moves, one every
+# `move_speed + 1 >= 3` steps), so at most 30 enemies are alive; a sub fires
+# at most every 11 steps, the first time 10 steps after it spawns, and its
+# bullet leaves within 10 steps, so the enemy bullets in flight number at
 # most the subs alive 10 steps earlier; divers spawn every 31 steps and live
 # at most 60; the player's cool-down of 5 allows 2 bullets in flight.
 # `tests/test_jax_minatar.py` fills the board at the highest difficulty and
-# checks both the counts and that the game equals gymnax's.
+# checks the counts, and that the game equals itself with 100 rows.
 SEAQUEST_ENTITY_CAPACITY = 48
 
 
