@@ -121,5 +121,6 @@ def main() -> None:
         f'min per 5M-step run; / scanned floor ({paired["scanned"]:.0f}) {rate / paired["scanned"]:.2f}; '
         f'/ one call per update ({paired["called"]:.0f}) {rate / paired["called"]:.2f}')
 
+
 if __name__ == '__main__':
   main()
