@@ -69,9 +69,9 @@ states copied in, one step compared, spawns replayed) and
 and length under random policies).
 
 Cost on CPU: compiling a game's step takes seconds (about 5-15 s on two
-cores). One `step_autoreset` in a scan takes about 5 (breakout) to 20
-(asterix, freeway, space_invaders) microseconds there, seaquest about 35-45
-(about 65-75 with gymnax's 100-row buffers).
+cores). One `step_autoreset` in a scan takes there about 5 (breakout), 8
+(space_invaders) and 13-15 (asterix, freeway) microseconds, seaquest about
+40 (1.6-1.8 times that with gymnax's 100-row entity buffers).
 """
 
 from __future__ import annotations
@@ -418,13 +418,14 @@ class JaxMinAtar:
     """`step`, then a reset if the episode ended (see `AutoResetStep`).
 
     The applied action carries over into the new episode for sticky actions.
+    The reset is a `lax.cond` branch, computed only when the episode ended
+    (under `vmap` it becomes a select of both).
     """
     key_step, key_reset = jax.random.split(key)
     next_obs, next_state, reward, done = self.step(key_step, state, action)
-    reset_obs, reset_state = self.reset(key_reset, next_state.last_action)
-    state = jax.tree.map(
-        lambda r, s: jnp.where(done, r, s), reset_state, next_state)
-    obs = jnp.where(done, reset_obs, next_obs)
+    obs, state = jax.lax.cond(
+        done, lambda: self.reset(key_reset, next_state.last_action),
+        lambda: (next_obs, next_state))
     return AutoResetStep(next_obs, obs, state, reward, done)
 
   def __repr__(self) -> str:
