@@ -508,7 +508,7 @@ def test_official_seaquest_lists_stay_below_the_entity_capacity():
   assert longest['e_fish'] >= 15 and longest['e_bullets'] >= 5, longest
 
 
-def test_seaquest_with_the_entity_capacity_equals_gymnax_at_100():
+def test_seaquest_with_the_entity_capacity_equals_itself_with_100_rows():
   envs = {n: jax_minatar._Seaquest(use_minimal_action_set=False, capacity=n)  # pylint: disable=protected-access
           for n in (jax_minatar.SEAQUEST_ENTITY_CAPACITY, 100)}
   params = jax_minatar.make('seaquest').gymnax_params

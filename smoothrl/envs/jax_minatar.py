@@ -191,7 +191,8 @@ class _Freeway(freeway.MinFreeway):
 def _entity_capacity(capacity: int) -> Iterator[None]:
   """gymnax's Seaquest sizes its entity buffers by the module constant
   `MAX_ENTITIES`, read when its functions are traced: this sets it for the
-  duration of a call and restores it after."""
+  duration of a call and restores it after (process-wide, so a gymnax
+  Seaquest traced in another thread meanwhile would see it too)."""
   saved = seaquest.MAX_ENTITIES, seaquest_helpers.MAX_ENTITIES
   seaquest.MAX_ENTITIES = seaquest_helpers.MAX_ENTITIES = capacity
   try:
