@@ -320,6 +320,9 @@ class JaxMinAtar:
     # so states have one fixed type (as `lax.scan` carries require).
     self._state_template = jax.eval_shape(
         lambda: _canonical(self._env.reset_env(jax.random.key(0), params)[1]))
+    # One function object for `step_autoreset`'s reset branch, so that
+    # `lax.cond` outside `jit` reuses its trace instead of tracing each call.
+    self._reset_branch = self._reset_after
 
   @property
   def game(self) -> str:
@@ -424,15 +427,23 @@ class JaxMinAtar:
     """
     key_step, key_reset = jax.random.split(key)
     next_obs, next_state, reward, done = self.step(key_step, state, action)
-    obs, state = jax.lax.cond(
-        done, lambda: self.reset(key_reset, next_state.last_action),
-        lambda: (next_obs, next_state))
+    obs, state = jax.lax.cond(done, self._reset_branch, _kept,
+                              (key_reset, next_obs, next_state))
     return AutoResetStep(next_obs, obs, state, reward, done)
+
+  def _reset_after(self, operands):
+    key, _, state = operands
+    return self.reset(key, state.last_action)
 
   def __repr__(self) -> str:
     return (f'JaxMinAtar(game={self._game!r}, '
             f'sticky_action_prob={self._sticky_action_prob}, '
             f'difficulty_ramping={self._difficulty_ramping})')
+
+
+def _kept(operands):
+  _, obs, state = operands
+  return obs, state
 
 
 def _canonical(tree: Any) -> Any:
