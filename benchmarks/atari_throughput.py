@@ -65,7 +65,8 @@ def learner_rate(game: str, updates: int = 20) -> float:
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_spec().shape, jnp.uint8))
   batch = common.random_batch(env.observation_spec().shape, env.action_spec().num_values, cfg.dqn.batch_size,
                               high=256)
-  return common.looped_rate(agent, state, batch, updates)
+  run = common.called_learner(agent, jax.tree.map(lambda x: x[None], batch), updates)
+  return common.updates_per_second(run, state, updates, repeats=1)
 
 
 def main() -> None:

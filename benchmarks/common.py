@@ -57,18 +57,6 @@ def random_batch(obs_shape: tuple[int, ...], num_actions: int, batch_size: int, 
                      np.zeros(batch_size, np.float32), np.ones(batch_size, np.float32), obs[1])
 
 
-def looped_rate(agent: dqn.DQN, state: Any, batch: Transitions, updates: int) -> float:
-  """Updates/s of the jitted learner step called from Python on `batch`, compilation excluded."""
-  step = jax.jit(agent.learner_step)
-  state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(updates):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  return updates / (time.perf_counter() - start)
-
-
 def scanned_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Callable[[Any], Any]:
   """A jitted `state -> (state, mean metrics)` taking `updates` learner steps in one `lax.scan`, as the compiled
   runner does: step i learns from batch i mod count of the stacked `batches` (distinct batches, so XLA cannot

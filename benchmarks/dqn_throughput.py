@@ -4,8 +4,8 @@
 
 Reports (1) environment steps/s of a full training run (acting, replay, learning every 4 steps), measured between
 two log entries after learning has started, so compilation and warm-up are excluded; (2) updates/s of the jitted
-learner step alone, called from Python on 64 batches drawn from a filled buffer; and their ratio: the end-to-end update rate (steps/s / update period) over
-the learner-only rate.
+learner step alone, called from Python on 64 batches drawn from a filled buffer; and their ratio: the end-to-end
+update rate (steps/s / update period) over the learner-only rate.
 """
 
 from __future__ import annotations
