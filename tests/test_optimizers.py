@@ -235,6 +235,12 @@ def test_default_rho_power():
   assert opt.default_rho_power('inside') == 2.0
 
 
+@pytest.mark.parametrize('make', [opt.muleps, opt.rho_scaled_adam])
+def test_a_zero_rho_power_is_refused(make):
+  with pytest.raises(ValueError, match=f'{make.__name__} needs rho_power != 0'):
+    make(1e-3, rho_power=0)
+
+
 @pytest.mark.parametrize('eps_placement, eps, right_power, wrong_power', [
     ('outside', 1e-3, 1, 2),
     ('inside', 1e-5, 2, 1),

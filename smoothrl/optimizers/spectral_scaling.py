@@ -127,6 +127,15 @@ def default_rho_power(eps_placement: EpsPlacement) -> float:
   return 1.0 if eps_placement == 'outside' else 2.0
 
 
+def _rho_power(eps_placement: EpsPlacement, rho_power: Optional[float], caller: str) -> float:
+  """`rho_power`, or `default_rho_power(eps_placement)` for None; 0 (plain Adam) is refused."""
+  if rho_power is None:
+    rho_power = default_rho_power(eps_placement)
+  if rho_power == 0:
+    raise ValueError(f'{caller} needs rho_power != 0; use adam for plain Adam.')
+  return rho_power
+
+
 def muleps(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
@@ -151,10 +160,7 @@ def muleps(
   Returns:
     A `GradientTransformationExtraArgs` whose `update` requires `rho`.
   """
-  if rho_power is None:
-    rho_power = default_rho_power(eps_placement)
-  if rho_power == 0:
-    raise ValueError('muleps needs rho_power != 0; use adam for plain Adam.')
+  rho_power = _rho_power(eps_placement, rho_power, 'muleps')
   return optax.chain(
       scale_by_adam(
           b1=b1, b2=b2, eps=eps, eps_placement=eps_placement,
@@ -198,10 +204,7 @@ def rho_scaled_adam(
     A `GradientTransformationExtraArgs` whose `update` requires both extra
     arguments.
   """
-  if rho_power is None:
-    rho_power = default_rho_power(eps_placement)
-  if rho_power == 0:
-    raise ValueError('rho_scaled_adam needs rho_power != 0.')
+  rho_power = _rho_power(eps_placement, rho_power, 'rho_scaled_adam')
   if grad_rho_name == eps_rho_name:
     raise ValueError(
         'rho_scaled_adam needs two different extra arguments, got '
