@@ -1,5 +1,17 @@
-"""Test-wide settings: one BLAS thread, so numpy's SVDs do not fight XLA for the two cores."""
+"""Test-wide settings, made before jax is imported (subprocesses the tests start inherit them).
 
+One BLAS thread, so numpy's SVDs do not fight XLA for the two cores. A compilation cache for this session only:
+many tests build the same programs afresh (a new runner, a new worker process), and each is compiled once.
+"""
+
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _cache = tempfile.mkdtemp(prefix='smoothrl-test-jax-cache-')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
