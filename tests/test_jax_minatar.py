@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import threading
 from typing import Any, Callable
 
 import jax
@@ -539,3 +540,21 @@ def test_seaquest_with_the_entity_capacity_equals_itself_with_100_rows():
   assert envs[100].reset_env(keys[0], params)[1].e_subs.shape[0] == 100
   capacity = jax_minatar.SEAQUEST_ENTITY_CAPACITY
   assert envs[capacity].reset_env(keys[0], params)[1].e_subs.shape[0] == capacity
+
+
+def test_a_seaquest_traced_in_another_thread_waits_for_the_capacity_in_use():
+  env = jax_minatar._Seaquest(use_minimal_action_set=False, capacity=100)  # pylint: disable=protected-access
+  params = jax_minatar.make('seaquest').gymnax_params
+  traced = {}
+
+  def trace():
+    traced['rows'] = jax.eval_shape(env.reset_env, jax.random.PRNGKey(0), params)[1].e_subs.shape[0]
+
+  other = threading.Thread(target=trace)
+  with jax_minatar._entity_capacity(7):  # pylint: disable=protected-access
+    other.start()
+    other.join(timeout=1.0)
+    assert other.is_alive() and jax_minatar.seaquest.MAX_ENTITIES == 7
+  other.join()
+  assert traced['rows'] == 100
+  assert jax_minatar.seaquest.MAX_ENTITIES == 100  # gymnax's own value, restored

@@ -77,6 +77,7 @@ cores). One `step_autoreset` in a scan takes there about 5 (breakout), 8
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Iterator, NamedTuple
 
 import jax
@@ -187,18 +188,23 @@ class _Freeway(freeway.MinFreeway):
     return jnp.asarray(state.time >= FREEWAY_EPISODE_STEPS)
 
 
+_CAPACITY_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _entity_capacity(capacity: int) -> Iterator[None]:
   """gymnax's Seaquest sizes its entity buffers by the module constant
   `MAX_ENTITIES`, read when its functions are traced: this sets it for the
-  duration of a call and restores it after (process-wide, so a gymnax
-  Seaquest traced in another thread meanwhile would see it too)."""
-  saved = seaquest.MAX_ENTITIES, seaquest_helpers.MAX_ENTITIES
-  seaquest.MAX_ENTITIES = seaquest_helpers.MAX_ENTITIES = capacity
-  try:
-    yield
-  finally:
-    seaquest.MAX_ENTITIES, seaquest_helpers.MAX_ENTITIES = saved
+  duration of a call and restores it after. The constant is process-wide:
+  a lock keeps our Seaquests traced in other threads out meanwhile (a plain
+  gymnax Seaquest traced in another thread would still see it)."""
+  with _CAPACITY_LOCK:
+    saved = seaquest.MAX_ENTITIES, seaquest_helpers.MAX_ENTITIES
+    seaquest.MAX_ENTITIES = seaquest_helpers.MAX_ENTITIES = capacity
+    try:
+      yield
+    finally:
+      seaquest.MAX_ENTITIES, seaquest_helpers.MAX_ENTITIES = saved
 
 
 class _Seaquest(seaquest.MinSeaquest):
