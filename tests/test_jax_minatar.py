@@ -545,7 +545,7 @@ def test_seaquest_with_the_entity_capacity_equals_itself_with_100_rows():
 def test_a_seaquest_traced_in_another_thread_waits_for_the_capacity_in_use():
   env = jax_minatar._Seaquest(use_minimal_action_set=False, capacity=100)  # pylint: disable=protected-access
   params = jax_minatar.make('seaquest').gymnax_params
-  traced = {}
+  traced, before = {}, jax_minatar.seaquest.MAX_ENTITIES
 
   def trace():
     traced['rows'] = jax.eval_shape(env.reset_env, jax.random.PRNGKey(0), params)[1].e_subs.shape[0]
@@ -557,4 +557,4 @@ def test_a_seaquest_traced_in_another_thread_waits_for_the_capacity_in_use():
     assert other.is_alive() and jax_minatar.seaquest.MAX_ENTITIES == 7
   other.join()
   assert traced['rows'] == 100
-  assert jax_minatar.seaquest.MAX_ENTITIES == 100  # gymnax's own value, restored
+  assert jax_minatar.seaquest.MAX_ENTITIES == before
