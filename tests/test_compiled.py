@@ -131,6 +131,37 @@ def test_sequential_members_reuse_the_program(tmp_path):
   assert records(configs[0].out, 'episode') != records(configs[1].out, 'episode')
 
 
+def test_vmapped_members_fill_the_device_program_by_program(tmp_path, monkeypatch):
+  configs = [chain_config(tmp_path / f'm{s}', seed=s) for s in range(3)]
+  env = JaxChain(4)
+  member = compiled.member_bytes(compiled.Program(configs[0], env, env, lambda c, hp: compiled.build_agent(
+      c, hp, env)), configs[0])
+  # A device whose memory share holds two members' carries and not three.
+  monkeypatch.setattr(compiled, 'device_bytes', lambda: int(2.5 * member / compiled.MEMORY_SHARE))
+  summaries = run_chain(configs, vmap_members=True)
+  assert [s['members_together'] for s in summaries] == [2, 2, 1]
+  assert all([r['step'] for r in records(c.out, 'eval')] == [800, 1_600] for c in configs)
+
+
+def test_device_memory_per_member(tmp_path, monkeypatch):
+  env = JaxChain(4)
+  sizes = {}
+  for capacity in (2_000, 3_000):
+    config = chain_config(tmp_path, **{'dqn.replay_capacity': capacity})
+    sizes[capacity] = compiled.member_bytes(compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(
+        c, hp, env)), config)
+  # A transition: two float32 one-hot observations of 4 states, an int32 action, float32 reward and discount.
+  assert sizes[3_000] - sizes[2_000] == 1_000 * (2 * 4 * 4 + 4 + 4 + 4)
+  assert compiled.members_per_program(100, None) is None
+  assert compiled.members_per_program(100, 1_000) == 5
+  monkeypatch.setattr(compiled, 'device_bytes', lambda: sizes[2_000])
+  with pytest.raises(config_lib.ConfigError, match='lower dqn.replay_capacity'):
+    run_chain([chain_config(tmp_path / 'big')], vmap_members=True)
+  assert not (tmp_path / 'big').exists()  # refused before anything was written
+  with pytest.raises(config_lib.ConfigError, match='at least 1'):
+    run_chain([chain_config(tmp_path / 'none')], vmap_members=True, max_members=0)
+
+
 def test_compiled_runner_validation(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='multiples of dqn.update_period'):
     compiled.validate(chain_config(tmp_path, **{'dqn.warmup_steps': 201}))

@@ -101,6 +101,13 @@ def _seeds(text: str) -> tuple[int, ...]:
   return tuple(seeds)
 
 
+def _positive(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+  return value
+
+
 def _bool(text: str) -> bool:
   if text.lower() in ('1', 'true', 'yes', 'on'):
     return True
@@ -137,6 +144,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--workers', type=int, default=0,
                  help='with several seeds on a CPU: processes running them side by side, each pinned to its share '
                       'of the cores (default 0: one per core; 1: one after another in this process)')
+  p.add_argument('--members-per-program', type=_positive, default=None, metavar='N',
+                 help='the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, the '
+                      'others in further programs after it (default: as many as the device\'s memory holds)')
   for field in dataclasses.fields(config_lib.TrainConfig):
     if field.name in _SECTIONS:
       continue
@@ -171,6 +181,9 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--workers', type=int, default=None,
                  help='processes running runs side by side, each pinned to its share of the cores (local backend, '
                       'and the compiled backend on a CPU; default: one per core)')
+  p.add_argument('--members-per-program', type=_positive, default=None, metavar='N',
+                 help='the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, the '
+                      'others in further programs after it (default: as many as the device\'s memory holds)')
   p.add_argument('--address', default=None, help='Ray cluster address (default: start a local one)')
   p.add_argument('--retry-failed', action='store_true', help='run failed runs again')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
@@ -240,7 +253,8 @@ def _sweep_main(args: argparse.Namespace) -> int:
   try:
     spec = _sweep_spec(args)
     counts = execute.run_sweep(spec, backend=args.backend, workers=args.workers, retry_failed=args.retry_failed,
-                               address=args.address, show_progress=not args.no_progress)
+                               address=args.address, show_progress=not args.no_progress,
+                               max_members=args.members_per_program)
   except config_lib.ConfigError as e:
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
@@ -299,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     if configs[0].runner == 'compiled':
       summaries = compiled.train_grid(configs, show_progress=progress, resume=bool(args.resume),
-                                      workers=args.workers)
+                                      workers=args.workers, max_members=args.members_per_program)
     else:
       summaries = runner.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
   except config_lib.TrainingError as e:

@@ -10,7 +10,8 @@ Several runs (seeds, learning rates, Adam epsilons, Lipschitz constants K, metho
 the critic's structure run as one program under `jax.vmap`: these hyperparameters are traced arguments, so a grid
 compiles once. Members that share one method and layer selection use the static critic; a group that mixes them
 uses the dynamic critic (`critic.DynamicMethod`), which computes sigma of every layer and gives each member the
-static critic's values. On a CPU members run through static programs, one per method and layer selection, one
+static critic's values. A group larger than the device's memory holds runs as several such programs
+(`members_per_program`). On a CPU members run through static programs, one per method and layer selection, one
 after another in each of `train_grid`'s worker processes (one per core, each pinned to its core).
 """
 
@@ -44,6 +45,7 @@ from smoothrl.networks import smoothness
 
 SMOOTHNESS_STATES = 512
 EVAL_SEED_OFFSET = 1_000_003
+MEMORY_SHARE = 0.5  # of the device's memory that members' carries may fill: room for XLA's temporaries and a copy
 
 
 class HParams(NamedTuple):
@@ -252,18 +254,48 @@ class _Member:
       self.episodes += 1
 
 
+def member_bytes(program: Program, config: config_lib.TrainConfig) -> int:
+  """Device memory of one member's carry (replay, agent and environment state) in `program`, in bytes."""
+  shapes = jax.eval_shape(program.init, _stack([HParams.of(config, program.dynamic)]),
+                          jax.random.PRNGKey(0)[None])
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
+def device_bytes() -> int | None:
+  """The memory XLA may allocate on the default device; None where the device does not say (a CPU)."""
+  stats = jax.devices()[0].memory_stats()
+  return stats.get('bytes_limit') if stats else None
+
+
+def members_per_program(member: int, device: int | None, share: float = MEMORY_SHARE) -> int | None:
+  """How many members of `member` bytes each one vmapped program may hold on a device of `device` bytes: as many
+  as fill `share` of it (None: no limit known). Raises ConfigError when not even one fits."""
+  if device is None:
+    return None
+  fits = int(share * device) // member
+  if fits < 1:
+    raise config_lib.ConfigError(f'one run needs {member / 2**20:,.0f} MiB of device memory for its replay and '
+                                 f'state, more than {share:.0%} of the device\'s {device / 2**20:,.0f} MiB; lower '
+                                 'dqn.replay_capacity')
+  return fits
+
+
 def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str], JaxEnv],
           build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], vmap_members: bool = True,
-          show_progress: bool = True, resume: bool = False) -> list[dict[str, Any]]:
-  """Trains runs that share one structure (`structure_key`) as one compiled program; returns their summaries.
+          show_progress: bool = True, resume: bool = False,
+          max_members: int | None = None) -> list[dict[str, Any]]:
+  """Trains runs that share one structure (`structure_key`) as compiled programs; returns their summaries.
 
-  With `vmap_members`, all members run together under `jax.vmap`, on the dynamic critic when they differ in method
-  or layers; otherwise one after another through static compiled functions, shared by the members of one method and
-  layer selection. With `resume`, finished members are skipped and the others continue from their checkpoints
-  when they all hold one at the same step.
+  With `vmap_members`, members run together under `jax.vmap`, on the dynamic critic when they differ in method
+  or layers, at most `max_members` to a program (by default as many as `members_per_program` lets the device
+  hold, all of them where it does not say); otherwise one after another through static compiled functions, shared
+  by the members of one method and layer selection. With `resume`, finished members are skipped and the others
+  continue from their checkpoints when they all hold one at the same step.
   """
   if not configs:
     raise ValueError('no runs to train')
+  if max_members is not None and max_members < 1:
+    raise config_lib.ConfigError(f'members per program must be at least 1, got {max_members}')
   for config in configs:
     validate(config)
   structures = {structure_key(c) for c in configs}
@@ -289,12 +321,16 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
       if summary is not None:
         finished[i] = summary
   todo = [i for i in range(len(configs)) if i not in finished]
-  groups = [todo] if vmap_members else [[i] for i in todo]
+  size = 1
+  if vmap_members and todo:
+    if max_members is None:
+      max_members = members_per_program(member_bytes(program_for(todo), configs[todo[0]]), device_bytes())
+    size = max_members or len(todo)
+  groups = [todo[i:i + size] for i in range(0, len(todo), size)]
   for group in groups:
-    if group:
-      for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group],
-                                                show_progress, resume)):
-        finished[i] = summary
+    for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group], show_progress,
+                                              resume)):
+      finished[i] = summary
   return [finished[i] for i in range(len(configs))]
 
 
@@ -443,12 +479,15 @@ def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool
 
 
 def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | None = None,
-               show_progress: bool = True, resume: bool = False, workers: int = 1) -> list[dict[str, Any]]:
+               show_progress: bool = True, resume: bool = False, workers: int = 1,
+               max_members: int | None = None) -> list[dict[str, Any]]:
   """Trains any list of runs: grouped by structure, each group one compiled program; summaries in input order.
 
   `vmap_members` defaults to True on accelerators and False on a CPU, where members run one after another: in
   this process with `workers=1`, else side by side in `workers` processes (0: one per core), each pinned to its
-  share of the cores and taking every `workers`-th run. Only the first worker shows progress.
+  share of the cores and taking every `workers`-th run. Only the first worker shows progress. Vmapped groups
+  larger than `max_members` (by default, than the device's memory holds; see `train`) run as several programs,
+  one after another.
   """
   if vmap_members is None:
     vmap_members = jax.default_backend() != 'cpu'
@@ -466,7 +505,7 @@ def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | N
   for indices in groups.values():
     group = [configs[i] for i in indices]
     results = train(group, make_env, lambda c, hp: build_agent(c, hp, make_env(c.env)), vmap_members,
-                    show_progress=show_progress, resume=resume)
+                    show_progress=show_progress, resume=resume, max_members=max_members)
     for i, summary in zip(indices, results):
       summaries[i] = summary
   return summaries

@@ -81,11 +81,13 @@ def _train_one(config_data: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
-              retry_failed: bool = False, address: str | None = None, show_progress: bool = True) -> dict[str, int]:
+              retry_failed: bool = False, address: str | None = None, show_progress: bool = True,
+              max_members: int | None = None) -> dict[str, int]:
   """Runs what is left of `spec`'s runs on `backend`; returns the final counts of runs per state.
 
   `workers` processes (default: one per core), each pinned to its share of the cores, run the `local` backend's
-  runs and the `compiled` backend's members on a CPU side by side.
+  runs and the `compiled` backend's members on a CPU side by side. `max_members` caps the `compiled` backend's
+  vmapped programs (`compiled.train_grid`).
   """
   if backend not in BACKENDS:
     raise config_lib.ConfigError(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}')
@@ -104,7 +106,7 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
   progress = _SweepProgress(spec.name, index, len(todo), show_progress)
   if todo:
     if backend == 'compiled':
-      _run_compiled(todo, index, progress, workers)
+      _run_compiled(todo, index, progress, workers, max_members)
     elif backend == 'ray':
       _run_pool(todo, index, progress, _ray_submitter(address))
     else:
@@ -193,7 +195,8 @@ def _run_pool(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgr
         progress.update(len(pending))
 
 
-def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress, workers: int) -> None:
+def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress, workers: int,
+                  max_members: int | None) -> None:
   """Groups runs by structure; each group is one compiled program (vmapped on accelerators, spread over `workers`
   pinned processes on a CPU)."""
   from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
@@ -206,7 +209,7 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
     progress.update(len(group))
     try:
       compiled.train_grid([config_lib.replace(r.config, runner='compiled') for r in group], show_progress=False,
-                          resume=True, workers=workers)
+                          resume=True, workers=workers, max_members=max_members)
     except Exception as e:  # pylint: disable=broad-except
       error = f'{type(e).__name__}: {e}'
       for run in group:
