@@ -60,6 +60,16 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
   assert not out.exists()
 
 
+def test_runs_larger_than_the_accelerator_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+  from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(compiled.jax, 'default_backend', lambda: 'gpu')  # members vmapped, as on an accelerator
+  monkeypatch.setattr(compiled, 'device_bytes', lambda: 2**20)
+  out = tmp_path / 'never'
+  assert cli.main(['train', '--runner', 'compiled', '--seeds', '0-1', '--out', str(out)]) == 2
+  assert 'lower dqn.replay_capacity' in capsys.readouterr().err
+  assert not out.exists()
+
+
 def test_help_documents_the_flags():
   proc = subprocess.run([sys.executable, '-m', 'smoothrl.launch.cli', 'train', '--help'], capture_output=True,
                         text=True, timeout=120)

@@ -316,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       workers=args.workers, max_members=args.members_per_program)
     else:
       summaries = runner.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
+  except config_lib.ConfigError as e:  # what only the device can tell, e.g. a replay larger than its memory
+    print(f'smoothrl: {e}', file=sys.stderr)
+    return 2
   except config_lib.TrainingError as e:
     print(f'smoothrl: run failed: {e}', file=sys.stderr)
     return 1
