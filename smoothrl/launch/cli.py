@@ -101,6 +101,10 @@ def _seeds(text: str) -> tuple[int, ...]:
   return tuple(seeds)
 
 
+_MEMBERS_HELP = ('the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, '
+                 "the others in further programs after it (default: as many as the device's memory holds)")
+
+
 def _positive(text: str) -> int:
   value = int(text)
   if value < 1:
@@ -144,9 +148,7 @@ def _train_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--workers', type=int, default=0,
                  help='with several seeds on a CPU: processes running them side by side, each pinned to its share '
                       'of the cores (default 0: one per core; 1: one after another in this process)')
-  p.add_argument('--members-per-program', type=_positive, default=None, metavar='N',
-                 help='the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, the '
-                      'others in further programs after it (default: as many as the device\'s memory holds)')
+  p.add_argument('--members-per-program', type=_positive, default=None, metavar='N', help=_MEMBERS_HELP)
   for field in dataclasses.fields(config_lib.TrainConfig):
     if field.name in _SECTIONS:
       continue
@@ -181,9 +183,7 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--workers', type=int, default=None,
                  help='processes running runs side by side, each pinned to its share of the cores (local backend, '
                       'and the compiled backend on a CPU; default: one per core)')
-  p.add_argument('--members-per-program', type=_positive, default=None, metavar='N',
-                 help='the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, the '
-                      'others in further programs after it (default: as many as the device\'s memory holds)')
+  p.add_argument('--members-per-program', type=_positive, default=None, metavar='N', help=_MEMBERS_HELP)
   p.add_argument('--address', default=None, help='Ray cluster address (default: start a local one)')
   p.add_argument('--retry-failed', action='store_true', help='run failed runs again')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
