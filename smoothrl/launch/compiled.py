@@ -323,8 +323,9 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
   todo = [i for i in range(len(configs)) if i not in finished]
   size = 1
   if vmap_members and todo:
-    if max_members is None:
-      max_members = members_per_program(member_bytes(program_for(todo), configs[todo[0]]), device_bytes())
+    device = device_bytes() if max_members is None else None
+    if device is not None:  # a member's bytes are counted only where the device says how many it holds
+      max_members = members_per_program(member_bytes(program_for(todo), configs[todo[0]]), device)
     size = max_members or len(todo)
   groups = [todo[i:i + size] for i in range(0, len(todo), size)]
   for group in groups:
