@@ -23,6 +23,13 @@ def run_chain(configs, **kwargs):
                         show_progress=False, **kwargs)
 
 
+def member_bytes(config):
+  """`compiled.member_bytes` of the program for a `chain/4` config."""
+  env = JaxChain(4)
+  return compiled.member_bytes(compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env)),
+                               config)
+
+
 def records(out, kind):
   """The run's metrics records of one kind."""
   return list(read_metrics(f'{out}/metrics.jsonl', kind))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from chain_runs import chain_config, records, run_chain
+from chain_runs import chain_config, member_bytes, records, run_chain
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
@@ -133,9 +133,7 @@ def test_sequential_members_reuse_the_program(tmp_path):
 
 def test_vmapped_members_fill_the_device_program_by_program(tmp_path, monkeypatch):
   configs = [chain_config(tmp_path / f'm{s}', seed=s) for s in range(3)]
-  env = JaxChain(4)
-  member = compiled.member_bytes(compiled.Program(configs[0], env, env, lambda c, hp: compiled.build_agent(
-      c, hp, env)), configs[0])
+  member = member_bytes(configs[0])
   # A device whose memory share holds two members' carries and not three.
   monkeypatch.setattr(compiled, 'device_bytes', lambda: int(2.5 * member / compiled.MEMORY_SHARE))
   summaries = run_chain(configs, vmap_members=True)
@@ -144,12 +142,7 @@ def test_vmapped_members_fill_the_device_program_by_program(tmp_path, monkeypatc
 
 
 def test_device_memory_per_member(tmp_path, monkeypatch):
-  env = JaxChain(4)
-  sizes = {}
-  for capacity in (2_000, 3_000):
-    config = chain_config(tmp_path, **{'dqn.replay_capacity': capacity})
-    sizes[capacity] = compiled.member_bytes(compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(
-        c, hp, env)), config)
+  sizes = {n: member_bytes(chain_config(tmp_path, **{'dqn.replay_capacity': n})) for n in (2_000, 3_000)}
   # A transition: two float32 one-hot observations of 4 states, an int32 action, float32 reward and discount.
   assert sizes[3_000] - sizes[2_000] == 1_000 * (2 * 4 * 4 + 4 + 4 + 4)
   assert compiled.members_per_program(100, None) is None
