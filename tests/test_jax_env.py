@@ -68,3 +68,18 @@ def test_specs_and_refusals():
     jax_env.make('atari/Pong')
   with pytest.raises(ValueError, match='jax-minatar/breakout'):
     envs.make('jax-minatar/pong', seed=0)
+
+
+def test_environments_with_the_same_settings_share_one_compiled_step():
+  """A host run on a JAX-native game compiles its step once per process, not once per environment built."""
+  assert jax_env.make('minatar/breakout') == jax_env.make('jax-minatar/breakout')
+  assert hash(jax_env.make('chain/4')) == hash(jax_env.make('chain/4'))
+  assert jax_env.make('minatar/breakout') != jax_env.make('minatar/asterix')
+  assert jax_env.make('chain/4') != jax_env.make('chain/5')
+  assert envs.make('jax-minatar/breakout', seed=0, sticky_action_prob=0.0)._env != jax_env.make('minatar/breakout')  # pylint: disable=protected-access
+  compiled = jax_env._step._cache_size()  # pylint: disable=protected-access
+  for seed in range(3):
+    env = envs.make('jax-minatar/space_invaders', seed=seed)
+    env.reset()
+    env.step(0)
+  assert jax_env._step._cache_size() == compiled + 1  # pylint: disable=protected-access

@@ -8,6 +8,7 @@ learner updates.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol
 
 import dm_env
@@ -45,6 +46,12 @@ class NoTruncation:
   def __init__(self, env: Any):
     self.env, self.num_actions, self.obs_shape = env, env.num_actions, env.obs_shape
 
+  def __eq__(self, other: object) -> bool:
+    return type(other) is type(self) and other.env == self.env  # type: ignore[attr-defined]
+
+  def __hash__(self) -> int:
+    return hash((type(self), self.env))
+
   def reset(self, key: jax.Array):
     return self.env.reset(key)
 
@@ -54,7 +61,10 @@ class NoTruncation:
 
 
 def make(name: str) -> JaxEnv:
-  """The JAX-native environment of a config's `env` name; `ValueError` for names without one."""
+  """The JAX-native environment of a config's `env` name; `ValueError` for names without one.
+
+  The same name gives equal environments, which jitted functions may take as a static argument.
+  """
   family, _, rest = name.partition('/')
   if family == 'chain':
     from smoothrl.envs.jax_chain import JaxChain  # pylint: disable=g-import-not-at-top
@@ -66,13 +76,25 @@ def make(name: str) -> JaxEnv:
                    ', '.join(f'{f}/<{"n" if f == "chain" else "game"}>' for f in FAMILIES))
 
 
+# An environment is a static argument: equal environments (same game and settings) share one compiled program.
+@functools.partial(jax.jit, static_argnums=0)
+def _reset(env: JaxEnv, key: jax.Array):
+  return env.reset(key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _step(env: JaxEnv, key: jax.Array, state: Any, action: jax.Array):
+  return env.step_autoreset(key, state, action)
+
+
 class DmEnv(dm_env.Environment):
   """A `JaxEnv` behind the dm_env interface, its randomness drawn from `key` as the compiled runner draws it.
 
   The first episode starts with `keys.at(key, 0)` and the environment's step t (counting every step of every
   episode) uses `keys.at(key, t + 1)`; an episode that follows a finished one is the reset that `step_autoreset`
   made at the end of it. A `reset()` that abandons an unfinished episode starts the next one with
-  `keys.at(keys.at(key, 0), n)`, n counting such resets. Observations are numpy arrays.
+  `keys.at(keys.at(key, 0), n)`, n counting such resets. Observations are numpy arrays. Instances of equal
+  environments (see `make`) share one compiled reset and step.
   """
 
   def __init__(self, env: JaxEnv, key: jax.Array):
@@ -82,17 +104,6 @@ class DmEnv(dm_env.Environment):
     self._next: tuple[jax.Array, Any] | None = None  # the episode an autoreset started, for the next reset()
     obs = jax.eval_shape(env.reset, key)[0]
     self._obs_spec = specs.Array(obs.shape, obs.dtype, 'observation')
-    self._jit()
-
-  def _jit(self) -> None:
-    self._reset, self._step = jax.jit(self._env.reset), jax.jit(self._env.step_autoreset)
-
-  def __getstate__(self) -> dict[str, Any]:
-    return {k: v for k, v in self.__dict__.items() if k not in ('_reset', '_step')}
-
-  def __setstate__(self, state: dict[str, Any]) -> None:
-    self.__dict__.update(state)
-    self._jit()
 
   def reset(self) -> dm_env.TimeStep:
     if self._next is not None:
@@ -104,7 +115,7 @@ class DmEnv(dm_env.Environment):
       else:
         self._abandoned += 1
         key = keys.at(keys.at(self._key, 0), self._abandoned)
-      obs, self._state = self._reset(key)
+      obs, self._state = _reset(self._env, key)
     return dm_env.restart(np.asarray(obs))
 
   def step(self, action: int) -> dm_env.TimeStep:
@@ -112,7 +123,7 @@ class DmEnv(dm_env.Environment):
       return self.reset()
     key = keys.at(self._key, self._steps + 1)
     self._steps += 1
-    next_obs, obs, state, reward, terminal, truncated = self._step(key, self._state, jnp.int32(action))
+    next_obs, obs, state, reward, terminal, truncated = _step(self._env, key, self._state, jnp.int32(action))
     next_obs, reward, terminal, truncated = jax.device_get((next_obs, reward, terminal, truncated))
     if terminal or truncated:
       self._next, self._state = (obs, state), state

@@ -291,6 +291,9 @@ class JaxMinAtar:
   params are fixed at construction). `step` does not reset; `step_autoreset`
   does, and also returns the terminal observation. Actions are int32 scalars
   in [0, 6), not checked (a jitted function cannot raise on a value).
+
+  Games built with the same settings are equal and hash alike, so a jitted
+  function taking one as a static argument compiles once for all of them.
   """
 
   def __init__(
@@ -329,6 +332,16 @@ class JaxMinAtar:
     # One function object for `step_autoreset`'s reset branch, so that
     # `lax.cond` outside `jit` reuses its trace instead of tracing each call.
     self._reset_branch = self._reset_after
+
+  def _settings(self) -> tuple[str, float, bool]:
+    return self._game, self._sticky_action_prob, self._difficulty_ramping
+
+  def __eq__(self, other: object) -> bool:
+    return (type(other) is type(self)
+            and other._settings() == self._settings())  # type: ignore[attr-defined]
+
+  def __hash__(self) -> int:
+    return hash((type(self), self._settings()))
 
   @property
   def game(self) -> str:
