@@ -7,18 +7,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from smoothrl.envs import jax_env
+
 
 class ChainState(NamedTuple):
   position: jax.Array
   time: jax.Array
 
 
-class JaxChain:
+class JaxChain(jax_env.EqualBySettings):
   """n states, actions 0 (left) and 1 (right); stepping right from the last state ends the episode with reward 1.
 
   Episodes are truncated after `max_episode_steps` (default 4 n) steps; a truncation is reported as `done` with
   the episode's true successor observation. Observations are one-hot float32 vectors. Chains of the same
-  length and limit are equal and hash alike.
+  length and limit are equal (`jax_env.EqualBySettings`).
   """
 
   num_actions = 2
@@ -32,12 +34,6 @@ class JaxChain:
 
   def _settings(self) -> tuple[int, int]:
     return self.n, self.max_episode_steps
-
-  def __eq__(self, other: object) -> bool:
-    return type(other) is type(self) and other._settings() == self._settings()  # type: ignore[attr-defined]
-
-  def __hash__(self) -> int:
-    return hash((type(self), self._settings()))
 
   def _obs(self, position: jax.Array) -> jax.Array:
     return jax.nn.one_hot(position, self.n, dtype=jnp.float32)

@@ -40,17 +40,28 @@ class JaxEnv(Protocol):
     ...
 
 
-class NoTruncation:
+class EqualBySettings:
+  """Equality and hash from `_settings()`: environments built alike are equal, so a jitted function that takes
+  one as a static argument compiles once for all of them."""
+
+  def _settings(self) -> tuple[Any, ...]:
+    raise NotImplementedError
+
+  def __eq__(self, other: object) -> bool:
+    return type(other) is type(self) and other._settings() == self._settings()  # type: ignore[attr-defined]
+
+  def __hash__(self) -> int:
+    return hash((type(self), self._settings()))
+
+
+class NoTruncation(EqualBySettings):
   """Presents an environment whose episodes only terminate (MinAtar has no time limit) as a `JaxEnv`."""
 
   def __init__(self, env: Any):
     self.env, self.num_actions, self.obs_shape = env, env.num_actions, env.obs_shape
 
-  def __eq__(self, other: object) -> bool:
-    return type(other) is type(self) and other.env == self.env  # type: ignore[attr-defined]
-
-  def __hash__(self) -> int:
-    return hash((type(self), self.env))
+  def _settings(self) -> tuple[Any, ...]:
+    return (self.env,)
 
   def reset(self, key: jax.Array):
     return self.env.reset(key)

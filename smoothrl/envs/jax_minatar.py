@@ -90,6 +90,8 @@ from gymnax.environments.minatar import seaquest
 from gymnax.environments.minatar import seaquest_helpers
 from gymnax.environments.minatar import space_invaders
 
+from smoothrl.envs import jax_env
+
 GAMES = ('asterix', 'breakout', 'freeway', 'seaquest', 'space_invaders')
 NUM_ACTIONS = 6
 OBS_SIZE = 10
@@ -283,7 +285,7 @@ def check_game(game: str) -> None:
         f'{", ".join(GAMES)}')
 
 
-class JaxMinAtar:
+class JaxMinAtar(jax_env.EqualBySettings):
   """One MinAtar game as pure, jittable and vmappable functions.
 
   `reset(key) -> (obs, state)` and `step(key, state, action) -> (obs, state,
@@ -292,8 +294,7 @@ class JaxMinAtar:
   does, and also returns the terminal observation. Actions are int32 scalars
   in [0, 6), not checked (a jitted function cannot raise on a value).
 
-  Games built with the same settings are equal and hash alike, so a jitted
-  function taking one as a static argument compiles once for all of them.
+  Games built with the same settings are equal (`jax_env.EqualBySettings`).
   """
 
   def __init__(
@@ -335,13 +336,6 @@ class JaxMinAtar:
 
   def _settings(self) -> tuple[str, float, bool]:
     return self._game, self._sticky_action_prob, self._difficulty_ramping
-
-  def __eq__(self, other: object) -> bool:
-    return (type(other) is type(self)
-            and other._settings() == self._settings())  # type: ignore[attr-defined]
-
-  def __hash__(self) -> int:
-    return hash((type(self), self._settings()))
 
   @property
   def game(self) -> str:
