@@ -169,9 +169,12 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
   crashed = chain_config(tmp_path / 'crashed', checkpoint_period=400)
   run_chain([full])
 
+  running = []
+
   class CrashingProgress(compiled.Progress):
     def update(self, step, **kwargs):
       if step == 1_400:  # checkpoints at 400, 800 and 1200 exist by then
+        running.append(checkpoint.read_status(crashed.out))
         raise KeyboardInterrupt('stopped')
       super().update(step, **kwargs)
 
@@ -179,7 +182,8 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     run_chain([crashed])
   monkeypatch.undo()
-  assert checkpoint.read_status(crashed.out)['state'] == 'failed'
+  assert running == [{'state': 'running', 'step': 1_200}]  # where a resume would continue
+  assert checkpoint.read_status(crashed.out) == {'state': 'failed', 'step': 1_400, 'error': 'KeyboardInterrupt: stopped'}
   assert checkpoint.load(crashed.out)['step'] == 1_200
 
   summary = run_chain([crashed], resume=True)[0]

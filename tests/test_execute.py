@@ -109,3 +109,4 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   assert len(table.strip().splitlines()) == 2 + 4  # header, rule, one row per method x lr setting
   for values in finals.values():
     assert f'{sum(values) / 2:.2f}' in table
+

@@ -42,7 +42,8 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     pytest.fail('the run never reached its checkpoint')
   os.kill(victim.pid, signal.SIGKILL)
   victim.wait()
-  assert checkpoint.read_status(killed)['state'] == 'running'  # what a killed run leaves behind
+  saved = checkpoint.load(killed)['step']  # what a killed run leaves behind: where a resume continues
+  assert saved >= 1000 and checkpoint.read_status(killed) == {'state': 'running', 'step': saved}
 
   resumed = _cli('--resume', str(killed), '--no-progress')
   assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
@@ -71,6 +72,7 @@ def test_non_finite_loss_stops_the_run_with_its_reason(tmp_path):
     runner.train(cfg, show_progress=False)
   status = checkpoint.read_status(tmp_path)
   assert status['state'] == 'failed' and 'non-finite loss' in status['error']
+  assert 0 < status['step'] == checkpoint.last_recorded_step(tmp_path) < 400  # how far it got
 
 
 def test_resume_refuses_a_different_config(tmp_path):

@@ -16,18 +16,20 @@ from typing import Any
 import jax
 import numpy as np
 
-from smoothrl.launch.io import atomic_file, atomic_write_text
+from smoothrl.launch.io import atomic_file, atomic_write_text, read_metrics
 
 CHECKPOINT = 'checkpoint.pkl'
 STATUS = 'status.json'
 
 
 def save(run_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
-  """Pickles `payload` (device arrays fetched to the host) to `run_dir/checkpoint.pkl` atomically."""
+  """Pickles `payload` (device arrays fetched to the host) to `run_dir/checkpoint.pkl` atomically, then records
+  the run as running from `payload['step']`, where a resume would continue."""
   path = Path(run_dir) / CHECKPOINT
   host = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, payload)
   with atomic_file(path, 'wb') as f:
     pickle.dump(host, f, protocol=pickle.HIGHEST_PROTOCOL)
+  write_status(run_dir, 'running', int(payload['step']))
   return path
 
 
@@ -41,11 +43,22 @@ def load(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_status(run_dir: str | os.PathLike, state: str, step: int, error: str | None = None) -> None:
-  """Records a run's state: 'running', 'done' or 'failed' (with the error that stopped it)."""
+  """Records a run's state and step: 'running' from its last checkpoint (0 before the first), 'done' with all its
+  steps, or 'failed' with the error that stopped it and the last step it recorded."""
   record: dict[str, Any] = {'state': state, 'step': step}
   if error is not None:
     record['error'] = error
   atomic_write_text(Path(run_dir) / STATUS, json.dumps(record, indent=2, sort_keys=True))
+
+
+def record_failure(run_dir: str | os.PathLike, error: BaseException | str) -> dict[str, Any]:
+  """Marks the run failed with `error` (an exception, or the text to record) at the last step it recorded;
+  returns the status written."""
+  if isinstance(error, BaseException):
+    error = f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
+  step = last_recorded_step(run_dir)
+  write_status(run_dir, 'failed', step, error)
+  return {'state': 'failed', 'step': step, 'error': error}
 
 
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -53,6 +66,12 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
   if not path.exists():
     return None
   return json.loads(path.read_text())
+
+
+def last_recorded_step(run_dir: str | os.PathLike) -> int:
+  """The largest step in the run's metrics file (0 without one): how far a stopped run got."""
+  path = Path(run_dir) / 'metrics.jsonl'
+  return max((r['step'] for r in read_metrics(path)), default=0) if path.exists() else 0
 
 
 def truncate_metrics(path: str | os.PathLike, step: int) -> None:

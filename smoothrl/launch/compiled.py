@@ -341,7 +341,7 @@ def _train_group(program: Program, configs: list[config_lib.TrainConfig], show_p
     return _train_members(program, configs, show_progress, resume)
   except BaseException as e:
     for config in configs:
-      checkpoint.write_status(config.out, 'failed', 0, f'{type(e).__name__}: {e}')
+      checkpoint.record_failure(config.out, e)
     raise
 
 

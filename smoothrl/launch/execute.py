@@ -74,9 +74,7 @@ def _train_one(config_data: dict[str, Any]) -> dict[str, Any]:
       from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
       runner.train(config, show_progress=False, resume=True)
   except Exception as e:  # pylint: disable=broad-except
-    error = f'{type(e).__name__}: {e}'
-    checkpoint.write_status(config.out, 'failed', 0, error)
-    return {'state': 'failed', 'step': 0, 'error': error}
+    return checkpoint.record_failure(config.out, e)
   return {'state': 'done', 'step': config.steps}
 
 
@@ -187,8 +185,7 @@ def _run_pool(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgr
         try:
           state = future.result()
         except Exception as e:  # pylint: disable=broad-except
-          state = {'state': 'failed', 'step': 0, 'error': f'worker died: {type(e).__name__}: {e}'}
-          checkpoint.write_status(run.out, 'failed', 0, state['error'])
+          state = checkpoint.record_failure(run.out, f'worker died: {type(e).__name__}: {e}')
         index.set(run, state)
         progress.finish_one(len(pending))
       if not finished:
@@ -211,9 +208,8 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
       compiled.train_grid([config_lib.replace(r.config, runner='compiled') for r in group], show_progress=False,
                           resume=True, workers=workers, max_members=max_members)
     except Exception as e:  # pylint: disable=broad-except
-      error = f'{type(e).__name__}: {e}'
       for run in group:
-        checkpoint.write_status(run.out, 'failed', 0, error)
+        checkpoint.record_failure(run.out, e)
     for run in group:
       index.set(run, run_state(run))
       progress.finish_one(0)

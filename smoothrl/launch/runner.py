@@ -32,7 +32,7 @@ from smoothrl.agents.frame_replay import FrameReplayBuffer
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import MetricsWriter, atomic_write_text, read_metrics
+from smoothrl.launch.io import MetricsWriter, atomic_write_text
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
 
@@ -196,12 +196,12 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
       return done
   out.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out / 'config.json', config.to_json())
-  checkpoint.write_status(out, 'running', 0)
+  saved = checkpoint.load(out) if resume else None
+  checkpoint.write_status(out, 'running', 0 if saved is None else saved['step'])
   try:
-    summary = _train(config, show_progress, checkpoint.load(out) if resume else None)
+    summary = _train(config, show_progress, saved)
   except BaseException as e:
-    error = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
-    checkpoint.write_status(out, 'failed', _last_step(out), error)
+    checkpoint.record_failure(out, e)
     raise
   checkpoint.write_status(out, 'done', config.steps)
   return summary
@@ -219,14 +219,6 @@ def finished_summary(config: config_lib.TrainConfig) -> dict[str, Any] | None:
   if status and status['state'] == 'done' and (out / 'summary.json').exists():
     return json.loads((out / 'summary.json').read_text())
   return None
-
-
-def _last_step(out: Path) -> int:
-  last = 0
-  if (out / 'metrics.jsonl').exists():
-    for record in read_metrics(out / 'metrics.jsonl'):
-      last = max(last, record['step'])
-  return last
 
 
 def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str, Any] | None) -> dict[str, Any]:
