@@ -110,3 +110,13 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   for values in finals.values():
     assert f'{sum(values) / 2:.2f}' in table
 
+
+def test_a_compiled_member_that_fails_leaves_the_finished_ones_done(tmp_path):
+  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 1e30]},
+               **{'dqn.adam_eps': 1e-30, 'dqn.gamma': 1.0})
+  counts = execute.run_sweep(spec, backend='compiled', workers=1, show_progress=False)
+  assert counts['done'] == 1 and counts['failed'] == 1
+  finished, diverged = sweep.expand(spec)
+  assert checkpoint.read_status(finished.out) == {'state': 'done', 'step': 400}
+  status = checkpoint.read_status(diverged.out)
+  assert 'non-finite loss' in status['error'] and 0 < status['step'] == checkpoint.last_recorded_step(diverged.out)

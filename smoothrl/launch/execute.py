@@ -209,7 +209,8 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
                           resume=True, workers=workers, max_members=max_members)
     except Exception as e:  # pylint: disable=broad-except
       for run in group:
-        checkpoint.record_failure(run.out, e)
+        if run_state(run)['state'] != 'done':  # members that finished before the failure keep their results
+          checkpoint.record_failure(run.out, e)
     for run in group:
       index.set(run, run_state(run))
       progress.finish_one(0)
