@@ -10,8 +10,10 @@ end-to-end updates/s to that floor, and the wall time per 5M-step DQN run at the
 runs together: their wall time divided by their number). It also times the learner step called once per update
 from Python on the same batches, as a training loop written in Python runs it. A run's rate is the median over the
 intervals between its log entries after warm-up, so compilation is excluded; a learner's is the median of 7 timed
-calls. Last, the compiled runner's training chunks and both learners are timed in turn in one process (--rounds
-rounds): the ratios least moved by other jobs on a shared machine.
+calls. It times one evaluation phase of the default protocol (125,000 steps at epsilon 0.001, every 250,000
+steps), which a run spends on top of its training steps. Last, the compiled runner's training chunks and both
+learners are timed in turn in one process (--rounds rounds): the ratios least moved by other jobs on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 import common
+from smoothrl.agents import dqn
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
@@ -74,6 +77,19 @@ def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floors: d
   return {name: iterations / statistics.median(ts) for name, ts in times.items()}
 
 
+def evaluation_seconds(cfg: config_lib.TrainConfig, carry: compiled.Carry, validation_steps: int) -> float:
+  """Seconds of one evaluation phase of `validation_steps` steps of the compiled runner, acting with `carry`'s
+  agent: the median of 3 timed calls after the compiling one."""
+  env = compiled.make_env(cfg.env)
+  evaluating = config_lib.replace(cfg, eval_steps=validation_steps)
+  program = compiled.Program(evaluating, env, env, lambda c, hp: compiled.build_agent(c, hp, env))
+  hp = jax.tree.map(lambda x: x[None], compiled.HParams.of(evaluating))
+  actor = jax.vmap(dqn.actor_state)(carry.agent)
+  call = lambda: program.evaluate(hp, actor, jax.random.PRNGKey(cfg.seed)[None])
+  jax.block_until_ready(call())
+  return statistics.median(common.timed(call) for _ in range(3))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--game', default='breakout')
@@ -106,7 +122,10 @@ def main() -> None:
   floors, state = _floors(one, common.replay_batches(one, 64, carry), FLOOR_UPDATES)
   floor = common.updates_per_second(floors['scanned'], state, FLOOR_UPDATES)
   called = common.updates_per_second(floors['called'], state, FLOOR_UPDATES)
-  paired = paired_rates(program, hp, carry, floors, state, one, args.rounds, FLOOR_UPDATES)
+  table = config_lib.TrainConfig()  # the default protocol: Table E.1's validation phases
+  phases = table.steps // table.eval_period
+  validation = phases * evaluation_seconds(one, carry, table.eval_steps) / 60
+  paired = paired_rates(program, hp, carry, floors, state, one, args.rounds, FLOOR_UPDATES)  # donates `carry`
   period = one.dqn.update_period
   print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
         f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
@@ -116,10 +135,14 @@ def main() -> None:
     print(f'{name:<40}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}{5e6 / rate / 60:>21.1f}')
   print(f'{"learner only, scanned (floor)":<40}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
   print(f'{"learner only, one call per update":<40}{"":>12}{called:>11.0f}{called / floor:>9.2f}')
+  print(f'evaluation: {phases} phases of {table.eval_steps:,} steps at epsilon {table.eval_epsilon} in a '
+        f'{table.steps:,}-step run (one every {table.eval_period:,} steps), {validation:.1f} min in all')
   rate = paired['compiled']
-  print(f'timed in turn ({args.rounds} rounds): compiled runner {rate:.0f} updates/s, {5e6 / period / rate / 60:.1f} '
-        f'min per 5M-step run; / scanned floor ({paired["scanned"]:.0f}) {rate / paired["scanned"]:.2f}; '
-        f'/ one call per update ({paired["called"]:.0f}) {rate / paired["called"]:.2f}')
+  minutes = 5e6 / period / rate / 60
+  print(f'timed in turn ({args.rounds} rounds): compiled runner {rate:.0f} updates/s, {minutes:.1f} min per 5M-step '
+        f'run ({minutes + validation:.1f} with its evaluations); / scanned floor ({paired["scanned"]:.0f}) '
+        f'{rate / paired["scanned"]:.2f}; / one call per update ({paired["called"]:.0f}) '
+        f'{rate / paired["called"]:.2f}')
 
 
 if __name__ == '__main__':
