@@ -23,11 +23,15 @@ def run_chain(configs, **kwargs):
                         show_progress=False, **kwargs)
 
 
+def chain_program(config):
+  """The compiled runner's program for a `chain/4` config."""
+  env = JaxChain(4)
+  return compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env))
+
+
 def member_bytes(config):
   """`compiled.member_bytes` of the program for a `chain/4` config."""
-  env = JaxChain(4)
-  return compiled.member_bytes(compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env)),
-                               config)
+  return compiled.member_bytes(chain_program(config), config)
 
 
 def records(out, kind):

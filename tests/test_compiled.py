@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from chain_runs import chain_config, member_bytes, records, run_chain
+from chain_runs import chain_config, chain_program, member_bytes, records, run_chain
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
@@ -153,6 +153,21 @@ def test_device_memory_per_member(tmp_path, monkeypatch):
   assert not (tmp_path / 'big').exists()  # refused before anything was written
   with pytest.raises(config_lib.ConfigError, match='at least 1'):
     run_chain([chain_config(tmp_path / 'none')], vmap_members=True, max_members=0)
+
+
+def test_the_program_updates_its_carry_in_place(tmp_path):
+  config = chain_config(tmp_path)
+  program = chain_program(config)
+  hp = jax.tree.map(lambda x: x[None], compiled.HParams.of(config))
+  carry = program.init(hp, jax.random.PRNGKey(0)[None])
+  calls = {'warmup': lambda c: program.warmup(hp, c, 0, 200)[0],
+           'train_chunk': lambda c: program.train_chunk(hp, c, 200, 10)[0],
+           'measure': lambda c: program.measure(hp, c)[1]}
+  for name, call in calls.items():
+    before = carry
+    carry = call(carry)
+    assert all(x.is_deleted() for x in jax.tree.leaves(before.replay)), name  # donated, not copied per call
+  assert int(carry.replay.size[0]) == 220
 
 
 def test_compiled_runner_validation(tmp_path):

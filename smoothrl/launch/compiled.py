@@ -178,13 +178,13 @@ class Program:
       return sigmas, carry._replace(agent=carry.agent._replace(spectral=vectors))
 
     vm = _over_members
-    # Every function takes a leading member axis; `static` arguments are segment lengths. Training segments
-    # donate the carry, so the replay buffer is updated in place rather than copied once per segment.
+    # Every function takes a leading member axis; `static` arguments are segment lengths. Training segments and
+    # the σ measurement donate the carry, so the replay buffer is updated in place rather than copied per call.
     self.init = jax.jit(vm(init))
     self.warmup = jax.jit(vm(warmup, (0, 0, None, None)), static_argnums=3, donate_argnums=1)
     self.train_chunk = jax.jit(vm(train_chunk, (0, 0, None, None)), static_argnums=3, donate_argnums=1)
     self.evaluate = jax.jit(vm(evaluate))
-    self.measure = jax.jit(vm(measure))
+    self.measure = jax.jit(vm(measure), donate_argnums=1)
 
 
 def _over_members(f: Callable[..., Any], in_axes: int | tuple[int | None, ...] = 0) -> Callable[..., Any]:
