@@ -50,12 +50,15 @@ def vector_rate(game: str, num_envs: int, steps: int) -> float:
   return (steps // num_envs) * num_envs / (time.perf_counter() - start)
 
 
-def training_rate(game: str, steps: int, out: str) -> float:
-  cfg = config_lib.replace(config_lib.preset('dqn-adam-atari'), env=f'atari/{game}', steps=steps, out=out,
-                           eval_period=10**9, eval_steps=10, log_period=500, sigma_log_period=10**9,
-                           checkpoint_period=0, **{'dqn.warmup_steps': 1_000, 'dqn.replay_capacity': 100_000})
+def training_config(game: str, steps: int, out: str) -> config_lib.TrainConfig:
+  return config_lib.replace(config_lib.preset('dqn-adam-atari'), env=f'atari/{game}', steps=steps, out=out,
+                            eval_period=10**9, eval_steps=10, log_period=500, sigma_log_period=10**9,
+                            checkpoint_period=0, **{'dqn.warmup_steps': 1_000, 'dqn.replay_capacity': 100_000})
+
+
+def training_rate(cfg: config_lib.TrainConfig) -> float:
   runner.train(cfg, show_progress=False)
-  return common.logged_rate(out)
+  return common.logged_rate(cfg.out)
 
 
 def learner_rate(game: str, updates: int = 20) -> float:
@@ -75,10 +78,11 @@ def main() -> None:
   parser.add_argument('--num-envs', type=int, default=8)
   parser.add_argument('--steps', type=int, default=3_000, help='training steps (1,000 of them warm-up)')
   args = parser.parse_args()
+  common.check_logged_budget(training_config(args.game, args.steps, ''))
   single = env_rate(args.game, 2_000)
   vector = vector_rate(args.game, args.num_envs, 4_000)
   with tempfile.TemporaryDirectory() as out:
-    training = training_rate(args.game, args.steps, out)
+    training = training_rate(training_config(args.game, args.steps, out))
   updates = learner_rate(args.game)
   print(f'Atari {args.game}, jax {jax.__version__} on {jax.default_backend()}; frame skip {FRAME_SKIP}')
   print(f'{"":<44}{"agent steps/s":>14}{"frames/s":>10}')

@@ -24,18 +24,35 @@ from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import read_metrics
 
 
+def check_logged_budget(config: config_lib.TrainConfig, flag: str = '--steps') -> None:
+  """Stops the script before any work when `config`'s run is too short for `logged_rate`, which needs two training
+  log entries: the first at the first multiple of `log_period` after the warm-up, the next one period later."""
+  least = (config.dqn.warmup_steps // config.log_period + 2) * config.log_period
+  if config.steps < least:
+    raise SystemExit(f'{flag} {config.steps}: too few steps to measure a rate; a run logs its first training entry '
+                     f'after the {config.dqn.warmup_steps:,}-step warm-up, then every {config.log_period:,} steps, '
+                     f'and a rate needs two: give at least {least}')
+
+
 def logged_rate(out: str) -> float:
   """Environment steps/s of the run in `out`: the median over the intervals between its training log entries."""
   train = list(read_metrics(f'{out}/metrics.jsonl', 'train'))
+  if len(train) < 2:
+    raise ValueError(f'{out} holds {len(train)} training log entries; a rate needs two (see check_logged_budget)')
   return statistics.median((b['step'] - a['step']) / (b['elapsed'] - a['elapsed']) for a, b in zip(train, train[1:]))
 
 
-def warmed_up(config: config_lib.TrainConfig) -> tuple[compiled.Program, Any, compiled.Carry]:
-  """The compiled runner's program for `config` (one member), its hyperparameters and its carry after the warm-up
-  (`config.dqn.warmup_steps` random-policy steps of the JAX-native game in replay)."""
+def make_program(config: config_lib.TrainConfig) -> tuple[compiled.Program, Any]:
+  """The compiled runner's program for `config` on its JAX-native game, and one member's hyperparameters."""
   env = compiled.make_env(config.env)
-  program = compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env))
-  hp = jax.tree.map(lambda x: x[None], compiled.HParams.of(config))
+  return (compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env)),
+          jax.tree.map(lambda x: x[None], compiled.HParams.of(config)))
+
+
+def warmed_up(config: config_lib.TrainConfig) -> tuple[compiled.Program, Any, compiled.Carry]:
+  """`make_program(config)` and its carry after the warm-up (`config.dqn.warmup_steps` random-policy steps of the
+  JAX-native game in replay)."""
+  program, hp = make_program(config)
   carry = program.init(hp, jax.random.PRNGKey(config.seed)[None])
   carry, _ = program.warmup(hp, carry, 0, config.dqn.warmup_steps)
   return program, hp, carry

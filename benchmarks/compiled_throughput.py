@@ -80,10 +80,7 @@ def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floors: d
 def evaluation_seconds(cfg: config_lib.TrainConfig, carry: compiled.Carry, validation_steps: int) -> float:
   """Seconds of one evaluation phase of `validation_steps` steps of the compiled runner, acting with `carry`'s
   agent: the median of 3 timed calls after the compiling one."""
-  env = compiled.make_env(cfg.env)
-  evaluating = config_lib.replace(cfg, eval_steps=validation_steps)
-  program = compiled.Program(evaluating, env, env, lambda c, hp: compiled.build_agent(c, hp, env))
-  hp = jax.tree.map(lambda x: x[None], compiled.HParams.of(evaluating))
+  program, hp = common.make_program(config_lib.replace(cfg, eval_steps=validation_steps))
   actor = jax.vmap(dqn.actor_state)(carry.agent)
   call = lambda: program.evaluate(hp, actor, jax.random.PRNGKey(cfg.seed)[None])
   jax.block_until_ready(call())
@@ -98,6 +95,8 @@ def main() -> None:
   parser.add_argument('--members', default='4,16')
   parser.add_argument('--rounds', type=int, default=15)
   args = parser.parse_args()
+  common.check_logged_budget(_config(args.game, args.steps, ''))
+  common.check_logged_budget(_config(args.game, args.host_steps, ''), '--host-steps')
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     host_cfg = _config(args.game, args.host_steps, f'{tmp}/host', runner_name='host')

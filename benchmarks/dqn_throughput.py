@@ -64,6 +64,7 @@ def main() -> None:
         config_lib.TrainConfig(env=f'minatar/{args.game}', steps=args.steps, out=out, eval_period=10**9,
                                eval_steps=100, log_period=2_000, sigma_log_period=10**9),
         **{'method.method': args.method, 'dqn.warmup_steps': 5_000})
+    common.check_logged_budget(cfg)
     steps_per_s = training_rate(cfg)
     updates_per_s = learner_rate(cfg, args.updates)
   end_to_end = steps_per_s / cfg.dqn.update_period
