@@ -211,3 +211,31 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
   for x, y in zip(a, b):
     np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-5)
   assert run_chain([crashed], resume=True)[0] == summary  # finished: nothing new
+
+
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_path, monkeypatch):
+  config = chain_config(tmp_path, checkpoint_period=400)
+
+  class CrashingProgress(compiled.Progress):
+    def update(self, step, **kwargs):
+      if step == 1_000:
+        raise KeyboardInterrupt('stopped')
+      super().update(step, **kwargs)
+
+  monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
+  with pytest.raises(KeyboardInterrupt):
+    run_chain([config])
+  monkeypatch.undo()
+  saved = checkpoint.load(config.out)
+  replay = saved['carry'].replay  # as a checkpoint written with another observation layout would hold
+  data = replay.data._replace(obs=replay.data.obs[:, :-1])
+  saved['carry'] = saved['carry']._replace(replay=replay._replace(data=data))
+  checkpoint.save(config.out, saved)
+  metrics = (tmp_path / 'metrics.jsonl').read_text()
+
+  with pytest.raises(config_lib.ConfigError, match=r": replay\.data\.obs is float32\[2000, 3\], the run needs "
+                                                   r"float32\[2000, 4\]; remove .*checkpoint\.pkl"):
+    run_chain([config], resume=True)
+  assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # nothing touched
+  status = checkpoint.read_status(config.out)
+  assert status['state'] == 'failed' and 'does not fit this run' in status['error']

@@ -12,7 +12,7 @@ import pytest
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
-from smoothrl.launch.io import read_metrics
+from smoothrl.launch.io import CHECKPOINT_FILE, read_metrics
 
 FLAGS = ['--env', 'minatar/breakout', '--steps', '3000', '--warmup-steps', '500', '--eval-period', '1000',
          '--eval-steps', '200', '--log-period', '500', '--sigma-log-period', '1000', '--checkpoint-period', '1000',
@@ -35,7 +35,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
   deadline = time.time() + 300
   while time.time() < deadline:  # kill once a checkpoint exists and training has moved past it
     steps = [r['step'] for r in read_metrics(killed / 'metrics.jsonl')] if (killed / 'metrics.jsonl').exists() else []
-    if (killed / checkpoint.CHECKPOINT).exists() and steps and max(steps) > 2000:
+    if (killed / CHECKPOINT_FILE).exists() and steps and max(steps) > 2000:
       break
     time.sleep(0.2)
   else:
@@ -55,7 +55,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
   assert train == list(range(1000, 3001, 500))
   assert json.loads((killed / 'summary.json').read_text())['steps'] == 3000
   assert checkpoint.read_status(killed) == {'state': 'done', 'step': 3000}
-  assert not (killed / checkpoint.CHECKPOINT).exists()
+  assert not (killed / CHECKPOINT_FILE).exists()
 
   again = _cli('--resume', str(killed), '--no-progress')  # a finished run is left alone
   assert again.wait(timeout=120) == 0
@@ -82,3 +82,33 @@ def test_resume_refuses_a_different_config(tmp_path):
   runner.train(cfg, show_progress=False)
   with pytest.raises(config_lib.ConfigError, match='different config'):
     runner.train(config_lib.replace(cfg, seed=1), show_progress=False, resume=True)
+
+
+def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path, monkeypatch):
+  cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=400, log_period=100, eval_period=400,
+                               eval_steps=10, sigma_log_period=400, checkpoint_period=200)
+  cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50})
+
+  class CrashingProgress(runner.Progress):
+    def update(self, step, **kwargs):
+      if step == 300:
+        raise KeyboardInterrupt('stopped')
+      super().update(step, **kwargs)
+
+  monkeypatch.setattr(runner, 'Progress', CrashingProgress)
+  with pytest.raises(KeyboardInterrupt):
+    runner.train(cfg, show_progress=False)
+  monkeypatch.undo()
+  saved = checkpoint.load(tmp_path)
+  assert saved['step'] == 200
+  params = saved['state'].params  # as a checkpoint of a critic with another hidden width would hold
+  params['hidden'] = {**params['hidden'], 'w': params['hidden']['w'][:, :8]}
+  checkpoint.save(tmp_path, saved)
+  metrics = (tmp_path / 'metrics.jsonl').read_text()
+
+  with pytest.raises(config_lib.ConfigError, match=r"params\['hidden'\]\['w'\] is float32\[4, 8\], the run needs "
+                                                   r"float32\[4, 16\]; remove .*checkpoint\.pkl"):
+    runner.train(cfg, show_progress=False, resume=True)
+  assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # the records after the checkpoint kept
+  status = checkpoint.read_status(tmp_path)
+  assert status['state'] == 'failed' and 'does not fit this run' in status['error']

@@ -16,16 +16,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from smoothrl.launch.io import atomic_file, atomic_write_text, read_metrics
-
-CHECKPOINT = 'checkpoint.pkl'
-STATUS = 'status.json'
+from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import CHECKPOINT_FILE, METRICS_FILE, STATUS_FILE, atomic_file, atomic_write_text, read_metrics
 
 
 def save(run_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
   """Pickles `payload` (device arrays fetched to the host) to `run_dir/checkpoint.pkl` atomically, then records
   the run as running from `payload['step']`, where a resume would continue."""
-  path = Path(run_dir) / CHECKPOINT
+  path = Path(run_dir) / CHECKPOINT_FILE
   host = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, payload)
   with atomic_file(path, 'wb') as f:
     pickle.dump(host, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -35,11 +33,29 @@ def save(run_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 def load(run_dir: str | os.PathLike) -> dict[str, Any] | None:
   """The run's last checkpoint, or None if it has none."""
-  path = Path(run_dir) / CHECKPOINT
+  path = Path(run_dir) / CHECKPOINT_FILE
   if not path.exists():
     return None
   with open(path, 'rb') as f:
     return pickle.load(f)
+
+
+def check_fits(saved: Any, wanted: Any, run_dir: str | os.PathLike) -> None:
+  """Checks that `saved`, a tree loaded from `run_dir`'s checkpoint, has the structure, shapes and dtypes of
+  `wanted` (arrays or `jax.ShapeDtypeStruct`s) before a run resumes from it.
+
+  Raises:
+    ConfigError: it does not, as a checkpoint written by another version of smoothrl may not; says which array.
+  """
+  where = f'the checkpoint in {run_dir} does not fit this run'
+  fix = f'remove {Path(run_dir) / CHECKPOINT_FILE} to start the run afresh'
+  if jax.tree.structure(saved) != jax.tree.structure(wanted):
+    raise config_lib.ConfigError(f'{where}: its state has another structure; {fix}')
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(saved), jax.tree.leaves(wanted)):
+    x = np.asarray(x)
+    if (x.shape, x.dtype) != (tuple(y.shape), y.dtype):
+      raise config_lib.ConfigError(f'{where}: {jax.tree_util.keystr(path).lstrip(".")} is {x.dtype}{list(x.shape)}, '
+                                   f'the run needs {y.dtype}{list(y.shape)}; {fix}')
 
 
 def write_status(run_dir: str | os.PathLike, state: str, step: int, error: str | None = None) -> None:
@@ -48,7 +64,7 @@ def write_status(run_dir: str | os.PathLike, state: str, step: int, error: str |
   record: dict[str, Any] = {'state': state, 'step': step}
   if error is not None:
     record['error'] = error
-  atomic_write_text(Path(run_dir) / STATUS, json.dumps(record, indent=2, sort_keys=True))
+  atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(record, indent=2, sort_keys=True))
 
 
 def record_failure(run_dir: str | os.PathLike, error: BaseException | str) -> dict[str, Any]:
@@ -62,7 +78,7 @@ def record_failure(run_dir: str | os.PathLike, error: BaseException | str) -> di
 
 
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-  path = Path(run_dir) / STATUS
+  path = Path(run_dir) / STATUS_FILE
   if not path.exists():
     return None
   return json.loads(path.read_text())
@@ -70,7 +86,7 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 def last_recorded_step(run_dir: str | os.PathLike) -> int:
   """The largest step in the run's metrics file (0 without one): how far a stopped run got."""
-  path = Path(run_dir) / 'metrics.jsonl'
+  path = Path(run_dir) / METRICS_FILE
   return max((r['step'] for r in read_metrics(path)), default=0) if path.exists() else 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from smoothrl.launch import config as config_lib
+from smoothrl.launch.io import CONFIG_FILE
 
 # Flags for the DQN hyperparameters of thesis Table E.1, the network (Table E.6) and the smoothness method.
 _SECTIONS = {
@@ -286,7 +287,7 @@ def _attach_layer_values(argv: Sequence[str]) -> list[str]:
 
 
 def _resumed_config(run_dir: str) -> config_lib.TrainConfig:
-  path = Path(run_dir) / 'config.json'
+  path = Path(run_dir) / CONFIG_FILE
   if not path.exists():
     raise config_lib.ConfigError(f'cannot resume {run_dir}: it has no config.json')
   return config_lib.TrainConfig.from_dict(json.loads(path.read_text()))
@@ -316,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       workers=args.workers, max_members=args.members_per_program)
     else:
       summaries = runner.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
-  except config_lib.ConfigError as e:  # what only the device can tell, e.g. a replay larger than its memory
+  except config_lib.ConfigError as e:  # what only the device or a checkpoint can tell
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
   except config_lib.TrainingError as e:

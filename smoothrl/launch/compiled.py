@@ -39,7 +39,8 @@ from smoothrl.envs.jax_env import JaxEnv
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import MetricsWriter, atomic_write_text
+from smoothrl.launch.io import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MetricsWriter,
+                                atomic_write_text)
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
 
@@ -238,10 +239,10 @@ class _Member:
     self.config = config
     self.out = Path(config.out)
     self.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(self.out / 'config.json', config.to_json())
+    atomic_write_text(self.out / CONFIG_FILE, config.to_json())
     checkpoint.write_status(self.out, 'running', 0 if saved is None else saved['step'])
-    checkpoint.truncate_metrics(self.out / 'metrics.jsonl', 0 if saved is None else saved['step'])
-    self.writer = MetricsWriter(self.out / 'metrics.jsonl', self.out / 'tensorboard' if config.tensorboard else None)
+    checkpoint.truncate_metrics(self.out / METRICS_FILE, 0 if saved is None else saved['step'])
+    self.writer = MetricsWriter(self.out / METRICS_FILE, self.out / 'tensorboard' if config.tensorboard else None)
     self.episodes = 0 if saved is None else saved['episodes']
     self.last_eval: dict[str, Any] | None = None if saved is None else saved['last_eval']
     self.recent: list[float] = [] if saved is None else saved['recent']
@@ -357,7 +358,6 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
                    resume: bool) -> list[dict[str, Any]]:
   base = program.config
   saved = _saved_group(configs) if resume else None
-  members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
   hp = _stack([HParams.of(c, program.dynamic) for c in configs])
   init_keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
   if saved is None:
@@ -365,8 +365,9 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
     t0, elapsed = 0, 0.0
   else:
     template = jax.eval_shape(program.init, hp, init_keys)
-    carry = _stack([_conform_optimizer_state(s['carry'], template) for s in saved])
+    carry = _stack([_fitted_carry(s['carry'], template, c.out) for s, c in zip(saved, configs)])
     t0, elapsed = saved[0]['step'], saved[0]['elapsed']
+  members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
   eval_keys = [jax.random.PRNGKey(c.seed + EVAL_SEED_OFFSET) for c in configs]
   label = ','.join(str(c.seed) for c in configs)
   progress = Progress(base.steps, enabled=show_progress)
@@ -431,11 +432,19 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
     m.writer.close()
     summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(updates[i]), 'wall_seconds': wall,
                'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
-    atomic_write_text(m.out / 'summary.json', json.dumps(summary, indent=2, sort_keys=True))
+    atomic_write_text(m.out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))
     checkpoint.write_status(m.out, 'done', base.steps)
-    (m.out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
+    (m.out / CHECKPOINT_FILE).unlink(missing_ok=True)
     summaries.append(summary)
   return summaries
+
+
+def _fitted_carry(carry: Carry, template: Carry, out: str) -> Carry:
+  """A member's checkpointed `carry` in the program's optimiser layout, checked against the program's carry
+  (`template`, with the member axis first; `checkpoint.check_fits`)."""
+  carry = _conform_optimizer_state(carry, template)
+  checkpoint.check_fits(carry, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), template), out)
+  return carry
 
 
 def _conform_optimizer_state(carry: Carry, template: Carry) -> Carry:

@@ -19,7 +19,7 @@ from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import sweep as sweep_lib
 from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import atomic_write_text
+from smoothrl.launch.io import STATUS_FILE, atomic_write_text
 from smoothrl.launch.progress import Progress
 
 BACKENDS = ('local', 'compiled', 'ray')
@@ -99,7 +99,7 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
           and (retry_failed or index.states[r.name]['state'] != 'failed')]
   for run in todo:
     if index.states[run.name]['state'] == 'failed':
-      Path(run.out, checkpoint.STATUS).unlink()  # retried from its last checkpoint, if any
+      Path(run.out, STATUS_FILE).unlink()  # retried from its last checkpoint, if any
   index.refresh()
   progress = _SweepProgress(spec.name, index, len(todo), show_progress)
   if todo:

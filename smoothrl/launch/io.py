@@ -10,6 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+# The files of a run directory (README, "A run directory").
+CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.jsonl'  # one JSON object per line, each with "step" and "kind"
+STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 'error'?}, see launch.checkpoint
+SUMMARY_FILE = 'summary.json'  # written once the run has ended
+CHECKPOINT_FILE = 'checkpoint.pkl'  # removed once the run is done
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = 'w') -> Iterator[IO[Any]]:

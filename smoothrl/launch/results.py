@@ -33,12 +33,7 @@ import numpy as np
 from scipy import stats
 
 from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import read_metrics
-
-CONFIG_FILE = 'config.json'
-METRICS_FILE = 'metrics.jsonl'
-SUMMARY_FILE = 'summary.json'
-STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 'error'?}, see launch.checkpoint
+from smoothrl.launch.io import CONFIG_FILE, METRICS_FILE, STATUS_FILE, SUMMARY_FILE, read_metrics
 
 # Fields that do not change what a run learns: runs that differ only in these are seeds of one configuration.
 NON_GROUPING = ('seed', 'out', 'checkpoint_period')

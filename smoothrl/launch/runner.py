@@ -32,7 +32,8 @@ from smoothrl.agents.frame_replay import FrameReplayBuffer
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import MetricsWriter, atomic_write_text
+from smoothrl.launch.io import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MetricsWriter,
+                                atomic_write_text)
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
 
@@ -195,7 +196,7 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
     if done is not None:
       return done
   out.mkdir(parents=True, exist_ok=True)
-  atomic_write_text(out / 'config.json', config.to_json())
+  atomic_write_text(out / CONFIG_FILE, config.to_json())
   saved = checkpoint.load(out) if resume else None
   checkpoint.write_status(out, 'running', 0 if saved is None else saved['step'])
   try:
@@ -210,14 +211,14 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
 def finished_summary(config: config_lib.TrainConfig) -> dict[str, Any] | None:
   """The summary of a run that already finished in `config.out` with this config, else None."""
   out = Path(config.out)
-  if (out / 'config.json').exists():
-    recorded = json.loads((out / 'config.json').read_text())
+  if (out / CONFIG_FILE).exists():
+    recorded = json.loads((out / CONFIG_FILE).read_text())
     if recorded != json.loads(config.to_json()):
       raise config_lib.ConfigError(f'{out} holds a run with a different config; resume it with its own config '
                                    '(smoothrl train --resume DIR) or choose another --out')
   status = checkpoint.read_status(out)
-  if status and status['state'] == 'done' and (out / 'summary.json').exists():
-    return json.loads((out / 'summary.json').read_text())
+  if status and status['state'] == 'done' and (out / SUMMARY_FILE).exists():
+    return json.loads((out / SUMMARY_FILE).read_text())
   return None
 
 
@@ -245,20 +246,21 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
     first, episode_return, episode_length, episodes, elapsed = 1, 0.0, 0, 0, 0.0
     recent: collections.deque = collections.deque(maxlen=20)
     last_eval: dict[str, Any] | None = None
-    checkpoint.truncate_metrics(out / 'metrics.jsonl', 0)
+    checkpoint.truncate_metrics(out / METRICS_FILE, 0)
   else:
     state, replay, env, eval_env, timestep = (saved['state'], saved['replay'], saved['env'], saved['eval_env'],
                                               saved['timestep'])
+    checkpoint.check_fits(state, jax.eval_shape(agent.init, streams.init, jnp.asarray(timestep.observation)), out)
     np_rng = saved['np_rng']
     first = saved['step'] + 1
     episode_return, episode_length, episodes = saved['episode_return'], saved['episode_length'], saved['episodes']
     recent, last_eval, elapsed = saved['recent'], saved['last_eval'], saved['elapsed']
-    checkpoint.truncate_metrics(out / 'metrics.jsonl', saved['step'])
+    checkpoint.truncate_metrics(out / METRICS_FILE, saved['step'])
 
   progress = Progress(config.steps, enabled=show_progress)
   pending: list[dict[str, jax.Array]] = []
   start = time.perf_counter() - elapsed
-  with MetricsWriter(out / 'metrics.jsonl', out / 'tensorboard' if config.tensorboard else None) as writer:
+  with MetricsWriter(out / METRICS_FILE, out / 'tensorboard' if config.tensorboard else None) as writer:
     for step in range(first, config.steps + 1):
       action = acting(state, streams.act, step - 1, timestep.observation)
       timestep = env.step(action)
@@ -314,6 +316,6 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
 
   summary = {'steps': config.steps, 'episodes': episodes, 'updates': int(state.updates),
              'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval, 'runner': 'host'}
-  atomic_write_text(out / 'summary.json', json.dumps(summary, indent=2, sort_keys=True))
-  (out / checkpoint.CHECKPOINT).unlink(missing_ok=True)
+  atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))
+  (out / CHECKPOINT_FILE).unlink(missing_ok=True)
   return summary
