@@ -1,4 +1,6 @@
-"""Short compiled runs on the chain MDP, shared by the compiled-runner tests."""
+"""Short compiled runs on the chain MDP, shared by the compiled-runner tests, and a way to interrupt a run."""
+
+import pytest
 
 from smoothrl.envs.jax_chain import JaxChain
 from smoothrl.launch import compiled
@@ -37,3 +39,20 @@ def member_bytes(config):
 def records(out, kind):
   """The run's metrics records of one kind."""
   return list(read_metrics(f'{out}/metrics.jsonl', kind))
+
+
+def interrupt_at(step, run, runner_module=compiled, before=lambda: None):
+  """Calls `run()`, stopping it with KeyboardInterrupt('stopped') when `runner_module`'s progress reaches `step`,
+  as Ctrl-C there would; `before()` is called just before."""
+
+  class Interrupting(runner_module.Progress):
+    def update(self, at, **kwargs):
+      if at == step:
+        before()
+        raise KeyboardInterrupt('stopped')
+      super().update(at, **kwargs)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(runner_module, 'Progress', Interrupting)
+    with pytest.raises(KeyboardInterrupt):
+      run()

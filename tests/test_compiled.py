@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from chain_runs import chain_config, chain_program, member_bytes, records, run_chain
+from chain_runs import chain_config, chain_program, interrupt_at, member_bytes, records, run_chain
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
@@ -179,26 +179,16 @@ def test_compiled_runner_validation(tmp_path):
     compiled.make_env('atari/Pong')
 
 
-def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+def test_compiled_run_resumes_from_its_checkpoint(tmp_path):
   full = chain_config(tmp_path / 'full', checkpoint_period=400)
   crashed = chain_config(tmp_path / 'crashed', checkpoint_period=400)
   run_chain([full])
 
-  running = []
-
-  class CrashingProgress(compiled.Progress):
-    def update(self, step, **kwargs):
-      if step == 1_400:  # checkpoints at 400, 800 and 1200 exist by then
-        running.append(checkpoint.read_status(crashed.out))
-        raise KeyboardInterrupt('stopped')
-      super().update(step, **kwargs)
-
-  monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
-  with pytest.raises(KeyboardInterrupt):
-    run_chain([crashed])
-  monkeypatch.undo()
+  running = []  # checkpoints at 400, 800 and 1200 exist by step 1,400
+  interrupt_at(1_400, lambda: run_chain([crashed]), before=lambda: running.append(checkpoint.read_status(crashed.out)))
   assert running == [{'state': 'running', 'step': 1_200}]  # where a resume would continue
-  assert checkpoint.read_status(crashed.out) == {'state': 'failed', 'step': 1_400, 'error': 'KeyboardInterrupt: stopped'}
+  stopped = {'state': 'failed', 'step': 1_400, 'error': 'KeyboardInterrupt: stopped'}
+  assert checkpoint.read_status(crashed.out) == stopped
   assert checkpoint.load(crashed.out)['step'] == 1_200
 
   summary = run_chain([crashed], resume=True)[0]
@@ -213,19 +203,9 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
   assert run_chain([crashed], resume=True)[0] == summary  # finished: nothing new
 
 
-def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_path, monkeypatch):
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_path):
   config = chain_config(tmp_path, checkpoint_period=400)
-
-  class CrashingProgress(compiled.Progress):
-    def update(self, step, **kwargs):
-      if step == 1_000:
-        raise KeyboardInterrupt('stopped')
-      super().update(step, **kwargs)
-
-  monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
-  with pytest.raises(KeyboardInterrupt):
-    run_chain([config])
-  monkeypatch.undo()
+  interrupt_at(1_000, lambda: run_chain([config]))
   saved = checkpoint.load(config.out)
   replay = saved['carry'].replay  # as a checkpoint written with another observation layout would hold
   data = replay.data._replace(obs=replay.data.obs[:, :-1])

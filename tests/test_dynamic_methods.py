@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from chain_runs import chain_config, records, run_chain
+from chain_runs import chain_config, interrupt_at, records, run_chain
 from smoothrl.agents import c51
 from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import dqn
@@ -236,20 +236,11 @@ def test_structure_key_groups_methods_and_layers_together(tmp_path):
     assert compiled.structure_key(config_lib.replace(base, **fields)) != key, fields
 
 
-def test_a_checkpoint_resumes_in_a_program_of_the_other_kind(tmp_path, monkeypatch, tmp_path_factory):
+def test_a_checkpoint_resumes_in_a_program_of_the_other_kind(tmp_path, tmp_path_factory):
   """A member checkpointed inside a mixed (dynamic) group finishes alone (static) as if never stopped."""
   together = [c for c in _mixed(tmp_path, checkpoint_period=400) if c.method.method in ('none', 'divgrad')]
 
-  class CrashingProgress(compiled.Progress):
-    def update(self, step, **kwargs):
-      if step > 400:  # the checkpoint at 400 exists, the one at 800 not yet
-        raise KeyboardInterrupt('stopped')
-      super().update(step, **kwargs)
-
-  monkeypatch.setattr(compiled, 'Progress', CrashingProgress)
-  with pytest.raises(KeyboardInterrupt):
-    run_chain(together, vmap_members=True)
-  monkeypatch.undo()
+  interrupt_at(600, lambda: run_chain(together, vmap_members=True))  # the checkpoint at 400 exists, 800 not yet
   member = together[0]  # 'none': plain Adam alone, whose optimiser state differs in structure from the group's
   saved = checkpoint.load(member.out)
   assert saved['step'] == 400 and len(saved['carry'].agent.opt_state) == 3

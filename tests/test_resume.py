@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from chain_runs import interrupt_at
 from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
@@ -84,21 +85,12 @@ def test_resume_refuses_a_different_config(tmp_path):
     runner.train(config_lib.replace(cfg, seed=1), show_progress=False, resume=True)
 
 
-def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path, monkeypatch):
+def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
   cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=400, log_period=100, eval_period=400,
                                eval_steps=10, sigma_log_period=400, checkpoint_period=200)
   cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50})
 
-  class CrashingProgress(runner.Progress):
-    def update(self, step, **kwargs):
-      if step == 300:
-        raise KeyboardInterrupt('stopped')
-      super().update(step, **kwargs)
-
-  monkeypatch.setattr(runner, 'Progress', CrashingProgress)
-  with pytest.raises(KeyboardInterrupt):
-    runner.train(cfg, show_progress=False)
-  monkeypatch.undo()
+  interrupt_at(300, lambda: runner.train(cfg, show_progress=False), runner)
   saved = checkpoint.load(tmp_path)
   assert saved['step'] == 200
   params = saved['state'].params  # as a checkpoint of a critic with another hidden width would hold
