@@ -17,6 +17,7 @@ STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 
 SUMMARY_FILE = 'summary.json'  # written once the run has ended
 CHECKPOINT_FILE = 'checkpoint.pkl'  # removed once the run is done
 
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = 'w') -> Iterator[IO[Any]]:
   """Opens a temporary file beside `path` that replaces `path` only when the block completes.
