@@ -255,11 +255,16 @@ class _Member:
       self.episodes += 1
 
 
-def member_bytes(program: Program, config: config_lib.TrainConfig) -> int:
-  """Device memory of one member's carry (replay, agent and environment state) in `program`, in bytes."""
+def member_shapes(program: Program, config: config_lib.TrainConfig) -> Carry:
+  """The shapes and dtypes of one member's carry in `program` (`jax.ShapeDtypeStruct`s, without the member axis)."""
   shapes = jax.eval_shape(program.init, _stack([HParams.of(config, program.dynamic)]),
                           jax.random.PRNGKey(0)[None])
-  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), shapes)
+
+
+def member_bytes(program: Program, config: config_lib.TrainConfig) -> int:
+  """Device memory of one member's carry (replay, agent and environment state) in `program`, in bytes."""
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(member_shapes(program, config)))
 
 
 def device_bytes() -> int | None:
@@ -359,12 +364,11 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
   base = program.config
   saved = _saved_group(configs) if resume else None
   hp = _stack([HParams.of(c, program.dynamic) for c in configs])
-  init_keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
   if saved is None:
-    carry = program.init(hp, init_keys)
+    carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
     t0, elapsed = 0, 0.0
   else:
-    template = jax.eval_shape(program.init, hp, init_keys)
+    template = member_shapes(program, base)
     carry = _stack([_fitted_carry(s['carry'], template, c.out) for s, c in zip(saved, configs)])
     t0, elapsed = saved[0]['step'], saved[0]['elapsed']
   members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
@@ -440,10 +444,10 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
 
 
 def _fitted_carry(carry: Carry, template: Carry, out: str) -> Carry:
-  """A member's checkpointed `carry` in the program's optimiser layout, checked against the program's carry
-  (`template`, with the member axis first; `checkpoint.check_fits`)."""
+  """A member's checkpointed `carry` in the program's optimiser layout, checked against the program's
+  (`template`: `member_shapes`) by `checkpoint.check_fits`."""
   carry = _conform_optimizer_state(carry, template)
-  checkpoint.check_fits(carry, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), template), out)
+  checkpoint.check_fits(carry, template, out)
   return carry
 
 
