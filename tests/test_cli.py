@@ -77,3 +77,14 @@ def test_help_documents_the_flags():
   for flag in ('--agent', '--env', '--steps', '--seed', '--out', '--method', '--layers', '--lipschitz',
                '--learning-rate', '--adam-eps', '--target-update-period', '--eval-period', '--eval-steps'):
     assert flag in proc.stdout
+
+
+def test_seeds_after_one_that_diverged_still_run_and_the_exit_code_says_so(tmp_path, capsys):
+  flags = ['--env', 'chain/4', '--conv-layers', '0', '--steps', '400', '--warmup-steps', '50', '--log-period', '100',
+           '--eval-period', '400', '--eval-steps', '20', '--sigma-log-period', '400', '--no-progress']
+  assert cli.main(['train', *flags, '--learning-rate', '1e30', '--seeds', '0-1', '--out', str(tmp_path)]) == 1
+  err = capsys.readouterr().err
+  failed = [line.split(':')[0] for line in err.splitlines() if 'run failed: TrainingError: non-finite loss' in line]
+  assert failed == ['seed 0', 'seed 1']
+  statuses = [json.loads(p.read_text()) for p in sorted(tmp_path.glob('*/status.json'))]
+  assert len(statuses) == 2 and all('non-finite loss' in s['error'] for s in statuses)

@@ -219,3 +219,31 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_p
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # nothing touched
   status = checkpoint.read_status(config.out)
   assert status['state'] == 'failed' and 'does not fit this run' in status['error']
+
+
+def test_a_diverging_member_stops_alone_and_the_others_resume_together(tmp_path):
+  fields = lambda s: {'checkpoint_period': 400, **({'dqn.learning_rate': 1e30} if s == 1 else {})}
+  group = [chain_config(tmp_path / f'm{s}', seed=s, **fields(s)) for s in range(3)]
+  reference = [chain_config(tmp_path / f'r{s}', seed=s, **fields(s)) for s in (0, 2)]
+  run_chain(reference, vmap_members=True)
+
+  # Member 1's loss is NaN at its first log (step 400): it stops there, before its first checkpoint.
+  interrupt_at(1_400, lambda: run_chain(group, vmap_members=True))
+  diverged = checkpoint.read_status(group[1].out)
+  assert diverged['state'] == 'failed' and 'non-finite loss nan at step 400' in diverged['error']
+  assert [checkpoint.read_status(c.out)['error'] for c in (group[0], group[2])] == ['KeyboardInterrupt: stopped'] * 2
+  assert [checkpoint.saved_step(c.out) for c in group] == [1_200, None, 1_200]
+  before = [r for r in records(group[0].out, 'train') if r['step'] <= 1_200]
+
+  summaries = run_chain(group, vmap_members=True, resume=True)
+  assert summaries[1] == checkpoint.read_status(group[1].out) == diverged  # retried afresh, alone, stopped again
+  assert not (tmp_path / 'm1' / 'summary.json').exists() and not records(group[1].out, 'train')
+  assert [summaries[i]['members_together'] for i in (0, 2)] == [2, 2]  # resumed from 1,200, without member 1
+  assert [r for r in records(group[0].out, 'train') if r['step'] <= 1_200] == before  # not run again
+  returns = lambda out: [r['return_mean'] for r in records(out, 'eval')]
+  for config, ref in zip((group[0], group[2]), reference):  # the NaN lane left the others as they would be
+    assert records(config.out, 'episode') == records(ref.out, 'episode')
+    assert returns(config.out) == returns(ref.out)
+    assert [r['step'] for r in records(config.out, 'train')] == [r['step'] for r in records(ref.out, 'train')]
+    for x, y in zip(records(config.out, 'train'), records(ref.out, 'train')):
+      np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-4)

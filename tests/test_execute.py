@@ -6,6 +6,7 @@ import os
 import pytest
 
 from smoothrl.launch import checkpoint
+from smoothrl.launch import compiled
 from smoothrl.launch import execute
 from smoothrl.launch import sweep
 from smoothrl.launch.io import read_metrics
@@ -61,6 +62,39 @@ def test_compiled_backend_runs_a_grid_of_one_structure(tmp_path):
   for run in sweep.expand(spec):
     summary = json.loads(open(f'{run.out}/summary.json').read())
     assert summary['runner'] == 'compiled' and summary['steps'] == 400
+
+
+def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path):
+  # Each worker's share starts with a run whose loss turns NaN; the runs after it in the share still run.
+  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e30, 1e-3], 'seed': [0, 1]})
+  assert execute.run_sweep(spec, backend='compiled', workers=2, show_progress=False)['done'] == 2
+  states = {r['values']['dqn.learning_rate']: r['state'] for r in _index(tmp_path / 'sweep')['runs']}
+  assert states == {1e30: 'failed', 1e-3: 'done'}
+  for run in sweep.expand(spec):
+    status = checkpoint.read_status(run.out)
+    if run.config.dqn.learning_rate == 1e30:
+      assert 'non-finite loss' in status['error'] and not os.path.exists(f'{run.out}/summary.json')
+    else:
+      assert status == {'state': 'done', 'step': 400}
+
+
+def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypatch):
+  spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1, 2]})
+  train_members, calls = compiled._train_members, []
+
+  def crash_the_second(*args):
+    calls.append(args)
+    if len(calls) == 2:
+      raise RuntimeError('device lost')
+    return train_members(*args)
+
+  monkeypatch.setattr(compiled, '_train_members', crash_the_second)
+  counts = execute.run_sweep(spec, backend='compiled', workers=1, show_progress=False)
+  assert counts == {'pending': 1, 'running': 0, 'done': 1, 'failed': 1}  # the third never started
+  assert [r['state'] for r in _index(tmp_path / 'sweep')['runs']] == ['done', 'failed', 'pending']
+  assert checkpoint.read_status(sweep.expand(spec)[1].out)['error'] == 'RuntimeError: device lost'
+  monkeypatch.undo()
+  assert execute.run_sweep(spec, backend='compiled', workers=1, retry_failed=True, show_progress=False)['done'] == 3
 
 
 def test_ray_backend_on_a_local_cluster(tmp_path):

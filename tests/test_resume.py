@@ -2,11 +2,13 @@
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from chain_runs import interrupt_at
@@ -76,6 +78,17 @@ def test_non_finite_loss_stops_the_run_with_its_reason(tmp_path):
   assert 0 < status['step'] == checkpoint.last_recorded_step(tmp_path) < 400  # how far it got
 
 
+def test_a_diverging_run_stops_alone_among_several(tmp_path):
+  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', steps=400, log_period=100, eval_period=400,
+                                                  eval_steps=20, sigma_log_period=400, checkpoint_period=0),
+                           **{'network.conv_layers': 0, 'dqn.warmup_steps': 50})
+  diverging = config_lib.replace(cfg, out=str(tmp_path / 'nan'), **{'dqn.learning_rate': 1e30})
+  fine = config_lib.replace(cfg, out=str(tmp_path / 'fine'))
+  failed, done = runner.train_many([diverging, fine], show_progress=False)
+  assert failed == checkpoint.read_status(diverging.out) and 'non-finite loss' in failed['error']
+  assert done['steps'] == 400 and checkpoint.read_status(fine.out) == {'state': 'done', 'step': 400}
+
+
 def test_resume_refuses_a_different_config(tmp_path):
   cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=200, log_period=100, eval_period=200,
                                eval_steps=10, sigma_log_period=200, checkpoint_period=0)
@@ -104,3 +117,16 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # the records after the checkpoint kept
   status = checkpoint.read_status(tmp_path)
   assert status['state'] == 'failed' and 'does not fit this run' in status['error']
+
+
+def test_a_checkpoint_holds_its_step_ahead_and_one_without_it_still_loads(tmp_path):
+  payload = {'step': 300, 'params': np.arange(4.0)}
+  assert checkpoint.saved_step(tmp_path) is None and checkpoint.load(tmp_path) is None
+  checkpoint.save(tmp_path, payload)
+  with open(tmp_path / CHECKPOINT_FILE, 'rb') as f:
+    assert pickle.load(f) == 300  # read alone, before the arrays
+  assert checkpoint.saved_step(tmp_path) == 300
+  np.testing.assert_array_equal(checkpoint.load(tmp_path)['params'], payload['params'])
+  with open(tmp_path / CHECKPOINT_FILE, 'wb') as f:  # the payload alone, as earlier versions wrote it
+    pickle.dump({**payload, 'step': 200}, f)
+  assert checkpoint.saved_step(tmp_path) == 200 and checkpoint.load(tmp_path)['step'] == 200

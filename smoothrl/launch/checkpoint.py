@@ -21,11 +21,13 @@ from smoothrl.launch.io import CHECKPOINT_FILE, METRICS_FILE, STATUS_FILE, atomi
 
 
 def save(run_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
-  """Pickles `payload` (device arrays fetched to the host) to `run_dir/checkpoint.pkl` atomically, then records
-  the run as running from `payload['step']`, where a resume would continue."""
+  """Pickles `payload` (device arrays fetched to the host) to `run_dir/checkpoint.pkl` atomically, after its step
+  (which `saved_step` reads alone), then records the run as running from `payload['step']`, where a resume would
+  continue."""
   path = Path(run_dir) / CHECKPOINT_FILE
   host = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, payload)
   with atomic_file(path, 'wb') as f:
+    pickle.dump(int(payload['step']), f, protocol=pickle.HIGHEST_PROTOCOL)
     pickle.dump(host, f, protocol=pickle.HIGHEST_PROTOCOL)
   write_status(run_dir, 'running', int(payload['step']))
   return path
@@ -37,7 +39,18 @@ def load(run_dir: str | os.PathLike) -> dict[str, Any] | None:
   if not path.exists():
     return None
   with open(path, 'rb') as f:
-    return pickle.load(f)
+    first = pickle.load(f)
+    return first if isinstance(first, dict) else pickle.load(f)  # earlier versions wrote the payload alone
+
+
+def saved_step(run_dir: str | os.PathLike) -> int | None:
+  """The step of the run's last checkpoint, read without its arrays, or None if it has none."""
+  path = Path(run_dir) / CHECKPOINT_FILE
+  if not path.exists():
+    return None
+  with open(path, 'rb') as f:
+    first = pickle.load(f)
+  return int(first['step'] if isinstance(first, dict) else first)
 
 
 def check_fits(saved: Any, wanted: Any, run_dir: str | os.PathLike) -> None:
@@ -68,8 +81,9 @@ def write_status(run_dir: str | os.PathLike, state: str, step: int, error: str |
 
 
 def record_failure(run_dir: str | os.PathLike, error: BaseException | str) -> dict[str, Any]:
-  """Marks the run failed with `error` (an exception, or the text to record) at the last step it recorded;
-  returns the status written."""
+  """Marks the run failed with `error` (an exception, or the text to record) at the last step it recorded, in a
+  directory made for it if it failed before it started; returns the status written."""
+  Path(run_dir).mkdir(parents=True, exist_ok=True)
   if isinstance(error, BaseException):
     error = f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
   step = last_recorded_step(run_dir)

@@ -320,15 +320,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   except config_lib.ConfigError as e:  # what only the device or a checkpoint can tell
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
-  except config_lib.TrainingError as e:
-    print(f'smoothrl: run failed: {e}', file=sys.stderr)
-    return 1
+  failed = 0
   for config, summary in zip(configs, summaries):
+    if summary.get('state') == 'failed':  # stopped alone (a non-finite loss); the other runs went on
+      failed += 1
+      print(f'seed {config.seed}: run failed: {summary["error"]}; records in {config.out}/', file=sys.stderr)
+      continue
     final = summary['final_eval']
     print(f'seed {config.seed}: evaluation return {final["return_mean"]:.2f} over {final["episodes"]} episodes '
           f'(epsilon {config.eval_epsilon}) after {config.steps} steps; results in {config.out}/ '
           '(config.json, metrics.jsonl, summary.json)')
-  return 0
+  return 1 if failed else 0
 
 
 if __name__ == '__main__':

@@ -296,7 +296,9 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
   or layers, at most `max_members` to a program (by default as many as `members_per_program` lets the device
   hold, all of them where it does not say); otherwise one after another through static compiled functions, shared
   by the members of one method and layer selection. With `resume`, finished members are skipped and the others
-  continue from their checkpoints when they all hold one at the same step.
+  continue from their checkpoints, those saved at the same step together. A member whose loss turns non-finite
+  stops alone: its failure record (`status.json`'s, state 'failed') takes the place of its summary and the other
+  members go on.
   """
   if not configs:
     raise ValueError('no runs to train')
@@ -333,7 +335,13 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
     if device is not None:  # a member's bytes are counted only where the device says how many it holds
       max_members = members_per_program(member_bytes(program_for(todo), configs[todo[0]]), device)
     size = max_members or len(todo)
-  groups = [todo[i:i + size] for i in range(0, len(todo), size)]
+  together = [todo]
+  if resume and size > 1:  # members resume together only from checkpoints at the same step
+    by_step: dict[int | None, list[int]] = {}
+    for i in todo:
+      by_step.setdefault(checkpoint.saved_step(configs[i].out), []).append(i)
+    together = list(by_step.values())
+  groups = [same[i:i + size] for same in together for i in range(0, len(same), size)]
   for group in groups:
     for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group], show_progress,
                                               resume)):
@@ -343,11 +351,13 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
 
 def _train_group(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
                  resume: bool) -> list[dict[str, Any]]:
+  stopped: dict[str, dict[str, Any]] = {}  # the failure records of members that stopped alone, by run directory
   try:
-    return _train_members(program, configs, show_progress, resume)
+    return _train_members(program, configs, show_progress, resume, stopped)
   except BaseException as e:
     for config in configs:
-      checkpoint.record_failure(config.out, e)
+      if config.out not in stopped:
+        checkpoint.record_failure(config.out, e)
     raise
 
 
@@ -360,7 +370,9 @@ def _saved_group(configs: list[config_lib.TrainConfig]) -> list[dict[str, Any]] 
 
 
 def _train_members(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
-                   resume: bool) -> list[dict[str, Any]]:
+                   resume: bool, stopped: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+  """Runs the group's members together to the end; a member whose loss turns non-finite stops alone (its
+  failure record goes into `stopped` and takes the place of its summary) while the others go on."""
   base = program.config
   saved = _saved_group(configs) if resume else None
   hp = _stack([HParams.of(c, program.dynamic) for c in configs])
@@ -376,6 +388,7 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
   label = ','.join(str(c.seed) for c in configs)
   progress = Progress(base.steps, enabled=show_progress)
   start = time.perf_counter() - elapsed
+  live = lambda: [(i, m) for i, m in enumerate(members) if m.config.out not in stopped]
   for end in _boundaries(base):
     if end <= t0:
       continue
@@ -387,29 +400,34 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
       carry, (done, returns, lengths), metrics = program.train_chunk(hp, carry, t0,
                                                                      length // base.dqn.update_period)
     done, returns, lengths = (np.asarray(x) for x in jax.device_get((done, returns, lengths)))
-    for i, m in enumerate(members):
+    for i, m in live():
       m.episodes_done(t0, done[i], returns[i], lengths[i])
     if metrics is not None:
       metrics = jax.device_get(metrics)
       updates = np.asarray(jax.device_get(carry.agent.updates))
       elapsed = time.perf_counter() - start
-      for i, m in enumerate(members):
+      for i, m in live():
         values = {k: float(v[i]) for k, v in metrics.items()}
-        if not math.isfinite(values['loss']):
-          raise config_lib.TrainingError(f'run {m.out}: non-finite loss {values["loss"]} at step {end}; stopping')
+        if not math.isfinite(values['loss']):  # this member stops; the vmapped program keeps its lane
+          m.writer.close()
+          stopped[m.config.out] = checkpoint.record_failure(m.out, config_lib.TrainingError(
+              f'non-finite loss {values["loss"]} at step {end}; stopping this run'))
+          continue
         m.writer.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
                         'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed, **values})
+      if not live():
+        break
     if end % base.sigma_log_period == 0:
       sigmas, carry = program.measure(hp, carry)
       sigmas = jax.device_get(sigmas)
-      for i, m in enumerate(members):
+      for i, m in live():
         m.writer.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
                         'selected': list(method_key(m.config)[1])})
     if end % base.eval_period == 0 or end == base.steps:
       actor = jax.vmap(dqn.actor_state)(carry.agent)
       keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
       done_e, returns_e, running, smooth = jax.device_get(program.evaluate(hp, actor, keys))
-      for i, m in enumerate(members):
+      for i, m in live():
         finished = np.asarray(returns_e[i])[np.asarray(done_e[i])]
         record = {'episodes': int(finished.size), 'smoothness': float(smooth[i])}
         if finished.size:
@@ -421,18 +439,21 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
         m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **record})
     if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
       host_carry = jax.device_get(carry)
-      for i, m in enumerate(members):
+      for i, m in live():
         checkpoint.save(m.out, dict(step=end, carry=_member(host_carry, i), episodes=m.episodes, recent=m.recent,
                                     last_eval=m.last_eval, elapsed=time.perf_counter() - start))
     t0 = end
-    recent = members[0].recent
-    progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(recent)) if recent else None,
-                    eval=members[0].last_eval['return_mean'] if members[0].last_eval else None)
+    shown = live()[0][1]
+    progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(shown.recent)) if shown.recent
+                    else None, eval=shown.last_eval['return_mean'] if shown.last_eval else None)
   progress.close()
   wall = time.perf_counter() - start
   updates = np.asarray(jax.device_get(carry.agent.updates))
   summaries = []
   for i, m in enumerate(members):
+    if m.config.out in stopped:
+      summaries.append(stopped[m.config.out])
+      continue
     m.writer.close()
     summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(updates[i]), 'wall_seconds': wall,
                'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
@@ -501,7 +522,7 @@ def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | N
   this process with `workers=1`, else side by side in `workers` processes (0: one per core), each pinned to its
   share of the cores and taking every `workers`-th run. Only the first worker shows progress. Vmapped groups
   larger than `max_members` (by default, than the device's memory holds; see `train`) run as several programs,
-  one after another.
+  one after another. A run whose loss turns non-finite stops alone (see `train`).
   """
   if vmap_members is None:
     vmap_members = jax.default_backend() != 'cpu'

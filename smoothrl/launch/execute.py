@@ -69,13 +69,13 @@ def _train_one(config_data: dict[str, Any]) -> dict[str, Any]:
   try:
     if config.runner == 'compiled':
       from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
-      compiled.train_grid([config], show_progress=False, resume=True)
+      summary = compiled.train_grid([config], show_progress=False, resume=True)[0]
     else:
       from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
-      runner.train(config, show_progress=False, resume=True)
+      summary = runner.train(config, show_progress=False, resume=True)
   except Exception as e:  # pylint: disable=broad-except
     return checkpoint.record_failure(config.out, e)
-  return {'state': 'done', 'step': config.steps}
+  return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': config.steps}
 
 
 def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
@@ -208,8 +208,8 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
       compiled.train_grid([config_lib.replace(r.config, runner='compiled') for r in group], show_progress=False,
                           resume=True, workers=workers, max_members=max_members)
     except Exception as e:  # pylint: disable=broad-except
-      for run in group:
-        if run_state(run)['state'] != 'done':  # members that finished before the failure keep their results
+      for run in group:  # finished, failed and never started members keep their state
+        if run_state(run)['state'] == 'running':
           checkpoint.record_failure(run.out, e)
     for run in group:
       index.set(run, run_state(run))

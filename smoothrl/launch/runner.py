@@ -167,20 +167,32 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _
 def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
                  ) -> list[dict[str, Any]]:
   """One worker's share of `train_many`'s runs, one after another; only the first share shows progress."""
-  return [train(config_lib.TrainConfig.from_dict(c), show_progress and first, resume) for c in configs]
+  return [_train_or_stop(config_lib.TrainConfig.from_dict(c), show_progress and first, resume) for c in configs]
 
 
 def train_many(configs: list[config_lib.TrainConfig], show_progress: bool = True, resume: bool = False,
                workers: int = 1) -> list[dict[str, Any]]:
   """Trains runs (`train`) one after another with `workers=1`, else side by side in `workers` processes (0: one
-  per core), each pinned to its share of the cores; returns their summaries in order."""
+  per core), each pinned to its share of the cores; returns their summaries in order.
+
+  A run whose loss turns non-finite stops alone: its failure record (`status.json`'s, state 'failed') takes the
+  place of its summary and the other runs go on.
+  """
   for config in configs:
     config_lib.validate(config)
   workers = workers_lib.count(workers, len(configs))
   if workers > 1:
     share = functools.partial(_train_share, show_progress=show_progress, resume=resume)
     return workers_lib.run_shares(share, [c.to_dict() for c in configs], workers)
-  return [train(config, show_progress, resume) for config in configs]
+  return [_train_or_stop(config, show_progress, resume) for config in configs]
+
+
+def _train_or_stop(config: config_lib.TrainConfig, show_progress: bool, resume: bool) -> dict[str, Any]:
+  """`train`'s summary, or the failure record of a run that a `TrainingError` stopped."""
+  try:
+    return train(config, show_progress, resume)
+  except config_lib.TrainingError:
+    return checkpoint.read_status(config.out)
 
 
 def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bool = False) -> dict[str, Any]:
