@@ -64,19 +64,28 @@ def test_compiled_backend_runs_a_grid_of_one_structure(tmp_path):
     assert summary['runner'] == 'compiled' and summary['steps'] == 400
 
 
-def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path):
+def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
+  from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
+  base = {'env': 'chain/4', 'steps': 400, 'eval_period': 400, 'eval_steps': 20, 'log_period': 100,
+          'sigma_log_period': 200, 'checkpoint_period': 0, 'network.conv_layers': 0, 'network.hidden': 16,
+          'dqn.warmup_steps': 100, 'dqn.update_period': 2}
   # Each worker's share starts with a run whose loss turns NaN; the runs after it in the share still run.
-  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e30, 1e-3], 'seed': [0, 1]})
-  assert execute.run_sweep(spec, backend='compiled', workers=2, show_progress=False)['done'] == 2
-  states = {r['values']['dqn.learning_rate']: r['state'] for r in _index(tmp_path / 'sweep')['runs']}
-  assert states == {1e30: 'failed', 1e-3: 'done'}
-  for run in sweep.expand(spec):
-    status = checkpoint.read_status(run.out)
-    if run.config.dqn.learning_rate == 1e30:
-      assert 'non-finite loss' in status['error'] and not os.path.exists(f'{run.out}/summary.json')
+  code = cli.main(['sweep', '--grid', 'dqn.learning_rate=1e30,1e-3', '--grid', 'seed=0-1', '--backend', 'compiled',
+                   '--workers', '2', '--out', str(tmp_path), '--no-progress',
+                   *[arg for k, v in base.items() for arg in ('--set', f'{k}={v}')]])
+  assert code == 1
+  out, err = capsys.readouterr()
+  assert ': 2 done, 2 failed, 0 pending; index in' in out
+  named = [line.split(': ')[1] for line in err.splitlines() if line.startswith('  failed: ')]
+  assert len(named) == 2 and all('non-finite loss' in line for line in err.splitlines() if 'failed: ' in line)
+  for run in _index(tmp_path)['runs']:
+    status = checkpoint.read_status(run['out'])
+    if run['values']['dqn.learning_rate'] == 1e30:
+      assert run['state'] == 'failed' and run['name'] in named and 'non-finite loss' in status['error']
+      assert 0 < status['step'] == checkpoint.last_recorded_step(run['out'])
+      assert not os.path.exists(f'{run["out"]}/summary.json')
     else:
-      assert status == {'state': 'done', 'step': 400}
-
+      assert run['state'] == 'done' and status == {'state': 'done', 'step': 400}
 
 def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypatch):
   spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1, 2]})
@@ -143,14 +152,3 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   assert len(table.strip().splitlines()) == 2 + 4  # header, rule, one row per method x lr setting
   for values in finals.values():
     assert f'{sum(values) / 2:.2f}' in table
-
-
-def test_a_compiled_member_that_fails_leaves_the_finished_ones_done(tmp_path):
-  spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 1e30]},
-               **{'dqn.adam_eps': 1e-30, 'dqn.gamma': 1.0})
-  counts = execute.run_sweep(spec, backend='compiled', workers=1, show_progress=False)
-  assert counts['done'] == 1 and counts['failed'] == 1
-  finished, diverged = sweep.expand(spec)
-  assert checkpoint.read_status(finished.out) == {'state': 'done', 'step': 400}
-  status = checkpoint.read_status(diverged.out)
-  assert 'non-finite loss' in status['error'] and 0 < status['step'] == checkpoint.last_recorded_step(diverged.out)

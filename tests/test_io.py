@@ -1,5 +1,6 @@
-"""Run files: atomic writes, JSON lines, TensorBoard scalars."""
+"""Run files: atomic writes, JSON lines, TensorBoard scalars; the progress line."""
 
+import io
 import os
 import struct
 
@@ -7,6 +8,7 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from smoothrl.launch.io import MetricsWriter, atomic_file, atomic_write_text, read_metrics
+from smoothrl.launch.progress import Progress
 
 
 def test_a_failed_atomic_write_leaves_the_old_file(tmp_path):
@@ -56,3 +58,16 @@ def test_tensorboard_scalars_mirror_the_numeric_fields(tmp_path):
   assert sorted(_events(tmp_path / 'tb')) == [
       ('eval/return_mean', 30, 4.0), ('sigma/hidden', 20, 1.5), ('sigma/out', 20, 0.75),
       ('train/loss', 10, 0.25), ('train/updates', 10, 3.0)]
+
+
+def test_the_progress_line_ends_when_the_run_stops():
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  terminal = Terminal()
+  with pytest.raises(RuntimeError):
+    with Progress(10, stream=terminal) as progress:
+      progress.update(3, force=True)
+      raise RuntimeError('stopped')
+  assert terminal.getvalue().startswith('\r[#######') and terminal.getvalue().endswith('\x1b[K\n')

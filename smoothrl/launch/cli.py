@@ -17,6 +17,8 @@ from typing import Any, Sequence
 from smoothrl.launch import config as config_lib
 from smoothrl.launch.io import CONFIG_FILE
 
+_FAILURES_LISTED = 10  # failed runs a sweep names with their reasons when it ends (index.json holds them all)
+
 # Flags for the DQN hyperparameters of thesis Table E.1, the network (Table E.6) and the smoothness method.
 _SECTIONS = {
     'dqn': 'DQN hyperparameters (defaults: thesis Table E.1)',
@@ -261,6 +263,11 @@ def _sweep_main(args: argparse.Namespace) -> int:
     return 2
   print(f'sweep {spec.name}: {counts["done"]} done, {counts["failed"]} failed, {counts["pending"]} pending; '
         f'index in {spec.out}/{execute.INDEX}')
+  failed = [r for r in json.loads((Path(spec.out) / execute.INDEX).read_text())['runs'] if r['state'] == 'failed']
+  for run in failed[:_FAILURES_LISTED]:
+    print(f'  failed: {run["name"]}: {run.get("error", "no reason recorded")}', file=sys.stderr)
+  if len(failed) > _FAILURES_LISTED:
+    print(f'  ... and {len(failed) - _FAILURES_LISTED} more failed runs', file=sys.stderr)
   return 1 if counts['failed'] else 0
 
 

@@ -47,6 +47,12 @@ class Progress:
       self.stream.write('\n')
       self.stream.flush()
 
+  def __enter__(self) -> Progress:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()  # also when the run stops: what is printed next starts on a line of its own
+
 
 def _duration(seconds: float) -> str:
   if seconds == float('inf'):

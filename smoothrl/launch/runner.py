@@ -269,10 +269,10 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
     recent, last_eval, elapsed = saved['recent'], saved['last_eval'], saved['elapsed']
     checkpoint.truncate_metrics(out / METRICS_FILE, saved['step'])
 
-  progress = Progress(config.steps, enabled=show_progress)
   pending: list[dict[str, jax.Array]] = []
   start = time.perf_counter() - elapsed
-  with MetricsWriter(out / METRICS_FILE, out / 'tensorboard' if config.tensorboard else None) as writer:
+  with (Progress(config.steps, enabled=show_progress) as progress,
+        MetricsWriter(out / METRICS_FILE, out / 'tensorboard' if config.tensorboard else None) as writer):
     for step in range(first, config.steps + 1):
       action = acting(state, streams.act, step - 1, timestep.observation)
       timestep = env.step(action)
@@ -324,7 +324,6 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
       progress.update(step, force=step == config.steps,
                       ret=float(np.mean(recent)) if recent else None,
                       eval=last_eval['return_mean'] if last_eval else None)
-  progress.close()
 
   summary = {'steps': config.steps, 'episodes': episodes, 'updates': int(state.updates),
              'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval, 'runner': 'host'}
