@@ -86,6 +86,9 @@ def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
       assert not os.path.exists(f'{run["out"]}/summary.json')
     else:
       assert run['state'] == 'done' and status == {'state': 'done', 'step': 400}
+  # The learning rates vary only through the diverged runs: the heatmaps show them, marked.
+  assert cli.main(['plot', str(tmp_path), '--out', str(tmp_path / 'figs')]) == 0
+  assert {'sensitivity_final.png', 'sensitivity_best.png'} <= {p.name for p in (tmp_path / 'figs').iterdir()}
 
 def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypatch):
   spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1, 2]})

@@ -316,14 +316,42 @@ def test_heatmap_grid_is_the_mean_over_seeds_and_games(sweep_runs):
     np.testing.assert_allclose(grid.values, expected[method])  # NaN where expected is NaN
 
   one_method = [r for r in sweep_runs if r.config.method.method == 'none' and r.env == 'minatar/breakout']
-  xs, ys, values = results.heatmap_grid(one_method, metric='best', normalise=False)
+  xs, ys, values, failed = results.heatmap_grid(one_method, metric='best', normalise=False)
   np.testing.assert_allclose(values, [[10.0 * i + 0.5 for i in range(3)], [10.0 * i + 1.5 for i in range(3)]])
+  assert not failed.any()
   with pytest.raises(ValueError, match='panels'):
     results.heatmap_grid(sweep_runs)
   with pytest.raises(KeyError, match='not a config field'):
     results.heatmap_grids(sweep_runs, x='dqn.nope')
   with pytest.raises(ValueError, match='raw returns'):
     results.heatmap_grids(sweep_runs, normalise=False)
+
+
+def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, tmp_path):
+  root = sweep_runs[0].path.parents[1]
+  failure = {'state': 'failed', 'step': 100, 'error': 'TrainingError: non-finite loss nan at step 100'}
+  # lr 0.1 diverged for every seed before its first evaluation; one seed of lr 1e-3, eps 1e-5 diverged later.
+  for env in ('minatar/breakout', 'minatar/asterix'):
+    for seed in range(2):
+      path = write_run(root / 'none' / f'{env.split("/")[1]}_diverged_{seed}', [], env=env, seed=seed, lr=0.1,
+                       eps=1e-5, complete=False)
+      (path / 'status.json').write_text(json.dumps(failure))
+  path = write_run(root / 'none' / 'breakout_1_0_late', [(0, 0.0), (100, 50.0)], seed=2, lr=1e-3, eps=1e-5,
+                   complete=False)
+  (path / 'status.json').write_text(json.dumps(failure))
+
+  failed = results.failed_runs(root)
+  assert len(failed) == 5 and all(r.state == 'failed' for r in failed)
+  with pytest.warns(results.IncompleteRunWarning):  # find_runs leaves them out, saying why
+    assert len(results.find_runs(root)) == len(sweep_runs)
+  before = results.heatmap_grids(sweep_runs)
+  grids = results.heatmap_grids(sweep_runs, failed=failed)
+  none, sn = grids['method=none'], grids['method=sn']
+  np.testing.assert_allclose(none.xs, [1e-4, 1e-3, 1e-2, 0.1])  # the diverged learning rate is on the axis
+  np.testing.assert_array_equal(none.failed, [[0, 1, 0, 4], [0, 0, 0, 0]])
+  np.testing.assert_allclose(none.values[:, :3], before['method=none'].values)  # finished runs score as before
+  assert np.isnan(none.values[:, 3]).all() and not sn.failed.any()
+  assert_png(plots.sensitivity_heatmap(sweep_runs, tmp_path / 'heat.png', failed=failed))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -184,18 +184,21 @@ def _centres(values: np.ndarray, log: bool) -> np.ndarray:
 
 
 def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = 'dqn.learning_rate',
-                        y: str = 'dqn.adam_eps', metric: str = 'final', normalise: bool = True) -> Path:
+                        y: str = 'dqn.adam_eps', metric: str = 'final', normalise: bool = True,
+                        failed: Sequence[Run] = ()) -> Path:
   """Mean score over an `x` × `y` sweep, one panel per other setting (method, layers), as thesis Figure 7.4.
 
   Cells show the mean over seeds (and over games, normalised where possible) of the final or best score
-  (`results.heatmap_grids`), annotated with their value; grey cells were not run. All panels share one colour
-  scale. Positive sweeps spanning a decade or more are drawn on log axes, ticked at the swept values.
+  (`results.heatmap_grids`), annotated with their value; grey cells were not run. A cell where some of the
+  `failed` runs (`results.failed_runs`) were is marked ×, after its value if other runs there finished. All
+  panels share one colour scale. Positive sweeps spanning a decade or more are drawn on log axes, ticked at the
+  swept values.
 
   Returns:
     `path`.
   """
-  grids = results.heatmap_grids(runs, x, y, metric, normalise)
-  envs = sorted({r.env for r in runs})
+  grids = results.heatmap_grids(runs, x, y, metric, normalise, failed)
+  envs = sorted({r.env for r in runs or failed})
   unit = results.common_unit(envs, normalise) or results.common_unit(
       [e for e in envs if results.score_unit(e, normalise) != 'return'], normalise) or 'return'
   finite = np.concatenate([g.values[np.isfinite(g.values)] for g in grids.values()])
@@ -229,21 +232,24 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
     ax.tick_params(axis='x', labelrotation=45)
     for i, yv in enumerate(yc):
       for j, xv in enumerate(xc):
-        value = grid.values[i, j]
+        value, mark = grid.values[i, j], '×' if grid.failed[i, j] else ''
         if np.isfinite(value):
           r, g, b, _ = cmap(norm(value))
           colour = 'black' if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else 'white'
-          ax.text(xv, yv, f'{value:.{decimals}f}', ha='center', va='center', fontsize=8, color=colour)
+          ax.text(xv, yv, f'{value:.{decimals}f}{mark}', ha='center', va='center', fontsize=8, color=colour)
         else:
-          ax.text(xv, yv, '–', ha='center', va='center', fontsize=8, color='#707070')
+          ax.text(xv, yv, mark or '–', ha='center', va='center', fontsize=10 if mark else 8,
+                  color='#b2182b' if mark else '#707070')
     ax.set_xlabel(_AXIS_NAMES.get(x, x) + (' (log scale)' if xlog else ''))
     ax.set_ylabel(_AXIS_NAMES.get(y, y) + (' (log scale)' if ylog else ''))
     ax.set_title(label or 'all runs')
   for ax in axes[len(grids):]:
     ax.set_visible(False)
   games = f'mean over {len(envs)} games and seeds' if len(envs) > 1 else f'{_game_title(envs[0])}, mean over seeds'
+  failures = sum(int(g.failed.sum()) for g in grids.values())
+  note = f'\n× where {failures} runs failed (their status.json says why)' if failures else ''
   fig.suptitle(f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)} × {_AXIS_NAMES.get(y, y)}'
-               f'\n({games})')
+               f'\n({games}){note}')
   if mesh is not None:
     fig.colorbar(mesh, ax=axes[:len(grids)].tolist(), label=f'{metric} {unit}', shrink=0.9)
   return _save(fig, path)
@@ -326,18 +332,20 @@ def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: st
   """Writes the figures the runs under `paths` support into `out_dir`; returns their paths.
 
   Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png`
-  when the runs vary the learning rate or Adam's ε; `method_bars.png` when they vary the method.
+  when the runs vary the learning rate or Adam's ε, with the cells of failed runs marked; `method_bars.png` when
+  they vary the method.
   """
   runs = results.find_runs(paths, include_incomplete=include_incomplete)
   if not runs:
     raise ValueError(f'no runs found under {paths}')
+  failed = results.failed_runs(paths)
   out = Path(out_dir)
   written = [learning_curves(runs, out / 'learning_curves.png', normalise, max_lines=max_lines)]
-  if _varies(runs, 'dqn.learning_rate') or _varies(runs, 'dqn.adam_eps'):
+  if _varies(runs + failed, 'dqn.learning_rate') or _varies(runs + failed, 'dqn.adam_eps'):
     try:
       for metric in results.METRICS:
         written.append(sensitivity_heatmap(runs, out / f'sensitivity_{metric}.png', metric=metric,
-                                           normalise=normalise))
+                                           normalise=normalise, failed=failed))
     except ValueError as e:
       warnings.warn(f'no sensitivity heatmap: {e}', stacklevel=2)
   if _varies(runs, 'method.method'):

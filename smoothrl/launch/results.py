@@ -194,6 +194,42 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
   Raises:
     FileNotFoundError: a path does not exist.
   """
+  runs = []
+  for path in _run_dirs(paths):
+    try:
+      run = load_run(path)
+    except (ValueError, OSError) as e:
+      warnings.warn(f'skipping {path}: {e}', IncompleteRunWarning, stacklevel=2)
+      continue
+    if not run.evals:
+      warnings.warn(f'skipping {path}: no evaluation yet', IncompleteRunWarning, stacklevel=2)
+    elif not run.complete and not include_incomplete:
+      error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
+      warnings.warn(f'skipping incomplete run {path} ({run.state}{error}; last evaluation at step '
+                    f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
+                    stacklevel=2)
+    else:
+      runs.append(run)
+  return runs
+
+
+def failed_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Run]:
+  """The run directories under `paths` whose `status.json` says they failed (a diverged learning rate, a crash),
+  with or without evaluations, sorted by path: what `find_runs` leaves out for that reason."""
+  runs = []
+  for path in _run_dirs(paths, warn=False):
+    try:
+      run = load_run(path)
+    except (ValueError, OSError):
+      continue
+    if run.state == 'failed':
+      runs.append(run)
+  return runs
+
+
+def _run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike], warn: bool = True) -> list[Path]:
+  """Every run directory under `paths`, sorted, each once; with `warn`, a warning for each directory that holds a
+  config.json and no metrics.jsonl."""
   if isinstance(paths, (str, os.PathLike)):
     paths = [paths]
   found: dict[Path, None] = {}
@@ -210,26 +246,10 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
         dirnames.clear()
       else:
         dirnames.sort()
-        if CONFIG_FILE in filenames and not dirnames:
+        if CONFIG_FILE in filenames and not dirnames and warn:
           warnings.warn(f'skipping {here}: it has a config.json but no metrics.jsonl', IncompleteRunWarning,
-                        stacklevel=2)
-  runs = []
-  for path in sorted(found):
-    try:
-      run = load_run(path)
-    except (ValueError, OSError) as e:
-      warnings.warn(f'skipping {path}: {e}', IncompleteRunWarning, stacklevel=2)
-      continue
-    if not run.evals:
-      warnings.warn(f'skipping {path}: no evaluation yet', IncompleteRunWarning, stacklevel=2)
-    elif not run.complete and not include_incomplete:
-      error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
-      warnings.warn(f'skipping incomplete run {path} ({run.state}{error}; last evaluation at step '
-                    f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
-                    stacklevel=2)
-    else:
-      runs.append(run)
-  return runs
+                        stacklevel=3)
+  return sorted(found)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -700,33 +720,37 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
 
 
 class HeatmapGrid(NamedTuple):
-  """Scores over a two-field sweep: values[i, j] is the score at y = ys[i], x = xs[j] (NaN where not run)."""
+  """Scores over a two-field sweep: values[i, j] is the score at y = ys[i], x = xs[j] (NaN where not run), and
+  failed[i, j] the number of runs there that failed (`failed_runs`)."""
   xs: np.ndarray
   ys: np.ndarray
   values: np.ndarray
+  failed: np.ndarray
 
 
 def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'dqn.adam_eps', metric: str = 'final',
-                  normalise: bool = True) -> dict[str, HeatmapGrid]:
+                  normalise: bool = True, failed: Sequence[Run] = ()) -> dict[str, HeatmapGrid]:
   """Mean score over seeds (and over games) on the grid of `x` × `y` values, one grid per other setting.
 
   Panels are the settings that differ in fields other than `x`, `y`, the game and the seed (e.g. the method and its
   layers, thesis Figure 7.4), keyed by a label naming those fields ('' when there is one panel). A cell holds the
   mean over games of the mean over seeds of the `metric` score, normalised when `normalise` and the games share a
-  normalised score; it is NaN unless every game of the runs has a run there. All grids share `xs` and `ys`.
+  normalised score; it is NaN unless every game of the runs has a run there. `failed` runs (`failed_runs`: a
+  learning rate that diverged, say) are counted in their cells, and their settings join the axes and panels even
+  where no run finished. All grids share `xs` and `ys`.
 
   Raises:
     KeyError: `x` or `y` is not a config field.
     ValueError: several games without a common normalised score (games with one are then kept, with a warning).
   """
-  groups = group_runs(runs)
-  if not groups:
+  groups, stopped = group_runs(runs), group_runs(failed)
+  if not groups and not stopped:
     raise ValueError('no runs to make a heatmap of')
   for field in (x, y):
-    if any(field not in g.params for g in groups):
-      fields = ', '.join(sorted(groups[0].params))
-      raise KeyError(f'{field!r} is not a config field; fields: {fields}')
-  envs = sorted({g.env for g in groups})
+    for g in groups + stopped:
+      if field not in g.params:
+        raise KeyError(f'{field!r} is not a config field; fields: {", ".join(sorted(g.params))}')
+  envs = sorted({g.env for g in groups or stopped})
   if common_unit(envs, normalise) is None:
     kept = [e for e in envs if score_unit(e, normalise) != 'return']
     if not kept or common_unit(kept, normalise) is None:
@@ -736,10 +760,13 @@ def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'd
                   stacklevel=2)
     envs = kept
     groups = [g for g in groups if g.env in envs]
-  xs = sorted({g.params[x] for g in groups}, key=lambda v: _sort_value(x, v))
-  ys = sorted({g.params[y] for g in groups}, key=lambda v: _sort_value(y, v))
-  panel_of = {id(g): tuple(sorted((k, v) for k, v in g.params.items() if k not in (x, y, 'env'))) for g in groups}
-  panels = list(dict.fromkeys(panel_of[id(g)] for g in groups))
+    stopped = [g for g in stopped if g.env in envs]
+  everything = groups + stopped
+  xs = sorted({g.params[x] for g in everything}, key=lambda v: _sort_value(x, v))
+  ys = sorted({g.params[y] for g in everything}, key=lambda v: _sort_value(y, v))
+  panel_of = {id(g): tuple(sorted((k, v) for k, v in g.params.items() if k not in (x, y, 'env')))
+              for g in everything}
+  panels = list(dict.fromkeys(panel_of[id(g)] for g in everything))
   labels = describe([dict(p) for p in panels]) if len(panels) > 1 else ['']
   grids = {}
   for panel, label in zip(panels, labels):
@@ -751,18 +778,22 @@ def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'd
     for (xv, yv), per_env in cells.items():
       if set(per_env) == set(envs):
         values[ys.index(yv), xs.index(xv)] = np.mean([per_env[e] for e in envs])
-    grids[label] = HeatmapGrid(np.array(xs), np.array(ys), values)
+    failures = np.zeros((len(ys), len(xs)), np.int64)
+    for g in stopped:
+      if panel_of[id(g)] == panel:
+        failures[ys.index(g.params[y]), xs.index(g.params[x])] += len(g.runs)
+    grids[label] = HeatmapGrid(np.array(xs), np.array(ys), values, failures)
   return grids
 
 
 def heatmap_grid(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'dqn.adam_eps', metric: str = 'final',
-                 normalise: bool = True) -> HeatmapGrid:
+                 normalise: bool = True, failed: Sequence[Run] = ()) -> HeatmapGrid:
   """`heatmap_grids` for runs that make a single panel (one method, say).
 
   Raises:
     ValueError: the runs differ in fields other than `x`, `y`, the game and the seed.
   """
-  grids = heatmap_grids(runs, x, y, metric, normalise)
+  grids = heatmap_grids(runs, x, y, metric, normalise, failed)
   if len(grids) != 1:
     raise ValueError(f'the runs make {len(grids)} panels ({", ".join(grids)}); select one or use heatmap_grids')
   return next(iter(grids.values()))
