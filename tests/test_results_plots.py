@@ -342,8 +342,11 @@ def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, t
 
   failed = results.failed_runs(root)
   assert len(failed) == 5 and all(r.state == 'failed' for r in failed)
-  with pytest.warns(results.IncompleteRunWarning):  # find_runs leaves them out, saying why
+  with pytest.warns(results.IncompleteRunWarning) as caught:  # find_runs leaves them out, saying why
     assert len(results.find_runs(root)) == len(sweep_runs)
+  reasons = [str(w.message) for w in caught]
+  assert sum('failed before its first evaluation: TrainingError: non-finite loss' in r for r in reasons) == 4
+  assert sum('(failed: TrainingError: non-finite loss' in r for r in reasons) == 1
   before = results.heatmap_grids(sweep_runs)
   grids = results.heatmap_grids(sweep_runs, failed=failed)
   none, sn = grids['method=none'], grids['method=sn']

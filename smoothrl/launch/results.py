@@ -201,10 +201,11 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
     except (ValueError, OSError) as e:
       warnings.warn(f'skipping {path}: {e}', IncompleteRunWarning, stacklevel=2)
       continue
+    error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
     if not run.evals:
-      warnings.warn(f'skipping {path}: no evaluation yet', IncompleteRunWarning, stacklevel=2)
+      why = f'failed before its first evaluation{error}' if run.state == 'failed' else 'no evaluation yet'
+      warnings.warn(f'skipping {path}: {why}', IncompleteRunWarning, stacklevel=2)
     elif not run.complete and not include_incomplete:
-      error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
       warnings.warn(f'skipping incomplete run {path} ({run.state}{error}; last evaluation at step '
                     f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
                     stacklevel=2)
