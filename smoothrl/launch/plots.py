@@ -189,8 +189,8 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
   """Mean score over an `x` × `y` sweep, one panel per other setting (method, layers), as thesis Figure 7.4.
 
   Cells show the mean over seeds (and over games, normalised where possible) of the final or best score
-  (`results.heatmap_grids`), annotated with their value; grey cells were not run. A cell where some of the
-  `failed` runs (`results.failed_runs`) were is marked ×, after its value if other runs there finished. All
+  (`results.heatmap_grids`), annotated with their value; grey cells were not run. A cell holding any of the
+  `failed` runs (`results.failed_runs`) is marked ×, after its value where other runs there finished. All
   panels share one colour scale. Positive sweeps spanning a decade or more are drawn on log axes, ticked at the
   swept values.
 
