@@ -340,7 +340,7 @@ def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, t
                    complete=False)
   (path / 'status.json').write_text(json.dumps(failure))
 
-  failed = results.failed_runs(root)
+  failed = results.failed_runs(results.load_runs(root))
   assert len(failed) == 5 and all(r.state == 'failed' for r in failed)
   with pytest.warns(results.IncompleteRunWarning) as caught:  # find_runs leaves them out, saying why
     assert len(results.find_runs(root)) == len(sweep_runs)

@@ -218,14 +218,15 @@ def parser() -> argparse.ArgumentParser:
 
 def _results_main(args: argparse.Namespace) -> int:
   from smoothrl.launch import results  # pylint: disable=g-import-not-at-top
-  runs = results.find_runs(args.paths, include_incomplete=args.include_incomplete)
+  loaded = results.load_runs(args.paths)
+  runs = results.usable_runs(loaded, include_incomplete=args.include_incomplete)
   if not runs:
     print(f'smoothrl: no runs with evaluations under {", ".join(args.paths)}', file=sys.stderr)
     return 2
   if args.command == 'plot':
     from smoothrl.launch import plots  # pylint: disable=g-import-not-at-top
     out = args.out or str(Path(args.paths[0]) / 'plots')
-    for path in plots.plot_all(args.paths, out, normalise=not args.raw, include_incomplete=args.include_incomplete):
+    for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=results.failed_runs(loaded)):
       print(path)
   else:
     print(results.summary_table(runs, normalise=not args.raw))

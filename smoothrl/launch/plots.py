@@ -27,7 +27,8 @@ from smoothrl.launch import results
 from smoothrl.launch.io import atomic_file
 from smoothrl.launch.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 
-__all__ = ['learning_curves', 'sensitivity_heatmap', 'method_bars', 'plot_all', 'heatmap_grid', 'heatmap_grids']
+__all__ = ['learning_curves', 'sensitivity_heatmap', 'method_bars', 'plot_all', 'plot_runs', 'heatmap_grid',
+           'heatmap_grids']
 
 DPI = 120
 _AXIS_NAMES = {'dqn.learning_rate': 'learning rate h', 'dqn.adam_eps': 'Adam ε'}
@@ -329,19 +330,26 @@ def _varies(runs: Sequence[Run], field: str) -> bool:
 
 def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike,
              normalise: bool = True, include_incomplete: bool = False, max_lines: int | None = 8) -> list[Path]:
-  """Writes the figures the runs under `paths` support into `out_dir`; returns their paths.
-
-  Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png`
-  when the runs vary the learning rate or Adam's ε, with the cells of failed runs marked; `method_bars.png` when
-  they vary the method.
-  """
-  runs = results.find_runs(paths, include_incomplete=include_incomplete)
+  """Writes the figures the runs under `paths` support into `out_dir` (`plot_runs`); returns their paths."""
+  loaded = results.load_runs(paths)
+  runs = results.usable_runs(loaded, include_incomplete)
   if not runs:
     raise ValueError(f'no runs found under {paths}')
-  failed = results.failed_runs(paths)
+  return plot_runs(runs, out_dir, normalise, max_lines, failed=results.failed_runs(loaded))
+
+
+def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike, normalise: bool = True, max_lines: int | None = 8,
+              failed: Sequence[Run] = ()) -> list[Path]:
+  """Writes the figures `runs` support into `out_dir`; returns their paths.
+
+  Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png`
+  when the runs (or the `failed` ones, `results.failed_runs`) vary the learning rate or Adam's ε, with the cells of
+  failed runs marked; `method_bars.png` when the runs vary the method.
+  """
   out = Path(out_dir)
   written = [learning_curves(runs, out / 'learning_curves.png', normalise, max_lines=max_lines)]
-  if _varies(runs + failed, 'dqn.learning_rate') or _varies(runs + failed, 'dqn.adam_eps'):
+  every = [*runs, *failed]
+  if _varies(every, 'dqn.learning_rate') or _varies(every, 'dqn.adam_eps'):
     try:
       for metric in results.METRICS:
         written.append(sensitivity_heatmap(runs, out / f'sensitivity_{metric}.png', metric=metric,

@@ -181,6 +181,7 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
   """Finds and loads every run directory under `paths` (run directories or any trees that contain them).
 
   A run directory is one holding both `config.json` and `metrics.jsonl`; the search does not look inside one.
+  This is `usable_runs(load_runs(paths), include_incomplete)`.
 
   Args:
     paths: run directories and/or sweep directories.
@@ -194,43 +195,16 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], include_in
   Raises:
     FileNotFoundError: a path does not exist.
   """
-  runs = []
-  for path in _run_dirs(paths):
-    try:
-      run = load_run(path)
-    except (ValueError, OSError) as e:
-      warnings.warn(f'skipping {path}: {e}', IncompleteRunWarning, stacklevel=2)
-      continue
-    error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
-    if not run.evals:
-      why = f'failed before its first evaluation{error}' if run.state == 'failed' else 'no evaluation yet'
-      warnings.warn(f'skipping {path}: {why}', IncompleteRunWarning, stacklevel=2)
-    elif not run.complete and not include_incomplete:
-      warnings.warn(f'skipping incomplete run {path} ({run.state}{error}; last evaluation at step '
-                    f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
-                    stacklevel=2)
-    else:
-      runs.append(run)
-  return runs
+  return usable_runs(load_runs(paths), include_incomplete)
 
 
-def failed_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Run]:
-  """The run directories under `paths` whose `status.json` says they failed (a diverged learning rate, a crash),
-  with or without evaluations, sorted by path: what `find_runs` leaves out for that reason."""
-  runs = []
-  for path in _run_dirs(paths, warn=False):
-    try:
-      run = load_run(path)
-    except (ValueError, OSError):
-      continue
-    if run.state == 'failed':
-      runs.append(run)
-  return runs
+def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Run]:
+  """Every run directory under `paths`, loaded, sorted by path, each once, whatever its state; directories that
+  cannot be loaded (and ones with a config.json but no metrics.jsonl) are skipped with an `IncompleteRunWarning`.
 
-
-def _run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike], warn: bool = True) -> list[Path]:
-  """Every run directory under `paths`, sorted, each once; with `warn`, a warning for each directory that holds a
-  config.json and no metrics.jsonl."""
+  Raises:
+    FileNotFoundError: a path does not exist.
+  """
   if isinstance(paths, (str, os.PathLike)):
     paths = [paths]
   found: dict[Path, None] = {}
@@ -247,10 +221,40 @@ def _run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike], warn: bool
         dirnames.clear()
       else:
         dirnames.sort()
-        if CONFIG_FILE in filenames and not dirnames and warn:
+        if CONFIG_FILE in filenames and not dirnames:
           warnings.warn(f'skipping {here}: it has a config.json but no metrics.jsonl', IncompleteRunWarning,
-                        stacklevel=3)
-  return sorted(found)
+                        stacklevel=2)
+  runs = []
+  for path in sorted(found):
+    try:
+      runs.append(load_run(path))
+    except (ValueError, OSError) as e:
+      warnings.warn(f'skipping {path}: {e}', IncompleteRunWarning, stacklevel=2)
+  return runs
+
+
+def usable_runs(runs: Sequence[Run], include_incomplete: bool = False) -> list[Run]:
+  """The `runs` that scores can be read from: those with an evaluation that completed (or all with an evaluation,
+  with `include_incomplete`); each one left out is named in an `IncompleteRunWarning` saying why."""
+  usable = []
+  for run in runs:
+    error = f': {run.status["error"]}' if run.status and run.status.get('error') else ''
+    if not run.evals:
+      why = f'failed before its first evaluation{error}' if run.state == 'failed' else 'no evaluation yet'
+      warnings.warn(f'skipping {run.path}: {why}', IncompleteRunWarning, stacklevel=2)
+    elif not run.complete and not include_incomplete:
+      warnings.warn(f'skipping incomplete run {run.path} ({run.state}{error}; last evaluation at step '
+                    f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
+                    stacklevel=2)
+    else:
+      usable.append(run)
+  return usable
+
+
+def failed_runs(runs: Sequence[Run]) -> list[Run]:
+  """The `runs` (`load_runs`) whose `status.json` says they failed (a diverged learning rate, a crash), with or
+  without evaluations: what `usable_runs` leaves out for that reason."""
+  return [r for r in runs if r.state == 'failed']
 
 
 # ----------------------------------------------------------------------------------------------------------------
