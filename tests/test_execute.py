@@ -89,6 +89,12 @@ def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
   # The learning rates vary only through the diverged runs: the heatmaps show them, marked.
   assert cli.main(['plot', str(tmp_path), '--out', str(tmp_path / 'figs')]) == 0
   assert {'sensitivity_final.png', 'sensitivity_best.png'} <= {p.name for p in (tmp_path / 'figs').iterdir()}
+  capsys.readouterr()
+  assert cli.main(['summary', str(tmp_path)]) == 0  # the table counts them: both seeds of lr 1e30, no scores
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].split()[-1] == 'failed'
+  assert [line.split()[-4:] for line in lines if 'lr=1e30' in line] == [['0', '—', '—', '2']]
+  assert [line.split()[3] + line.split()[-1] for line in lines if 'lr=0.001' in line] == ['20']
 
 def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypatch):
   spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1, 2]})

@@ -356,6 +356,21 @@ def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, t
   assert np.isnan(none.values[:, 3]).all() and not sn.failed.any()
   assert_png(plots.sensitivity_heatmap(sweep_runs, tmp_path / 'heat.png', failed=failed))
 
+  assert 'failed' not in results.summary_table(sweep_runs)
+  lines = results.summary_table(sweep_runs, failed=failed).splitlines()
+  assert lines[0].split()[-1] == 'failed'
+  row = lambda env, setting: next(l.split('  ') for l in lines if l.startswith(env) and setting in l)
+  cells = lambda env, setting: [c.strip() for c in row(env, setting) if c.strip()]
+  # Every seed of lr 0.1 diverged: a row without scores, in each game and in the mean over games.
+  for env in ('minatar/breakout', 'minatar/asterix'):
+    assert cells(env, 'lr=0.1 ')[-4:] == ['0', '—', '—', '2']
+  assert not any(l.startswith('mean of 2 games') and 'lr=0.1 ' in l for l in lines)
+  # One seed of lr 1e-3, eps 1e-5 diverged after an evaluation: counted, its scores left out.
+  late = cells('minatar/breakout', 'method=none lr=0.001 eps=1e-5')
+  assert late[-1] == '1' and late[3] == '2'
+  assert cells('mean of 2 games', 'method=none lr=0.001 eps=1e-5')[-1] == '1'
+  assert cells('minatar/breakout', 'method=sn lr=0.001 eps=1e-5')[-1] == '0'
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Figures.

@@ -229,7 +229,7 @@ def _results_main(args: argparse.Namespace) -> int:
     for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=results.failed_runs(loaded)):
       print(path)
   else:
-    print(results.summary_table(runs, normalise=not args.raw))
+    print(results.summary_table(runs, normalise=not args.raw, failed=results.failed_runs(loaded)))
   return 0
 
 

@@ -678,49 +678,64 @@ def _check_averageable(per_env: Mapping[str, Group], normalise: bool) -> None:
 # Tables and heatmaps.
 
 
-def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float = 0.95) -> str:
+def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float = 0.95,
+                  failed: Sequence[Run] = ()) -> str:
   """A plain-text table: per game and setting, seeds, final and best score as mean ± CI half-width over seeds.
 
   Rows are sorted by game, then by final mean score, best first. When every game has a common normalised score
-  and a setting was run on several games, a 'mean of N games' row per setting follows (`game_mean`).
+  and a setting was run on several games, a 'mean of N games' row per setting follows (`game_mean`). With `failed`
+  runs (`failed_runs`), a column counts them per setting, and a setting whose every run failed has a row of its own
+  without scores.
   """
-  groups = group_runs(runs)
-  if not groups:
+  scored = {id(r) for r in runs}
+  everything = group_runs([*runs, *(r for r in failed if id(r) not in scored)])
+  groups = [Group(g.params, [r for r in g.runs if id(r) in scored], g.label) for g in everything]
+  failures = [sum(r.state == 'failed' for r in g.runs) for g in everything]
+  if not everything:
     return '(no runs)'
 
   def cell(interval: Interval) -> str:
     half = '—' if math.isnan(interval.half_width) else f'{interval.half_width:.2f}'
     return f'{interval.mean:.2f} ± {half}'
 
+  nothing = Interval(math.nan, math.nan, 0)
+  counted = any(failures)
   rows = []
-  for env in sorted({g.env for g in groups}):
+  for env in sorted({g.env for g in everything}):
     env_rows = []
-    for g in (g for g in groups if g.env == env):
-      final, best = g.score('final', normalise, confidence), g.score('best', normalise, confidence)
+    for g, failures_here in zip(groups, failures):
+      if g.env != env:
+        continue
+      final, best = (g.score(m, normalise, confidence) if g.runs else nothing for m in METRICS)
       mark = '' if g.complete else ' *'
-      env_rows.append((final.mean, [env, g.label + mark, g.unit(normalise), str(len(g.runs)), cell(final),
-                                    cell(best)]))
+      row = [env, g.label + mark, g.unit(normalise), str(len(g.runs)), cell(final) if g.runs else '—',
+             cell(best) if g.runs else '—']
+      env_rows.append((final.mean, row + [str(failures_here)] * counted))
     env_rows.sort(key=lambda r: -r[0] if not math.isnan(r[0]) else math.inf)
     rows += [r for _, r in env_rows]
-  envs = sorted({g.env for g in groups})
+  scored_groups = [g for g in groups if g.runs]
+  envs = sorted({g.env for g in scored_groups})
   unit = common_unit(envs, normalise)
   if len(envs) > 1 and unit is not None:
     mean_rows = []
-    for label, per_env in by_label(groups).items():
+    for label, per_env in by_label(scored_groups).items():
       if set(per_env) == set(envs):
         final, best = (game_mean(per_env, m, normalise, confidence) for m in METRICS)
+        failures_here = sum(n for g, n in zip(groups, failures) if g.label == label)
         mean_rows.append((final.mean, [f'mean of {len(envs)} games', label, unit, str(final.n), cell(final),
-                                       cell(best)]))
+                                       cell(best)] + [str(failures_here)] * counted))
     mean_rows.sort(key=lambda r: -r[0])
     rows += [r for _, r in mean_rows]
   pct = f'{100 * confidence:g}%'
-  header = ['env', 'setting', 'unit', 'seeds', f'final (± {pct} CI)', f'best (± {pct} CI)']
+  header = ['env', 'setting', 'unit', 'seeds', f'final (± {pct} CI)', f'best (± {pct} CI)'] + ['failed'] * counted
   widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
   lines = ['  '.join(c.ljust(w) for c, w in zip(header, widths)).rstrip(),
            '  '.join('-' * w for w in widths)]
   lines += ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-  if not all(g.complete for g in groups):
+  if not all(g.complete for g in scored_groups):
     lines.append('* includes runs that have not completed: scores at their last common evaluation')
+  if counted:
+    lines.append('failed: runs of the setting that stopped with an error (a non-finite loss, a crash)')
   return '\n'.join(lines)
 
 
