@@ -1,5 +1,8 @@
 """The compiled runner: device replay, equivalence with the host runner, member independence."""
 
+import io
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +16,7 @@ from smoothrl.launch import checkpoint
 from smoothrl.launch import compiled
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import runner
+from smoothrl.launch.io import MetricsWriter
 
 
 def _transition(i):
@@ -201,6 +205,22 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path):
   for x, y in zip(a, b):
     np.testing.assert_allclose(x['loss'], y['loss'], rtol=1e-5)
   assert run_chain([crashed], resume=True)[0] == summary  # finished: nothing new
+
+
+def test_an_interrupted_run_ends_its_progress_line_and_closes_its_files(tmp_path, monkeypatch):
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  closed, close = [], MetricsWriter.close
+  monkeypatch.setattr(MetricsWriter, 'close', lambda self: closed.append(self.path) or close(self))
+  monkeypatch.setattr(sys, 'stderr', Terminal())
+  configs = [chain_config(tmp_path / f'm{s}', seed=s) for s in range(2)]
+  env = JaxChain(4)
+  interrupt_at(1_000, lambda: compiled.train(configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env),
+                                             vmap_members=True))
+  assert sys.stderr.getvalue().startswith('\r[') and sys.stderr.getvalue().endswith('\x1b[K\n')
+  assert sorted(map(str, closed)) == [f'{c.out}/metrics.jsonl' for c in configs]
 
 
 def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_path):

@@ -17,6 +17,7 @@ after another in each of `train_grid`'s worker processes (one per core, each pin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -386,67 +387,69 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
   members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
   eval_keys = [jax.random.PRNGKey(c.seed + EVAL_SEED_OFFSET) for c in configs]
   label = ','.join(str(c.seed) for c in configs)
-  progress = Progress(base.steps, enabled=show_progress)
-  start = time.perf_counter() - elapsed
-  live = lambda: [(i, m) for i, m in enumerate(members) if m.config.out not in stopped]
-  for end in _boundaries(base):
-    if end <= t0:
-      continue
-    length = end - t0
-    if end <= base.dqn.warmup_steps:
-      carry, (done, returns, lengths) = program.warmup(hp, carry, t0, length)
-      metrics = None
-    else:
-      carry, (done, returns, lengths), metrics = program.train_chunk(hp, carry, t0,
-                                                                     length // base.dqn.update_period)
-    done, returns, lengths = (np.asarray(x) for x in jax.device_get((done, returns, lengths)))
-    for i, m in live():
-      m.episodes_done(t0, done[i], returns[i], lengths[i])
-    if metrics is not None:
-      metrics = jax.device_get(metrics)
-      updates = np.asarray(jax.device_get(carry.agent.updates))
-      elapsed = time.perf_counter() - start
+  with contextlib.ExitStack() as stack:  # on any exit: the progress line ended, every member's file closed
+    for m in members:
+      stack.callback(m.writer.close)
+    progress = stack.enter_context(Progress(base.steps, enabled=show_progress))
+    start = time.perf_counter() - elapsed
+    live = lambda: [(i, m) for i, m in enumerate(members) if m.config.out not in stopped]
+    for end in _boundaries(base):
+      if end <= t0:
+        continue
+      length = end - t0
+      if end <= base.dqn.warmup_steps:
+        carry, (done, returns, lengths) = program.warmup(hp, carry, t0, length)
+        metrics = None
+      else:
+        carry, (done, returns, lengths), metrics = program.train_chunk(hp, carry, t0,
+                                                                       length // base.dqn.update_period)
+      done, returns, lengths = (np.asarray(x) for x in jax.device_get((done, returns, lengths)))
       for i, m in live():
-        values = {k: float(v[i]) for k, v in metrics.items()}
-        if not math.isfinite(values['loss']):  # this member stops; the vmapped program keeps its lane
-          m.writer.close()
-          stopped[m.config.out] = checkpoint.record_failure(m.out, config_lib.TrainingError(
-              f'non-finite loss {values["loss"]} at step {end}; stopping this run'))
-          continue
-        m.writer.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
-                        'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed, **values})
-      if not live():
-        break
-    if end % base.sigma_log_period == 0:
-      sigmas, carry = program.measure(hp, carry)
-      sigmas = jax.device_get(sigmas)
-      for i, m in live():
-        m.writer.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
-                        'selected': list(method_key(m.config)[1])})
-    if end % base.eval_period == 0 or end == base.steps:
-      actor = jax.vmap(dqn.actor_state)(carry.agent)
-      keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
-      done_e, returns_e, running, smooth = jax.device_get(program.evaluate(hp, actor, keys))
-      for i, m in live():
-        finished = np.asarray(returns_e[i])[np.asarray(done_e[i])]
-        record = {'episodes': int(finished.size), 'smoothness': float(smooth[i])}
-        if finished.size:
-          record.update(return_mean=float(finished.mean()), return_std=float(finished.std()),
-                        return_min=float(finished.min()), return_max=float(finished.max()))
-        else:
-          record.update(return_mean=float(running[i]), incomplete=True)
-        m.last_eval = record
-        m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **record})
-    if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
-      host_carry = jax.device_get(carry)
-      for i, m in live():
-        checkpoint.save(m.out, dict(step=end, carry=_member(host_carry, i), episodes=m.episodes, recent=m.recent,
-                                    last_eval=m.last_eval, elapsed=time.perf_counter() - start))
-    t0 = end
-    shown = live()[0][1]
-    progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(shown.recent)) if shown.recent
-                    else None, eval=shown.last_eval['return_mean'] if shown.last_eval else None)
-  progress.close()
+        m.episodes_done(t0, done[i], returns[i], lengths[i])
+      if metrics is not None:
+        metrics = jax.device_get(metrics)
+        updates = np.asarray(jax.device_get(carry.agent.updates))
+        elapsed = time.perf_counter() - start
+        for i, m in live():
+          values = {k: float(v[i]) for k, v in metrics.items()}
+          if not math.isfinite(values['loss']):  # this member stops; the vmapped program keeps its lane
+            m.writer.close()
+            stopped[m.config.out] = checkpoint.record_failure(m.out, config_lib.TrainingError(
+                f'non-finite loss {values["loss"]} at step {end}; stopping this run'))
+            continue
+          m.writer.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
+                          'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed, **values})
+        if not live():
+          break
+      if end % base.sigma_log_period == 0:
+        sigmas, carry = program.measure(hp, carry)
+        sigmas = jax.device_get(sigmas)
+        for i, m in live():
+          m.writer.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
+                          'selected': list(method_key(m.config)[1])})
+      if end % base.eval_period == 0 or end == base.steps:
+        actor = jax.vmap(dqn.actor_state)(carry.agent)
+        keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
+        done_e, returns_e, running, smooth = jax.device_get(program.evaluate(hp, actor, keys))
+        for i, m in live():
+          finished = np.asarray(returns_e[i])[np.asarray(done_e[i])]
+          record = {'episodes': int(finished.size), 'smoothness': float(smooth[i])}
+          if finished.size:
+            record.update(return_mean=float(finished.mean()), return_std=float(finished.std()),
+                          return_min=float(finished.min()), return_max=float(finished.max()))
+          else:
+            record.update(return_mean=float(running[i]), incomplete=True)
+          m.last_eval = record
+          m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **record})
+      if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
+        host_carry = jax.device_get(carry)
+        for i, m in live():
+          checkpoint.save(m.out, dict(step=end, carry=_member(host_carry, i), episodes=m.episodes, recent=m.recent,
+                                      last_eval=m.last_eval, elapsed=time.perf_counter() - start))
+      t0 = end
+      shown = live()[0][1]
+      progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(shown.recent)) if shown.recent
+                      else None, eval=shown.last_eval['return_mean'] if shown.last_eval else None)
   wall = time.perf_counter() - start
   updates = np.asarray(jax.device_get(carry.agent.updates))
   summaries = []
@@ -454,7 +457,6 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
     if m.config.out in stopped:
       summaries.append(stopped[m.config.out])
       continue
-    m.writer.close()
     summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(updates[i]), 'wall_seconds': wall,
                'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
     atomic_write_text(m.out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))

@@ -84,6 +84,9 @@ class MetricsWriter:
         self._board.add_scalar(name, value, record['step'])
 
   def close(self) -> None:
+    """Closes the file (and the TensorBoard writer); closing again does nothing."""
+    if self._file.closed:
+      return
     self._file.close()
     if self._board is not None:
       self._board.close()
