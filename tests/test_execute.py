@@ -96,6 +96,7 @@ def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
   assert [line.split()[-4:] for line in lines if 'lr=1e30' in line] == [['0', '—', '—', '2']]
   assert [line.split()[3] + line.split()[-1] for line in lines if 'lr=0.001' in line] == ['20']
 
+
 def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypatch):
   spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1, 2]})
   train_members, calls = compiled._train_members, []

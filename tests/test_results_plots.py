@@ -361,7 +361,7 @@ def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, t
   assert lines[0].split()[-1] == 'failed'
   row = lambda env, setting: next(l.split('  ') for l in lines if l.startswith(env) and setting in l)
   cells = lambda env, setting: [c.strip() for c in row(env, setting) if c.strip()]
-  # Every seed of lr 0.1 diverged: a row without scores, in each game and in the mean over games.
+  # Every seed of lr 0.1 diverged: a row without scores in each game, none in the mean over games.
   for env in ('minatar/breakout', 'minatar/asterix'):
     assert cells(env, 'lr=0.1 ')[-4:] == ['0', '—', '—', '2']
   assert not any(l.startswith('mean of 2 games') and 'lr=0.1 ' in l for l in lines)

@@ -695,6 +695,8 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
     return '(no runs)'
 
   def cell(interval: Interval) -> str:
+    if math.isnan(interval.mean):
+      return '—'  # a setting whose every run failed
     half = '—' if math.isnan(interval.half_width) else f'{interval.half_width:.2f}'
     return f'{interval.mean:.2f} ± {half}'
 
@@ -708,9 +710,8 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
         continue
       final, best = (g.score(m, normalise, confidence) if g.runs else nothing for m in METRICS)
       mark = '' if g.complete else ' *'
-      row = [env, g.label + mark, g.unit(normalise), str(len(g.runs)), cell(final) if g.runs else '—',
-             cell(best) if g.runs else '—']
-      env_rows.append((final.mean, row + [str(failures_here)] * counted))
+      env_rows.append((final.mean, [env, g.label + mark, g.unit(normalise), str(len(g.runs)), cell(final),
+                                    cell(best)] + [str(failures_here)] * counted))
     env_rows.sort(key=lambda r: -r[0] if not math.isnan(r[0]) else math.inf)
     rows += [r for _, r in env_rows]
   scored_groups = [g for g in groups if g.runs]
