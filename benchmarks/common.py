@@ -91,6 +91,31 @@ def scanned_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Calla
   return jax.jit(run)
 
 
+def full_replay(carry: compiled.Carry) -> device_replay.DeviceReplay:
+  """One member's replay of `carry` (`warmed_up`'s) with every slot written: its transitions repeated to the
+  buffer's capacity, so that samples are spread over as much memory as in a run past its first `capacity` steps."""
+  replay = jax.tree.map(lambda x: x[0], carry.replay)
+  written, capacity = int(replay.size), replay.data.reward.shape[0]
+  data = jax.tree.map(lambda x: jnp.resize(x[:written], x.shape), replay.data)
+  return device_replay.DeviceReplay(data, jnp.zeros((), jnp.int32), jnp.asarray(capacity, jnp.int32))
+
+
+def sampling_learner(agent: dqn.DQN, replay: device_replay.DeviceReplay, batch_size: int, updates: int,
+                     seed: int = 0) -> Callable[[Any], Any]:
+  """As `scanned_learner`, but each step first samples its batch from `replay` (`device_replay.sample`, passed to
+  the program as an argument, as the compiled runner's carry holds it): the learner iteration of the compiled
+  runner without its environment steps and replay writes."""
+  keys = jax.random.split(jax.random.PRNGKey(seed), updates)
+
+  @jax.jit
+  def run(state, replay, keys):
+    step = lambda state, key: agent.learner_step(state, device_replay.sample(replay, key, batch_size))
+    state, metrics = jax.lax.scan(step, state, keys)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+  return lambda state: run(state, replay, keys)
+
+
 def called_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Callable[[Any], Any]:
   """A `state -> (state, metrics)` taking `updates` learner steps as a training loop written in Python would: one
   call of the jitted step per update, on batch i mod count of the stacked `batches` (each already on the device)."""

@@ -8,12 +8,15 @@ vmapped together (K from --members; rows of several runs count the steps of all 
 (updates/s of the jitted learner step with its metrics, scanned over 64 batches of real transitions), the ratio of
 end-to-end updates/s to that floor, and the wall time per 5M-step DQN run at thesis Table E.1 settings (for several
 runs together: their wall time divided by their number). It also times the learner step called once per update
-from Python on the same batches, as a training loop written in Python runs it. A run's rate is the median over the
+from Python on the same batches, as a training loop written in Python runs it, and the scanned learner sampling
+each batch from a replay buffer filled to its capacity: the compiled runner's iteration without its environment
+steps and replay writes, so that the runner's gap to it is what acting costs. A run's rate is the median over the
 intervals between its log entries after warm-up, so compilation is excluded; a learner's is the median of 7 timed
 calls. It times one evaluation phase of the default protocol (125,000 steps at epsilon 0.001, every 250,000
-steps), which a run spends on top of its training steps. Last, the compiled runner's training chunks and both
+steps), which a run spends on top of its training steps. Last, the compiled runner's training chunks and the three
 learners are timed in turn in one process (--rounds rounds): the ratios least moved by other jobs on a shared
-machine.
+machine. There the runner starts from a replay filled to its capacity, as in all but the first 100,000 steps of a
+5M-step run.
 """
 
 from __future__ import annotations
@@ -46,15 +49,19 @@ def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = '
       **{'method.method': 'sn', 'dqn.warmup_steps': 5_000})
 
 
-def _floors(cfg: config_lib.TrainConfig, batches, updates: int) -> tuple[dict[str, Callable[[Any], Any]], Any]:
-  """The learner step alone on `batches`, `updates` steps per call, two ways: scanned in one XLA program
-  (`common.scanned_learner`, the floor) and called once per update from Python (`common.called_learner`); and a
-  fresh agent state."""
+def _floors(cfg: config_lib.TrainConfig, carry: compiled.Carry, updates: int
+            ) -> tuple[dict[str, Callable[[Any], Any]], Any]:
+  """The learner step alone, `updates` steps per call, on 64 batches sampled from `carry`'s replay: scanned in one
+  XLA program (`common.scanned_learner`, the floor) and called once per update from Python
+  (`common.called_learner`); scanned and sampling each batch from the replay filled to its capacity
+  (`common.sampling_learner`); and a fresh agent state."""
   env = compiled.make_env(cfg.env)
   agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
+  batches = common.replay_batches(cfg, 64, carry)
   return {'scanned': common.scanned_learner(agent, batches, updates),
-          'called': common.called_learner(agent, batches, updates)}, state
+          'called': common.called_learner(agent, batches, updates),
+          'sampling': common.sampling_learner(agent, common.full_replay(carry), cfg.dqn.batch_size, updates)}, state
 
 
 def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floors: dict[str, Callable[[Any], Any]],
@@ -118,13 +125,14 @@ def main() -> None:
       compiled.train_grid(group, vmap_members=True, show_progress=False)
       rows.append((f'compiled runner, {k} vmapped', k, k * common.logged_rate(group[0].out)))
   program, hp, carry = common.warmed_up(one)
-  floors, state = _floors(one, common.replay_batches(one, 64, carry), FLOOR_UPDATES)
-  floor = common.updates_per_second(floors['scanned'], state, FLOOR_UPDATES)
-  called = common.updates_per_second(floors['called'], state, FLOOR_UPDATES)
+  floors, state = _floors(one, carry, FLOOR_UPDATES)
+  floor, called, sampling = (common.updates_per_second(floors[name], state, FLOOR_UPDATES)
+                             for name in ('scanned', 'called', 'sampling'))
   table = config_lib.TrainConfig()  # the default protocol: Table E.1's validation phases
   phases = table.steps // table.eval_period
   validation = phases * evaluation_seconds(one, carry, table.eval_steps) / 60
-  paired = paired_rates(program, hp, carry, floors, state, one, args.rounds, FLOOR_UPDATES)  # donates `carry`
+  filled = carry._replace(replay=jax.tree.map(lambda x: x[None], common.full_replay(carry)))
+  paired = paired_rates(program, hp, filled, floors, state, one, args.rounds, FLOOR_UPDATES)  # donates `filled`
   period = one.dqn.update_period
   print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
         f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
@@ -134,6 +142,7 @@ def main() -> None:
     print(f'{name:<40}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}{5e6 / rate / 60:>21.1f}')
   print(f'{"learner only, scanned (floor)":<40}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
   print(f'{"learner only, one call per update":<40}{"":>12}{called:>11.0f}{called / floor:>9.2f}')
+  print(f'{"learner sampling a full replay, scanned":<40}{"":>12}{sampling:>11.0f}{sampling / floor:>9.2f}')
   print(f'evaluation: {phases} phases of {table.eval_steps:,} steps at epsilon {table.eval_epsilon} in a '
         f'{table.steps:,}-step run (one every {table.eval_period:,} steps), {validation:.1f} min in all')
   rate = paired['compiled']
@@ -141,7 +150,8 @@ def main() -> None:
   print(f'timed in turn ({args.rounds} rounds): compiled runner {rate:.0f} updates/s, {minutes:.1f} min per 5M-step '
         f'run ({minutes + validation:.1f} with its evaluations); / scanned floor ({paired["scanned"]:.0f}) '
         f'{rate / paired["scanned"]:.2f}; / one call per update ({paired["called"]:.0f}) '
-        f'{rate / paired["called"]:.2f}')
+        f'{rate / paired["called"]:.2f}; / learner sampling a full replay ({paired["sampling"]:.0f}) '
+        f'{rate / paired["sampling"]:.2f}')
 
 
 if __name__ == '__main__':

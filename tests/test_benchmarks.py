@@ -39,7 +39,8 @@ def test_compiled_throughput_prints_every_row_and_the_ratios():
   out = _run('compiled_throughput.py', '--steps', '15000', '--host-steps', '15000', '--members', '2',
              '--rounds', '1')
   for row in ('host runner, official MinAtar', 'compiled runner ', 'compiled runner, 2 vmapped',
-              'learner only, scanned (floor)', 'learner only, one call per update'):
+              'learner only, scanned (floor)', 'learner only, one call per update',
+              'learner sampling a full replay, scanned'):
     _figure(re.escape(row) + r'.*?([\d.]+)\s*$', '\n'.join(l for l in out.splitlines() if l.startswith(row)))
   evaluation = _figure(r'evaluation: 20 phases .*?, ([\d.]+) min in all', out)
   training = _figure(r'compiled runner \d+ updates/s, ([\d.]+) min per 5M-step run', out)
@@ -47,6 +48,7 @@ def test_compiled_throughput_prints_every_row_and_the_ratios():
   assert with_evaluation == pytest.approx(training + evaluation, abs=0.11)
   _figure(r'/ scanned floor \(\d+\) ([\d.]+)', out)
   _figure(r'/ one call per update \(\d+\) ([\d.]+)', out)
+  _figure(r'/ learner sampling a full replay \(\d+\) ([\d.]+)', out)
 
 
 @pytest.mark.slow
