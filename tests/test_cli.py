@@ -88,3 +88,11 @@ def test_seeds_after_one_that_diverged_still_run_and_the_exit_code_says_so(tmp_p
   assert failed == ['seed 0', 'seed 1']
   statuses = [json.loads(p.read_text()) for p in sorted(tmp_path.glob('*/status.json'))]
   assert len(statuses) == 2 and all('non-finite loss' in s['error'] for s in statuses)
+  # Every run failed: the summary is a table of failures, and there is nothing to plot.
+  with pytest.warns(UserWarning, match='failed before its first evaluation'):
+    assert cli.main(['summary', str(tmp_path)]) == 0
+  table = capsys.readouterr().out.splitlines()
+  assert table[0].split()[-1] == 'failed' and table[2].split()[-4:] == ['0', '—', '—', '2']
+  with pytest.warns(UserWarning):
+    assert cli.main(['plot', str(tmp_path)]) == 2
+  assert '(2 failed: `smoothrl summary` lists them)' in capsys.readouterr().err

@@ -220,16 +220,18 @@ def _results_main(args: argparse.Namespace) -> int:
   from smoothrl.launch import results  # pylint: disable=g-import-not-at-top
   loaded = results.load_runs(args.paths)
   runs = results.usable_runs(loaded, include_incomplete=args.include_incomplete)
-  if not runs:
-    print(f'smoothrl: no runs with evaluations under {", ".join(args.paths)}', file=sys.stderr)
+  failed = results.failed_runs(loaded)
+  if not runs and not (failed and args.command == 'summary'):  # a table of failures alone is still a summary
+    listed = f' ({len(failed)} failed: `smoothrl summary` lists them)' if failed else ''
+    print(f'smoothrl: no runs with evaluations under {", ".join(args.paths)}{listed}', file=sys.stderr)
     return 2
   if args.command == 'plot':
     from smoothrl.launch import plots  # pylint: disable=g-import-not-at-top
     out = args.out or str(Path(args.paths[0]) / 'plots')
-    for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=results.failed_runs(loaded)):
+    for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=failed):
       print(path)
   else:
-    print(results.summary_table(runs, normalise=not args.raw, failed=results.failed_runs(loaded)))
+    print(results.summary_table(runs, normalise=not args.raw, failed=failed))
   return 0
 
 
