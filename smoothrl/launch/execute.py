@@ -8,6 +8,7 @@ without stopping the others, and keeps `<sweep out>/index.json`, the list of run
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -101,16 +102,15 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
     if index.states[run.name]['state'] == 'failed':
       Path(run.out, STATUS_FILE).unlink()  # retried from its last checkpoint, if any
   index.refresh()
-  progress = _SweepProgress(spec.name, index, len(todo), show_progress)
-  if todo:
-    if backend == 'compiled':
-      _run_compiled(todo, index, progress, workers, max_members)
-    elif backend == 'ray':
-      _run_pool(todo, index, progress, _ray_submitter(address))
-    else:
-      _run_pool(todo, index, progress, _process_submitter(workers))
-  index.refresh()
-  progress.close()
+  with contextlib.closing(_SweepProgress(spec.name, index, len(todo), show_progress)) as progress:
+    if todo:  # the progress line is ended however the sweep stops
+      if backend == 'compiled':
+        _run_compiled(todo, index, progress, workers, max_members)
+      elif backend == 'ray':
+        _run_pool(todo, index, progress, _ray_submitter(address))
+      else:
+        _run_pool(todo, index, progress, _process_submitter(workers))
+    index.refresh()
   return index.counts()
 
 
