@@ -1,6 +1,5 @@
 """The compiled runner: device replay, equivalence with the host runner, member independence."""
 
-import io
 import sys
 
 import jax
@@ -207,19 +206,15 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path):
   assert run_chain([crashed], resume=True)[0] == summary  # finished: nothing new
 
 
-def test_an_interrupted_run_ends_its_progress_line_and_closes_its_files(tmp_path, monkeypatch):
-  class Terminal(io.StringIO):
-    def isatty(self):
-      return True
-
+def test_an_interrupted_run_ends_its_progress_line_and_closes_its_files(tmp_path, monkeypatch, terminal):
   closed, close = [], MetricsWriter.close
   monkeypatch.setattr(MetricsWriter, 'close', lambda self: closed.append(self.path) or close(self))
-  monkeypatch.setattr(sys, 'stderr', Terminal())
+  monkeypatch.setattr(sys, 'stderr', terminal)
   configs = [chain_config(tmp_path / f'm{s}', seed=s) for s in range(2)]
   env = JaxChain(4)
   interrupt_at(1_000, lambda: compiled.train(configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env),
                                              vmap_members=True))
-  assert sys.stderr.getvalue().startswith('\r[') and sys.stderr.getvalue().endswith('\x1b[K\n')
+  assert terminal.getvalue().startswith('\r[') and terminal.getvalue().endswith('\x1b[K\n')
   assert sorted(map(str, closed)) == [f'{c.out}/metrics.jsonl' for c in configs]
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -114,6 +115,18 @@ def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypa
   assert checkpoint.read_status(sweep.expand(spec)[1].out)['error'] == 'RuntimeError: device lost'
   monkeypatch.undo()
   assert execute.run_sweep(spec, backend='compiled', workers=1, retry_failed=True, show_progress=False)['done'] == 3
+
+
+def test_an_interrupted_sweep_ends_its_progress_line(tmp_path, monkeypatch, terminal):
+  def interrupted(todo, index, progress, submitter):
+    progress.update(running=1)
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(execute, '_run_pool', interrupted)
+  monkeypatch.setattr(sys, 'stderr', terminal)
+  with pytest.raises(KeyboardInterrupt):
+    execute.run_sweep(_spec(tmp_path / 'sweep'), workers=1)
+  assert terminal.getvalue().startswith('\r[') and terminal.getvalue().endswith('\x1b[K\n')
 
 
 def test_ray_backend_on_a_local_cluster(tmp_path):

@@ -1,6 +1,5 @@
 """Run files: atomic writes, JSON lines, TensorBoard scalars; the progress line."""
 
-import io
 import os
 import struct
 
@@ -60,12 +59,7 @@ def test_tensorboard_scalars_mirror_the_numeric_fields(tmp_path):
       ('train/loss', 10, 0.25), ('train/updates', 10, 3.0)]
 
 
-def test_the_progress_line_ends_when_the_run_stops():
-  class Terminal(io.StringIO):
-    def isatty(self):
-      return True
-
-  terminal = Terminal()
+def test_the_progress_line_ends_when_the_run_stops(terminal):
   with pytest.raises(RuntimeError):
     with Progress(10, stream=terminal) as progress:
       progress.update(3, force=True)
