@@ -6,7 +6,7 @@ import struct
 import pytest
 from tensorboardX.proto import event_pb2
 
-from smoothrl.launch.io import MetricsWriter, atomic_file, atomic_write_text, read_metrics
+from smoothrl.launch.io import MetricsWriter, atomic_file, atomic_write_text, eval_record, read_metrics
 from smoothrl.launch.progress import Progress
 
 
@@ -47,6 +47,14 @@ def _events(directory):
       for value in event.summary.value:
         scalars.append((value.tag, event.step, round(value.simple_value, 6)))
   return scalars
+
+
+def test_an_evaluation_record_summarises_its_episodes_or_reports_the_running_one():
+  record = eval_record([1.0, 2.0, 6.0], running_return=9.0, smoothness=0.5)
+  assert record == {'episodes': 3, 'smoothness': 0.5, 'return_mean': 3.0, 'return_std': pytest.approx((14 / 3) ** 0.5),
+                    'return_min': 1.0, 'return_max': 6.0}
+  assert eval_record([], running_return=9.0, smoothness=0.5) == {'episodes': 0, 'smoothness': 0.5,
+                                                                  'return_mean': 9.0, 'incomplete': True}
 
 
 def test_tensorboard_scalars_mirror_the_numeric_fields(tmp_path):

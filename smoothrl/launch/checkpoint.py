@@ -35,22 +35,25 @@ def save(run_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 def load(run_dir: str | os.PathLike) -> dict[str, Any] | None:
   """The run's last checkpoint, or None if it has none."""
-  path = Path(run_dir) / CHECKPOINT_FILE
-  if not path.exists():
-    return None
-  with open(path, 'rb') as f:
-    first = pickle.load(f)
-    return first if isinstance(first, dict) else pickle.load(f)  # earlier versions wrote the payload alone
+  return _read(run_dir, whole=True)
 
 
 def saved_step(run_dir: str | os.PathLike) -> int | None:
   """The step of the run's last checkpoint, read without its arrays, or None if it has none."""
+  saved = _read(run_dir, whole=False)
+  return None if saved is None else int(saved['step'])
+
+
+def _read(run_dir: str | os.PathLike, whole: bool) -> dict[str, Any] | None:
+  """The checkpoint's payload, or with `whole` False only its step (as {'step': step}); None without one."""
   path = Path(run_dir) / CHECKPOINT_FILE
   if not path.exists():
     return None
   with open(path, 'rb') as f:
     first = pickle.load(f)
-  return int(first['step'] if isinstance(first, dict) else first)
+    if isinstance(first, dict):  # earlier versions wrote the payload alone
+      return first
+    return pickle.load(f) if whole else {'step': first}
 
 
 def check_fits(saved: Any, wanted: Any, run_dir: str | os.PathLike) -> None:

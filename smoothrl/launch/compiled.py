@@ -41,7 +41,7 @@ from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import workers as workers_lib
 from smoothrl.launch.io import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MetricsWriter,
-                                atomic_write_text)
+                                atomic_write_text, eval_record)
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
 
@@ -432,15 +432,8 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
         keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
         done_e, returns_e, running, smooth = jax.device_get(program.evaluate(hp, actor, keys))
         for i, m in live():
-          finished = np.asarray(returns_e[i])[np.asarray(done_e[i])]
-          record = {'episodes': int(finished.size), 'smoothness': float(smooth[i])}
-          if finished.size:
-            record.update(return_mean=float(finished.mean()), return_std=float(finished.std()),
-                          return_min=float(finished.min()), return_max=float(finished.max()))
-          else:
-            record.update(return_mean=float(running[i]), incomplete=True)
-          m.last_eval = record
-          m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **record})
+          m.last_eval = eval_record(np.asarray(returns_e[i])[np.asarray(done_e[i])], running[i], smooth[i])
+          m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **m.last_eval})
       if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
         host_carry = jax.device_get(carry)
         for i, m in live():

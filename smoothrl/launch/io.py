@@ -1,4 +1,4 @@
-"""Run-directory files: atomic writes and JSON-lines metrics."""
+"""Run-directory files: atomic writes, JSON-lines metrics and the evaluation record both runners write."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Sequence
+
+import numpy as np
 
 # The files of a run directory (README, "A run directory").
 CONFIG_FILE = 'config.json'
@@ -106,6 +108,19 @@ def _scalars(prefix: str, record: dict[str, Any]) -> Iterator[tuple[str, float]]
       yield from _scalars(key, value)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
       yield f'{prefix}/{key}', float(value)
+
+
+def eval_record(returns: Sequence[float], running_return: float, smoothness: float) -> dict[str, Any]:
+  """An evaluation's metrics: the completed episodes' returns summarised, or, when none ended, the running
+  episode's return marked `incomplete`, so the entry is never empty."""
+  record: dict[str, Any] = {'episodes': len(returns), 'smoothness': float(smoothness)}
+  if len(returns):
+    returns = np.asarray(returns, dtype=np.float64)
+    record.update(return_mean=float(returns.mean()), return_std=float(returns.std()),
+                  return_min=float(returns.min()), return_max=float(returns.max()))
+  else:
+    record.update(return_mean=float(running_return), incomplete=True)
+  return record
 
 
 def read_metrics(path: str | os.PathLike, kind: str | None = None) -> Iterator[dict[str, Any]]:

@@ -33,7 +33,7 @@ from smoothrl.launch import checkpoint
 from smoothrl.launch import config as config_lib
 from smoothrl.launch import workers as workers_lib
 from smoothrl.launch.io import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MetricsWriter,
-                                atomic_write_text)
+                                atomic_write_text, eval_record)
 from smoothrl.launch.progress import Progress
 from smoothrl.networks import smoothness
 
@@ -154,14 +154,8 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _
       returns.append(episode_score(env, episode_return))
       episode_return = 0.0
       timestep = env.reset()
-  measure = float(measure_smoothness(dqn.actor_state(state), np.stack(states)))
-  record = {'episodes': len(returns), 'smoothness': measure}
-  if returns:
-    record.update(return_mean=float(np.mean(returns)), return_std=float(np.std(returns)),
-                  return_min=float(np.min(returns)), return_max=float(np.max(returns)))
-  else:  # no episode ended: report the running one so the entry is never empty
-    record.update(return_mean=float(getattr(env, 'episode_score', episode_return)), incomplete=True)
-  return record
+  measure = measure_smoothness(dqn.actor_state(state), np.stack(states))
+  return eval_record(returns, getattr(env, 'episode_score', episode_return), measure)
 
 
 def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
