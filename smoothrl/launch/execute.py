@@ -102,8 +102,9 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
     if index.states[run.name]['state'] == 'failed':
       Path(run.out, STATUS_FILE).unlink()  # retried from its last checkpoint, if any
   index.refresh()
+  # closing() ends the progress line however the sweep stops
   with contextlib.closing(_SweepProgress(spec.name, index, len(todo), show_progress)) as progress:
-    if todo:  # the progress line is ended however the sweep stops
+    if todo:
       if backend == 'compiled':
         _run_compiled(todo, index, progress, workers, max_members)
       elif backend == 'ray':
