@@ -21,8 +21,8 @@ import numpy as np
 import common
 from smoothrl.agents import frame_replay
 from smoothrl.envs import atari
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
 
 FRAME_SKIP = 4
 
@@ -57,14 +57,14 @@ def training_config(game: str, steps: int, out: str) -> config_lib.TrainConfig:
 
 
 def training_rate(cfg: config_lib.TrainConfig) -> float:
-  runner.train(cfg, show_progress=False)
+  host.train(cfg, show_progress=False)
   return common.logged_rate(cfg.out)
 
 
 def learner_rate(game: str, updates: int = 20) -> float:
   cfg = config_lib.preset('dqn-adam-atari')
   env = atari.AtariEnv(game, seed=0)
-  agent = runner.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
+  agent = host.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_spec().shape, jnp.uint8))
   batch = common.random_batch(env.observation_spec().shape, env.action_spec().num_values, cfg.dqn.batch_size,
                               high=256)

@@ -19,9 +19,9 @@ import numpy as np
 from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import read_metrics
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.files import read_metrics
 
 
 def check_logged_budget(config: config_lib.TrainConfig, flag: str = '--steps') -> None:

@@ -33,10 +33,10 @@ import jax.numpy as jnp
 
 import common
 from smoothrl.agents import dqn
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
-from smoothrl.launch import workers
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
+from smoothrl.launch.run import workers
 
 
 FLOOR_UPDATES = 250  # updates per timed call of the floor, and learner iterations per timed training chunk
@@ -56,7 +56,7 @@ def _floors(cfg: config_lib.TrainConfig, carry: compiled.Carry, updates: int
   (`common.called_learner`); scanned and sampling each batch from the replay filled to its capacity
   (`common.sampling_learner`); and a fresh agent state."""
   env = compiled.make_env(cfg.env)
-  agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
+  agent = host.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   batches = common.replay_batches(cfg, 64, carry)
   return {'scanned': common.scanned_learner(agent, batches, updates),
@@ -107,7 +107,7 @@ def main() -> None:
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     host_cfg = _config(args.game, args.host_steps, f'{tmp}/host', runner_name='host')
-    runner.train(host_cfg, show_progress=False)
+    host.train(host_cfg, show_progress=False)
     rows.append(('host runner, official MinAtar', 1, common.logged_rate(host_cfg.out)))
     one = _config(args.game, args.steps, f'{tmp}/one')
     compiled.train_grid([one], vmap_members=False, show_progress=False)
@@ -115,7 +115,7 @@ def main() -> None:
     n = len(workers.usable_cores())
     if n > 1:
       pair = [_config(args.game, args.host_steps, f'{tmp}/host_w{s}', seed=s, runner_name='host') for s in range(n)]
-      runner.train_many(pair, show_progress=False, workers=n)
+      host.train_many(pair, show_progress=False, workers=n)
       rows.append((f'host runner, {n} pinned workers', n, sum(common.logged_rate(c.out) for c in pair)))
       pair = [_config(args.game, args.steps, f'{tmp}/w{s}', seed=s) for s in range(n)]
       compiled.train_grid(pair, vmap_members=False, show_progress=False, workers=n)

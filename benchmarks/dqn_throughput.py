@@ -21,13 +21,13 @@ import numpy as np
 import common
 from smoothrl import envs
 from smoothrl.agents.replay import ReplayBuffer
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
 
 
 def training_rate(cfg: config_lib.TrainConfig) -> float:
   """Steps/s between the first and last training log entries of a real run."""
-  runner.train(cfg, show_progress=False)
+  host.train(cfg, show_progress=False)
   return common.logged_rate(cfg.out)
 
 
@@ -35,7 +35,7 @@ def learner_rate(cfg: config_lib.TrainConfig, updates: int) -> float:
   """Updates/s of the jitted learner step alone, called once per update on 64 batches drawn from a filled buffer
   (the median of 3 timed calls of `updates` updates)."""
   env = envs.make(cfg.env, seed=0)
-  agent = runner.build_agent(cfg, env)
+  agent = host.build_agent(cfg, env)
   timestep = env.reset()
   state = agent.init(jax.random.PRNGKey(0), jnp.asarray(timestep.observation))
   replay = ReplayBuffer(10_000, timestep.observation.shape, timestep.observation.dtype)

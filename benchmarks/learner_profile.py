@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 
 import common
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
 
 
 def kernel_times(trace_dir: str, updates: int) -> collections.Counter:
@@ -53,7 +53,7 @@ def main() -> None:
   cfg = config_lib.replace(config_lib.TrainConfig(env=f'minatar/{args.game}'),
                            **{'method.method': args.method, 'network.conv_impl': args.conv_impl})
   env = compiled.make_env(cfg.env)
-  agent = runner.make_agent(cfg, env.obs_shape, env.num_actions)
+  agent = host.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   b = cfg.dqn.batch_size
   run = common.scanned_learner(agent, common.replay_batches(cfg, count=64), args.updates)

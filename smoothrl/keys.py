@@ -22,6 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
+# A run's evaluation draws from the key and environment seed `seed + EVAL_SEED_OFFSET`, never a training seed's.
+EVAL_SEED_OFFSET = 1_000_003
+
+
 class Streams(NamedTuple):
   init: jax.Array  # network initialisation
   act: jax.Array  # exploration, counted in environment steps

@@ -3,9 +3,9 @@
 import pytest
 
 from smoothrl.envs.jax_chain import JaxChain
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import read_metrics
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.files import read_metrics
 
 
 def chain_config(out, **fields):

@@ -6,8 +6,8 @@ import pytest
 
 from smoothrl.envs import atari_scores
 from smoothrl.launch import cli
-from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import read_metrics
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.files import read_metrics
 
 SHORT = ['--env', 'atari/Pong', '--steps', '400', '--warmup-steps', '200', '--replay-capacity', '2000',
          '--eval-period', '400', '--eval-steps', '300', '--log-period', '200', '--sigma-log-period', '400',

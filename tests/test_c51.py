@@ -10,7 +10,7 @@ import pytest
 
 from smoothrl import envs
 from smoothrl.agents import c51
-from smoothrl.agents import critic as critic_lib
+from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import ReplayBuffer
 from smoothrl.agents.replay import Transitions
@@ -101,10 +101,10 @@ def test_terminal_transitions_project_onto_the_reward_alone():
 
 
 @functools.cache
-def _chain_agent(method='none', num_atoms=5, regulariser=critic_lib.RegulariserConfig()):
+def _chain_agent(method='none', num_atoms=5, regulariser=method_lib.RegulariserConfig()):
   """A small C51 agent on one-hot chain states, built and jitted once per argument set."""
   cfg = c51.C51Config(num_atoms=num_atoms, v_min=-1.0, v_max=1.0, gamma=0.9, update_period=4, target_update_period=8)
-  critic = critic_lib.make_critic(CHAIN_NET, critic_lib.MethodConfig(method=method), (4,), 2 * num_atoms)
+  critic = method_lib.make_critic(CHAIN_NET, method_lib.MethodConfig(method=method), (4,), 2 * num_atoms)
   agent = c51.make_c51(cfg, critic, method, 2, regulariser)
   return cfg, agent, agent.init(jax.random.PRNGKey(0), jnp.zeros(4)), jax.jit(agent.learner_step)
 
@@ -161,7 +161,7 @@ def test_target_network_refreshes_every_period():
 
 
 def test_gradient_penalty_acts_on_expected_values():
-  reg = critic_lib.RegulariserConfig(gradient_penalty='sum_of_norms', penalty_coef=0.5)
+  reg = method_lib.RegulariserConfig(gradient_penalty='sum_of_norms', penalty_coef=0.5)
   _, base, state, step = _chain_agent()
   _, _, _, penalised_step = _chain_agent(regulariser=reg)
   batch = _batch()
@@ -173,7 +173,7 @@ def test_gradient_penalty_acts_on_expected_values():
 
 
 def test_wrong_output_width_fails_at_init():
-  critic = critic_lib.make_critic(CHAIN_NET, critic_lib.MethodConfig(), (4,), 2)
+  critic = method_lib.make_critic(CHAIN_NET, method_lib.MethodConfig(), (4,), 2)
   agent = c51.make_c51(c51.C51Config(num_atoms=5), critic, 'none', 2)
   with pytest.raises(ValueError, match=r'num_actions \* num_atoms = 2 \* 5 = 10, got 2'):
     agent.init(jax.random.PRNGKey(0), jnp.zeros(4))
@@ -182,8 +182,8 @@ def test_wrong_output_width_fails_at_init():
 def test_divout_is_a_softmax_temperature_rho():
   """DIVOUT divides the logits by rho = exact sigma(hidden) * sigma(out): p = softmax(plain_logits / rho)."""
   num_actions, num_atoms = 2, 5
-  make = lambda method: critic_lib.make_critic(
-      CHAIN_NET, critic_lib.MethodConfig(method=method, layers=(-1, -2)), (4,), num_actions * num_atoms)
+  make = lambda method: method_lib.make_critic(
+      CHAIN_NET, method_lib.MethodConfig(method=method, layers=(-1, -2)), (4,), num_actions * num_atoms)
   critic, plain = make('divout'), make('none')
   cfg = c51.C51Config(num_atoms=num_atoms, v_min=-1.0, v_max=1.0)
   agent = c51.make_c51(cfg, critic, 'divout', num_actions)
@@ -230,7 +230,7 @@ def test_c51_learns_a_chain_with_known_optimum(method):
                       replay_capacity=5_000)
   env = envs.make('chain/4', seed=0)
   net = dataclasses.replace(CHAIN_NET, hidden=32)
-  critic = critic_lib.make_critic(net, critic_lib.MethodConfig(method=method), (4,), 2 * cfg.num_atoms)
+  critic = method_lib.make_critic(net, method_lib.MethodConfig(method=method), (4,), 2 * cfg.num_atoms)
   agent = c51.make_c51(cfg, critic, method, 2)
   timestep = env.reset()
   state = agent.init(jax.random.PRNGKey(0), jnp.asarray(timestep.observation))

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from smoothrl.launch import cli
-from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import read_metrics
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.files import read_metrics
 
 
 def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
@@ -61,7 +61,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
 
 
 def test_runs_larger_than_the_accelerator_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
-  from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
+  from smoothrl.launch.run import compiled  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(compiled.jax, 'default_backend', lambda: 'gpu')  # members vmapped, as on an accelerator
   monkeypatch.setattr(compiled, 'device_bytes', lambda: 2**20)
   out = tmp_path / 'never'

@@ -11,11 +11,12 @@ from chain_runs import chain_config, chain_program, interrupt_at, member_bytes, 
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
-from smoothrl.launch import checkpoint
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
-from smoothrl.launch.io import MetricsWriter
+from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import recorder
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
+from smoothrl.launch.run.files import MetricsWriter
 
 
 def _transition(i):
@@ -42,20 +43,20 @@ def test_device_replay_wraps_around_and_samples_only_written_slots():
 
 
 def test_host_replay_holds_what_the_device_buffer_does():
-  host, device = device_replay.HostReplay(4, (2,), jnp.int32), device_replay.init(4, (2,), jnp.int32)
+  held, device = device_replay.HostReplay(4, (2,), jnp.int32), device_replay.init(4, (2,), jnp.int32)
   with pytest.raises(RuntimeError, match='start_episode'):
-    host.add(0, 0.0, 1.0, np.zeros(2, np.int32))
-  host.start_episode(np.full(2, 0, np.int32))
+    held.add(0, 0.0, 1.0, np.zeros(2, np.int32))
+  held.start_episode(np.full(2, 0, np.int32))
   for i in range(6):  # two episodes, the second starting at observation 10
     if i == 3:
-      host.start_episode(np.full(2, 10, np.int32))
+      held.start_episode(np.full(2, 10, np.int32))
     first = 10 if i >= 3 else 0
     obs, next_obs = np.full(2, first + i % 3, np.int32), np.full(2, first + i % 3 + 1, np.int32)
-    host.add(i % 3, float(i), float(i != 2), next_obs)
+    held.add(i % 3, float(i), float(i != 2), next_obs)
     device = device_replay.add(device, Transitions(obs, jnp.int32(i % 3), jnp.float32(i), jnp.float32(i != 2),
                                                    next_obs))
-  assert len(host) == 4
-  jax.tree.map(np.testing.assert_array_equal, host.buffer, device)
+  assert len(held) == 4
+  jax.tree.map(np.testing.assert_array_equal, held.buffer, device)
 
 
 def test_jax_chain_matches_the_dm_env_chain():
@@ -78,18 +79,18 @@ def test_jax_chain_matches_the_dm_env_chain():
 def test_host_and_compiled_runners_take_the_same_updates(tmp_path, env):
   """On one JAX-native environment and seed, the Python loop and the scan see the same episodes and updates."""
   fields = {} if env.startswith('chain') else {'network.conv_layers': 2, 'network.hidden': 64}
-  host = chain_config(tmp_path / 'host', env=env, runner='host', steps=1_200, **fields)
-  scan = config_lib.replace(host, out=str(tmp_path / 'scan'), runner='compiled')
-  runner.train(host, show_progress=False)
+  loop = chain_config(tmp_path / 'host', env=env, runner='host', steps=1_200, **fields)
+  scan = config_lib.replace(loop, out=str(tmp_path / 'scan'), runner='compiled')
+  host.train(loop, show_progress=False)
   compiled.train_grid([scan], show_progress=False)
-  episodes = records(host.out, 'episode')
+  episodes = records(loop.out, 'episode')
   assert len(episodes) >= 20 and episodes == records(scan.out, 'episode')
-  a, b = records(host.out, 'train'), records(scan.out, 'train')
+  a, b = records(loop.out, 'train'), records(scan.out, 'train')
   assert [r['step'] for r in a] == [r['step'] for r in b] == list(range(400, 1_201, 200))
   for x, y in zip(a, b):
     assert x['updates'] == y['updates']
     np.testing.assert_allclose([x['loss'], x['q_mean'], x['rho']], [y['loss'], y['q_mean'], y['rho']], rtol=1e-5)
-  for x, y in zip(records(host.out, 'sigma'), records(scan.out, 'sigma')):
+  for x, y in zip(records(loop.out, 'sigma'), records(scan.out, 'sigma')):
     np.testing.assert_allclose(list(x['sigma'].values()), list(y['sigma'].values()), rtol=1e-5)
 
 
@@ -188,14 +189,14 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path):
   run_chain([full])
 
   running = []  # checkpoints at 400, 800 and 1200 exist by step 1,400
-  interrupt_at(1_400, lambda: run_chain([crashed]), before=lambda: running.append(checkpoint.read_status(crashed.out)))
+  interrupt_at(1_400, lambda: run_chain([crashed]), before=lambda: running.append(recorder.read_status(crashed.out)))
   assert running == [{'state': 'running', 'step': 1_200}]  # where a resume would continue
   stopped = {'state': 'failed', 'step': 1_400, 'error': 'KeyboardInterrupt: stopped'}
-  assert checkpoint.read_status(crashed.out) == stopped
+  assert recorder.read_status(crashed.out) == stopped
   assert checkpoint.load(crashed.out)['step'] == 1_200
 
   summary = run_chain([crashed], resume=True)[0]
-  assert summary['steps'] == 1_600 and checkpoint.read_status(crashed.out)['state'] == 'done'
+  assert summary['steps'] == 1_600 and recorder.read_status(crashed.out)['state'] == 'done'
   timeless = lambda rs: [{k: v for k, v in r.items() if k not in ('elapsed', 'steps_per_sec')} for r in rs]
   for kind in ('episode', 'sigma', 'eval'):
     assert timeless(records(full.out, kind)) == timeless(records(crashed.out, kind)), kind
@@ -232,7 +233,7 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_p
                                                    r"float32\[2000, 4\]; remove .*checkpoint\.pkl"):
     run_chain([config], resume=True)
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # nothing touched
-  status = checkpoint.read_status(config.out)
+  status = recorder.read_status(config.out)
   assert status['state'] == 'failed' and 'does not fit this run' in status['error']
 
 
@@ -244,14 +245,14 @@ def test_a_diverging_member_stops_alone_and_the_others_resume_together(tmp_path)
 
   # Member 1's loss is NaN at its first log (step 400): it stops there, before its first checkpoint.
   interrupt_at(1_400, lambda: run_chain(group, vmap_members=True))
-  diverged = checkpoint.read_status(group[1].out)
+  diverged = recorder.read_status(group[1].out)
   assert diverged['state'] == 'failed' and 'non-finite loss nan at step 400' in diverged['error']
-  assert [checkpoint.read_status(c.out)['error'] for c in (group[0], group[2])] == ['KeyboardInterrupt: stopped'] * 2
+  assert [recorder.read_status(c.out)['error'] for c in (group[0], group[2])] == ['KeyboardInterrupt: stopped'] * 2
   assert [checkpoint.saved_step(c.out) for c in group] == [1_200, None, 1_200]
   before = [r for r in records(group[0].out, 'train') if r['step'] <= 1_200]
 
   summaries = run_chain(group, vmap_members=True, resume=True)
-  assert summaries[1] == checkpoint.read_status(group[1].out) == diverged  # retried afresh, alone, stopped again
+  assert summaries[1] == recorder.read_status(group[1].out) == diverged  # retried afresh, alone, stopped again
   assert not (tmp_path / 'm1' / 'summary.json').exists() and not records(group[1].out, 'train')
   assert [summaries[i]['members_together'] for i in (0, 2)] == [2, 2]  # resumed from 1,200, without member 1
   assert [r for r in records(group[0].out, 'train') if r['step'] <= 1_200] == before  # not run again

@@ -8,8 +8,8 @@ import pytest
 from smoothrl import envs
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
 
 
 def test_td_targets_by_hand():
@@ -34,7 +34,7 @@ def test_epsilon_schedule_values():
   expected = {0: 1.0, 5_000: 1.0, 5_000 + 125_000: 0.505, 255_000: 0.01, 1_000_000: 0.01}
   for step, value in expected.items():
     assert float(schedule(step)) == pytest.approx(value, abs=1e-6)
-    assert runner.epsilon_at(cfg, step) == pytest.approx(value, abs=1e-6)
+    assert host.epsilon_at(cfg, step) == pytest.approx(value, abs=1e-6)
 
 
 def _chain_setup(method='none', **dqn_fields):
@@ -42,7 +42,7 @@ def _chain_setup(method='none', **dqn_fields):
                                                                      'method.method': method})
   cfg = config_lib.replace(cfg, **{f'dqn.{k}': v for k, v in dqn_fields.items()})
   env = envs.make(cfg.env, seed=0)
-  agent = runner.build_agent(cfg, env)
+  agent = host.build_agent(cfg, env)
   obs = env.reset().observation
   return cfg, agent, agent.init(jax.random.PRNGKey(0), jnp.asarray(obs))
 
@@ -104,11 +104,11 @@ def test_dqn_learns_a_chain_with_known_optimum(tmp_path, method):
                               'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 1_500, 'dqn.epsilon_end': 0.1,
                               'dqn.update_period': 1, 'dqn.target_update_period': 100, 'dqn.learning_rate': 3e-3,
                               'dqn.replay_capacity': 5_000})
-  summary = runner.train(cfg, show_progress=False)
+  summary = host.train(cfg, show_progress=False)
   assert summary['final_eval']['return_mean'] == 1.0  # every evaluation episode reaches the goal
   assert summary['final_eval']['episodes'] == 10  # 40 steps / 4 steps per optimal episode
   env = envs.make('chain/4', seed=0)
-  agent = runner.build_agent(cfg, env)
+  agent = host.build_agent(cfg, env)
   del agent  # the learned values are checked through the run's logged Q-values below
   train = [r for r in _records(tmp_path / 'metrics.jsonl') if r['kind'] == 'train']
   assert train[-1]['loss'] < 0.01

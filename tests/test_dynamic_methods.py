@@ -13,12 +13,12 @@ import pytest
 
 from chain_runs import chain_config, interrupt_at, records, run_chain
 from smoothrl.agents import c51
-from smoothrl.agents import critic as critic_lib
+from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
-from smoothrl.launch import checkpoint
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
+from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
 from smoothrl.networks import critics
 
 NET = critics.NetworkConfig(conv_layers=1, conv_channels=4, hidden=16)  # conv_0 (-3), hidden (-2), out (-1)
@@ -35,10 +35,10 @@ def _batch(seed: int) -> Transitions:
                      jnp.asarray(rng.normal(size=(8, *OBS_SHAPE)), jnp.float32))
 
 
-def _agent(config: dqn.DQNConfig, method: critic_lib.MethodConfig, dynamic: critic_lib.DynamicMethod | None,
+def _agent(config: dqn.DQNConfig, method: method_lib.MethodConfig, dynamic: method_lib.DynamicMethod | None,
            agent: str) -> dqn.DQN:
   width = NUM_ACTIONS * (config.num_atoms if agent == 'c51' else 1)
-  critic = critic_lib.make_critic(NET, method, OBS_SHAPE, width, dynamic=dynamic)
+  critic = method_lib.make_critic(NET, method, OBS_SHAPE, width, dynamic=dynamic)
   how = method.method if dynamic is None else dynamic
   if agent == 'c51':
     return c51.make_c51(config, critic, how, NUM_ACTIONS)
@@ -57,12 +57,12 @@ def _train(agent: dqn.DQN, state: dqn.DQNState, batches: Transitions):
 
 
 @functools.lru_cache(maxsize=None)
-def _static_run(config: dqn.DQNConfig, method: critic_lib.MethodConfig, agent: str):
+def _static_run(config: dqn.DQNConfig, method: method_lib.MethodConfig, agent: str):
   return jax.jit(lambda state, batches: _train(_agent(config, method, None, agent), state, batches))
 
 
 @functools.lru_cache(maxsize=None)
-def _dynamic_run(config: dqn.DQNConfig, statics: critic_lib.MethodConfig, agent: str):
+def _dynamic_run(config: dqn.DQNConfig, statics: method_lib.MethodConfig, agent: str):
   """One compiled program for every method and layer selection that shares `statics`' other fields."""
   return jax.jit(lambda dm, state, batches: _train(_agent(config, statics, dm, agent), state, batches))
 
@@ -70,19 +70,19 @@ def _dynamic_run(config: dqn.DQNConfig, statics: critic_lib.MethodConfig, agent:
 @functools.lru_cache(maxsize=None)
 def _initial(config: dqn.DQNConfig, agent: str) -> dqn.DQNState:
   """A state whose weights are large enough for sigma > K, so SN acts; the optimiser state is set per method."""
-  state = _agent(config, critic_lib.MethodConfig(), None, agent).init(jax.random.PRNGKey(0), jnp.zeros(OBS_SHAPE))
+  state = _agent(config, method_lib.MethodConfig(), None, agent).init(jax.random.PRNGKey(0), jnp.zeros(OBS_SHAPE))
   params = jax.tree.map(lambda p: 3.0 * p, state.params)
   return state._replace(params=params, target_params=params, opt_state=None)
 
 
-def _start(config: dqn.DQNConfig, agent: str, method: str | critic_lib.DynamicMethod) -> dqn.DQNState:
+def _start(config: dqn.DQNConfig, agent: str, method: str | method_lib.DynamicMethod) -> dqn.DQNState:
   state = _initial(config, agent)
   return state._replace(opt_state=dqn.make_optimizer(config, method)[0].init(state.params))
 
 
-def _assert_same_run(method: critic_lib.MethodConfig, config: dqn.DQNConfig = DQN_CONFIG, agent: str = 'dqn'):
+def _assert_same_run(method: method_lib.MethodConfig, config: dqn.DQNConfig = DQN_CONFIG, agent: str = 'dqn'):
   batches = jax.tree.map(lambda *xs: jnp.stack(xs), *[_batch(i) for i in range(3)])
-  dm = critic_lib.dynamic_method(method, NET)
+  dm = method_lib.dynamic_method(method, NET)
   static_state, (static_q, static_rho, static_metrics) = _static_run(config, method, agent)(
       _start(config, agent, method.method), batches)
   statics = dataclasses.replace(method, method='none', layers=(-1,))
@@ -98,15 +98,15 @@ def _assert_same_run(method: critic_lib.MethodConfig, config: dqn.DQNConfig = DQ
 
 
 @pytest.mark.parametrize('layers', [(-2,), (-1, -3)])
-@pytest.mark.parametrize('method', critic_lib.METHODS)
+@pytest.mark.parametrize('method', method_lib.METHODS)
 def test_dynamic_critic_and_optimiser_equal_the_static_ones(method, layers):
-  _assert_same_run(critic_lib.MethodConfig(method=method, layers=layers, lipschitz=1.5))
+  _assert_same_run(method_lib.MethodConfig(method=method, layers=layers, lipschitz=1.5))
 
 
 @pytest.mark.parametrize('method', [
-    critic_lib.MethodConfig(method='sn', layers=(-1, -2), sn_always=True, lipschitz=2.0),
-    critic_lib.MethodConfig(method='sn', layers=(-2,), sn_grad_through_sigma=True),
-    critic_lib.MethodConfig(method='divgrad', layers=(-3, -2, -1), power_iterations=2),
+    method_lib.MethodConfig(method='sn', layers=(-1, -2), sn_always=True, lipschitz=2.0),
+    method_lib.MethodConfig(method='sn', layers=(-2,), sn_grad_through_sigma=True),
+    method_lib.MethodConfig(method='divgrad', layers=(-3, -2, -1), power_iterations=2),
 ])
 def test_dynamic_path_keeps_the_static_sn_options(method):
   _assert_same_run(method)
@@ -114,27 +114,27 @@ def test_dynamic_path_keeps_the_static_sn_options(method):
 
 @pytest.mark.parametrize('method', ['divgrad', 'muleps'])
 def test_dynamic_optimiser_with_eps_inside_the_root(method):
-  _assert_same_run(critic_lib.MethodConfig(method=method, layers=(-2, -3)),
+  _assert_same_run(method_lib.MethodConfig(method=method, layers=(-2, -3)),
                    dataclasses.replace(DQN_CONFIG, eps_placement='inside'))
 
 
 @pytest.mark.parametrize('method', ['divout', 'muleps'])
 def test_dynamic_c51_equals_the_static_one(method):
   config = c51.c51_config(DQN_CONFIG, c51.SupportConfig(num_atoms=5, v_min=-2.0, v_max=2.0))
-  _assert_same_run(critic_lib.MethodConfig(method=method, layers=(-1,)), config, agent='c51')
+  _assert_same_run(method_lib.MethodConfig(method=method, layers=(-1,)), config, agent='c51')
 
 
 def test_dynamic_method_of_a_config():
-  dm = critic_lib.dynamic_method(critic_lib.MethodConfig(method='divout', layers=(-1, -3)), NET)
-  assert int(dm.method_id) == critic_lib.METHODS.index('divout')
+  dm = method_lib.dynamic_method(method_lib.MethodConfig(method='divout', layers=(-1, -3)), NET)
+  assert int(dm.method_id) == method_lib.METHODS.index('divout')
   assert np.asarray(dm.layer_mask).tolist() == [True, False, True]  # conv_0, hidden, out
-  none = critic_lib.dynamic_method(critic_lib.MethodConfig(method='none', layers=(-1,)), NET)
+  none = method_lib.dynamic_method(method_lib.MethodConfig(method='none', layers=(-1,)), NET)
   assert not np.asarray(none.layer_mask).any()  # 'none' selects nothing, as the static critic: rho = 1
   with pytest.raises(ValueError, match='out of range'):
-    critic_lib.dynamic_method(critic_lib.MethodConfig(method='sn', layers=(-4,)), NET)
+    method_lib.dynamic_method(method_lib.MethodConfig(method='sn', layers=(-4,)), NET)
   with pytest.raises(ValueError, match='3 layers'):
-    critic_lib.make_critic(NET, critic_lib.MethodConfig(), OBS_SHAPE, NUM_ACTIONS,
-                           dynamic=critic_lib.DynamicMethod(jnp.int32(1), jnp.ones(2, bool)))
+    method_lib.make_critic(NET, method_lib.MethodConfig(), OBS_SHAPE, NUM_ACTIONS,
+                           dynamic=method_lib.DynamicMethod(jnp.int32(1), jnp.ones(2, bool)))
 
 
 # ----------------------------------------------------------------------------

@@ -6,11 +6,12 @@ import sys
 
 import pytest
 
-from smoothrl.launch import checkpoint
-from smoothrl.launch import compiled
-from smoothrl.launch import execute
-from smoothrl.launch import sweep
-from smoothrl.launch.io import read_metrics
+from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import recorder
+from smoothrl.launch.run import compiled
+from smoothrl.launch.sweeps import backends
+from smoothrl.launch.sweeps import spec as sweep
+from smoothrl.launch.run.files import read_metrics
 
 
 def _spec(out, grid=None, **base):
@@ -23,12 +24,12 @@ def _spec(out, grid=None, **base):
 
 
 def _index(out):
-  return json.loads((out / execute.INDEX).read_text())
+  return json.loads((out / backends.INDEX).read_text())
 
 
 def test_local_sweep_runs_everything_once(tmp_path):
   spec = _spec(tmp_path / 'sweep')
-  counts = execute.run_sweep(spec, workers=2, show_progress=False)
+  counts = backends.run_sweep(spec, workers=2, show_progress=False)
   assert counts == {'pending': 0, 'running': 0, 'done': 4, 'failed': 0}
   index = _index(tmp_path / 'sweep')
   assert [r['values'] for r in index['runs']] == [
@@ -36,7 +37,7 @@ def test_local_sweep_runs_everything_once(tmp_path):
   for run in sweep.expand(spec):
     assert [r['step'] for r in read_metrics(f'{run.out}/metrics.jsonl', 'eval')] == [400]
   stamps = {r.name: os.stat(f'{r.out}/metrics.jsonl').st_mtime_ns for r in sweep.expand(spec)}
-  assert execute.run_sweep(spec, workers=2, show_progress=False)['done'] == 4  # a second invocation: nothing new
+  assert backends.run_sweep(spec, workers=2, show_progress=False)['done'] == 4  # a second invocation: nothing new
   assert stamps == {r.name: os.stat(f'{r.out}/metrics.jsonl').st_mtime_ns for r in sweep.expand(spec)}
 
 
@@ -47,19 +48,19 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
   os.makedirs(broken.out)  # a stale directory holding another run: this member fails before it starts
   (tmp_path / 'sweep' / 'runs' / broken.name / 'config.json').write_text(
       runs[0].config.to_json())
-  counts = execute.run_sweep(spec, workers=1, show_progress=False)
+  counts = backends.run_sweep(spec, workers=1, show_progress=False)
   assert counts['done'] == 2 and counts['failed'] == 1
   failed = [r for r in _index(tmp_path / 'sweep')['runs'] if r['state'] == 'failed']
   assert [r['name'] for r in failed] == [broken.name] and 'different config' in failed[0]['error']
-  assert execute.run_sweep(spec, workers=1, show_progress=False)['failed'] == 1  # left alone without retry
+  assert backends.run_sweep(spec, workers=1, show_progress=False)['failed'] == 1  # left alone without retry
   os.remove(f'{broken.out}/config.json')
-  assert execute.run_sweep(spec, workers=1, retry_failed=True, show_progress=False)['done'] == 3
-  assert checkpoint.read_status(broken.out)['state'] == 'done'
+  assert backends.run_sweep(spec, workers=1, retry_failed=True, show_progress=False)['done'] == 3
+  assert recorder.read_status(broken.out)['state'] == 'done'
 
 
 def test_compiled_backend_runs_a_grid_of_one_structure(tmp_path):
   spec = _spec(tmp_path / 'sweep', grid={'dqn.learning_rate': [1e-3, 3e-3], 'seed': [0, 1]})
-  assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 4  # one worker per core
+  assert backends.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 4  # one worker per core
   for run in sweep.expand(spec):
     summary = json.loads(open(f'{run.out}/summary.json').read())
     assert summary['runner'] == 'compiled' and summary['steps'] == 400
@@ -80,10 +81,10 @@ def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
   named = [line.split(': ')[1] for line in err.splitlines() if line.startswith('  failed: ')]
   assert len(named) == 2 and all('non-finite loss' in line for line in err.splitlines() if 'failed: ' in line)
   for run in _index(tmp_path)['runs']:
-    status = checkpoint.read_status(run['out'])
+    status = recorder.read_status(run['out'])
     if run['values']['dqn.learning_rate'] == 1e30:
       assert run['state'] == 'failed' and run['name'] in named and 'non-finite loss' in status['error']
-      assert 0 < status['step'] == checkpoint.last_recorded_step(run['out'])
+      assert 0 < status['step'] == recorder.last_recorded_step(run['out'])
       assert not os.path.exists(f'{run["out"]}/summary.json')
     else:
       assert run['state'] == 'done' and status == {'state': 'done', 'step': 400}
@@ -109,12 +110,12 @@ def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypa
     return train_members(*args)
 
   monkeypatch.setattr(compiled, '_train_members', crash_the_second)
-  counts = execute.run_sweep(spec, backend='compiled', workers=1, show_progress=False)
+  counts = backends.run_sweep(spec, backend='compiled', workers=1, show_progress=False)
   assert counts == {'pending': 1, 'running': 0, 'done': 1, 'failed': 1}  # the third never started
   assert [r['state'] for r in _index(tmp_path / 'sweep')['runs']] == ['done', 'failed', 'pending']
-  assert checkpoint.read_status(sweep.expand(spec)[1].out)['error'] == 'RuntimeError: device lost'
+  assert recorder.read_status(sweep.expand(spec)[1].out)['error'] == 'RuntimeError: device lost'
   monkeypatch.undo()
-  assert execute.run_sweep(spec, backend='compiled', workers=1, retry_failed=True, show_progress=False)['done'] == 3
+  assert backends.run_sweep(spec, backend='compiled', workers=1, retry_failed=True, show_progress=False)['done'] == 3
 
 
 def test_an_interrupted_sweep_ends_its_progress_line(tmp_path, monkeypatch, terminal):
@@ -122,10 +123,10 @@ def test_an_interrupted_sweep_ends_its_progress_line(tmp_path, monkeypatch, term
     progress.update(running=1)
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(execute, '_run_pool', interrupted)
+  monkeypatch.setattr(backends, '_run_pool', interrupted)
   monkeypatch.setattr(sys, 'stderr', terminal)
   with pytest.raises(KeyboardInterrupt):
-    execute.run_sweep(_spec(tmp_path / 'sweep'), workers=1)
+    backends.run_sweep(_spec(tmp_path / 'sweep'), workers=1)
   assert terminal.getvalue().startswith('\r[') and terminal.getvalue().endswith('\x1b[K\n')
 
 
@@ -134,23 +135,23 @@ def test_ray_backend_on_a_local_cluster(tmp_path):
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
     spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1]})
-    assert execute.run_sweep(spec, backend='ray', show_progress=False)['done'] == 2
+    assert backends.run_sweep(spec, backend='ray', show_progress=False)['done'] == 2
     assert _index(tmp_path / 'sweep')['backend'] == 'ray'
     for run in sweep.expand(spec):
-      assert checkpoint.read_status(run.out) == {'state': 'done', 'step': 400}
+      assert recorder.read_status(run.out) == {'state': 'done', 'step': 400}
   finally:
     ray.shutdown()
 
 
 def test_a_negative_worker_count_is_refused_before_anything_runs(tmp_path):
   with pytest.raises(ValueError, match='workers must be 0'):
-    execute.run_sweep(_spec(tmp_path / 'sweep'), workers=-1, show_progress=False)
+    backends.run_sweep(_spec(tmp_path / 'sweep'), workers=-1, show_progress=False)
   assert not (tmp_path / 'sweep').exists()
 
 
 def test_unknown_backend_is_refused(tmp_path):
   with pytest.raises(ValueError, match='unknown backend'):
-    execute.run_sweep(_spec(tmp_path), backend='slurm')
+    backends.run_sweep(_spec(tmp_path), backend='slurm')
 
 
 def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
@@ -158,7 +159,7 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   # The shape of specs/smoke.yaml: 2 methods x 2 learning rates x 2 seeds.
   spec = _spec(tmp_path / 'sweep', grid={'method.method': ['none', 'sn'], 'dqn.learning_rate': [1e-3, 3e-3],
                                          'seed': [0, 1]})
-  assert execute.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 8
+  assert backends.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 8
   assert cli.main(['plot', str(tmp_path / 'sweep'), '--out', str(tmp_path / 'figs')]) == 0
   written = sorted(p.name for p in (tmp_path / 'figs').iterdir())
   assert written == ['learning_curves.png', 'method_bars.png', 'sensitivity_best.png', 'sensitivity_final.png']

@@ -6,8 +6,8 @@ import struct
 import pytest
 from tensorboardX.proto import event_pb2
 
-from smoothrl.launch.io import MetricsWriter, atomic_file, atomic_write_text, eval_record, read_metrics
-from smoothrl.launch.progress import Progress
+from smoothrl.launch.run.files import MetricsWriter, atomic_file, atomic_write_text, eval_record, read_metrics
+from smoothrl.launch.run.progress import Progress
 
 
 def test_a_failed_atomic_write_leaves_the_old_file(tmp_path):

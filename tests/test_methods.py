@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smoothrl.agents import critic as critic_lib
+from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
 from smoothrl.networks import critics
@@ -20,8 +20,8 @@ OBS_SHAPE = (10, 10, 4)
 
 
 def _critic(method='sn', layers=(-2,), **fields):
-  cfg = critic_lib.MethodConfig(method=method, layers=layers, **fields)
-  return critic_lib.make_critic(NET, cfg, OBS_SHAPE, 6)
+  cfg = method_lib.MethodConfig(method=method, layers=layers, **fields)
+  return method_lib.make_critic(NET, cfg, OBS_SHAPE, 6)
 
 
 def _converged(critic, scale=3.0, seed=0):
@@ -46,7 +46,7 @@ def _states(n=8, seed=1):
 
 def _normalised_apply(critic, params, net_state, vectors, obs, lipschitz=1.0, always=False):
   """The plain network on weights divided by hand-computed exact sigmas."""
-  plain = critic_lib.make_critic(NET, critic_lib.MethodConfig(method='none'), OBS_SHAPE, 6)
+  plain = method_lib.make_critic(NET, method_lib.MethodConfig(method='none'), OBS_SHAPE, 6)
   manual = dict(params)
   for name in critic.selected:
     scale = _exact(params, name) / lipschitz
@@ -208,7 +208,7 @@ def test_gradient_penalty_enters_the_loss():
   batch = _batch()
   critic = _critic(method='none')
   base = dqn.make_dqn(dqn.DQNConfig(), critic, 'none', 6)
-  reg = critic_lib.RegulariserConfig(gradient_penalty='sum_of_norms', penalty_coef=0.5)
+  reg = method_lib.RegulariserConfig(gradient_penalty='sum_of_norms', penalty_coef=0.5)
   penalised = dqn.make_dqn(dqn.DQNConfig(), critic, 'none', 6, reg)
   state = base.init(jax.random.PRNGKey(0), jnp.zeros(OBS_SHAPE, jnp.uint8))
   _, m0 = base.learner_step(state, batch)
@@ -219,8 +219,8 @@ def test_gradient_penalty_enters_the_loss():
 
 
 def test_batch_norm_follows_every_hidden_relu_and_learns_statistics():
-  cfg = critic_lib.MethodConfig()
-  critic = critic_lib.make_critic(NET, cfg, OBS_SHAPE, 6, batch_norm=True)
+  cfg = method_lib.MethodConfig()
+  critic = method_lib.make_critic(NET, cfg, OBS_SHAPE, 6, batch_norm=True)
   params, net_state, _ = critic.init(jax.random.PRNGKey(0), jnp.zeros(OBS_SHAPE))
   assert {'bn_conv_0', 'bn_conv_1', 'bn_hidden'} <= {k.split('/')[0] for k in params}
   agent = dqn.make_dqn(dqn.DQNConfig(), critic, 'none', 6)

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from smoothrl.agents.critic import MethodConfig
+from smoothrl.networks.method import MethodConfig
 from smoothrl.agents.dqn import DQNConfig
-from smoothrl.launch import results
-from smoothrl.launch.config import TrainConfig
+from smoothrl.launch.analysis import results
+from smoothrl.launch.run.config import TrainConfig
 
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
-from smoothrl.launch import plots  # pylint: disable=g-import-not-at-top
+from smoothrl.launch.analysis import plots  # pylint: disable=g-import-not-at-top
 
 T975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from chain_runs import interrupt_at
-from smoothrl.launch import checkpoint
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
-from smoothrl.launch.io import CHECKPOINT_FILE, read_metrics
+from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import recorder
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
+from smoothrl.launch.run.files import CHECKPOINT_FILE, read_metrics
 
 FLAGS = ['--env', 'minatar/breakout', '--steps', '3000', '--warmup-steps', '500', '--eval-period', '1000',
          '--eval-steps', '200', '--log-period', '500', '--sigma-log-period', '1000', '--checkpoint-period', '1000',
@@ -46,7 +47,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
   os.kill(victim.pid, signal.SIGKILL)
   victim.wait()
   saved = checkpoint.load(killed)['step']  # what a killed run leaves behind: where a resume continues
-  assert saved >= 1000 and checkpoint.read_status(killed) == {'state': 'running', 'step': saved}
+  assert saved >= 1000 and recorder.read_status(killed) == {'state': 'running', 'step': saved}
 
   resumed = _cli('--resume', str(killed), '--no-progress')
   assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
@@ -57,7 +58,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
   train = [r['step'] for r in b if r['kind'] == 'train']
   assert train == list(range(1000, 3001, 500))
   assert json.loads((killed / 'summary.json').read_text())['steps'] == 3000
-  assert checkpoint.read_status(killed) == {'state': 'done', 'step': 3000}
+  assert recorder.read_status(killed) == {'state': 'done', 'step': 3000}
   assert not (killed / CHECKPOINT_FILE).exists()
 
   again = _cli('--resume', str(killed), '--no-progress')  # a finished run is left alone
@@ -72,10 +73,10 @@ def test_non_finite_loss_stops_the_run_with_its_reason(tmp_path):
                            **{'network.conv_layers': 0, 'dqn.warmup_steps': 50, 'dqn.learning_rate': 1e30,
                               'dqn.gamma': 1.0, 'dqn.adam_eps': 1e-30})
   with pytest.raises(config_lib.TrainingError, match='non-finite loss'):
-    runner.train(cfg, show_progress=False)
-  status = checkpoint.read_status(tmp_path)
+    host.train(cfg, show_progress=False)
+  status = recorder.read_status(tmp_path)
   assert status['state'] == 'failed' and 'non-finite loss' in status['error']
-  assert 0 < status['step'] == checkpoint.last_recorded_step(tmp_path) < 400  # how far it got
+  assert 0 < status['step'] == recorder.last_recorded_step(tmp_path) < 400  # how far it got
 
 
 def test_a_diverging_run_stops_alone_among_several(tmp_path):
@@ -84,18 +85,18 @@ def test_a_diverging_run_stops_alone_among_several(tmp_path):
                            **{'network.conv_layers': 0, 'dqn.warmup_steps': 50})
   diverging = config_lib.replace(cfg, out=str(tmp_path / 'nan'), **{'dqn.learning_rate': 1e30})
   fine = config_lib.replace(cfg, out=str(tmp_path / 'fine'))
-  failed, done = runner.train_many([diverging, fine], show_progress=False)
-  assert failed == checkpoint.read_status(diverging.out) and 'non-finite loss' in failed['error']
-  assert done['steps'] == 400 and checkpoint.read_status(fine.out) == {'state': 'done', 'step': 400}
+  failed, done = host.train_many([diverging, fine], show_progress=False)
+  assert failed == recorder.read_status(diverging.out) and 'non-finite loss' in failed['error']
+  assert done['steps'] == 400 and recorder.read_status(fine.out) == {'state': 'done', 'step': 400}
 
 
 def test_resume_refuses_a_different_config(tmp_path):
   cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=200, log_period=100, eval_period=200,
                                eval_steps=10, sigma_log_period=200, checkpoint_period=0)
   cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'dqn.warmup_steps': 50})
-  runner.train(cfg, show_progress=False)
+  host.train(cfg, show_progress=False)
   with pytest.raises(config_lib.ConfigError, match='different config'):
-    runner.train(config_lib.replace(cfg, seed=1), show_progress=False, resume=True)
+    host.train(config_lib.replace(cfg, seed=1), show_progress=False, resume=True)
 
 
 def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
@@ -103,7 +104,7 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
                                eval_steps=10, sigma_log_period=400, checkpoint_period=200)
   cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50})
 
-  interrupt_at(300, lambda: runner.train(cfg, show_progress=False), runner)
+  interrupt_at(300, lambda: host.train(cfg, show_progress=False), host)
   saved = checkpoint.load(tmp_path)
   assert saved['step'] == 200
   params = saved['state'].params  # as a checkpoint of a critic with another hidden width would hold
@@ -113,9 +114,9 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
 
   with pytest.raises(config_lib.ConfigError, match=r"params\['hidden'\]\['w'\] is float32\[4, 8\], the run needs "
                                                    r"float32\[4, 16\]; remove .*checkpoint\.pkl"):
-    runner.train(cfg, show_progress=False, resume=True)
+    host.train(cfg, show_progress=False, resume=True)
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # the records after the checkpoint kept
-  status = checkpoint.read_status(tmp_path)
+  status = recorder.read_status(tmp_path)
   assert status['state'] == 'failed' and 'does not fit this run' in status['error']
 
 

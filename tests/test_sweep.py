@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import sweep
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.sweeps import spec as sweep
 
 SPECS = pathlib.Path(__file__).resolve().parent.parent / 'specs'
 GAMES = ['minatar/asterix', 'minatar/breakout', 'minatar/seaquest', 'minatar/space_invaders']

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from chain_runs import chain_config, records
-from smoothrl.launch import compiled
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import runner
-from smoothrl.launch import workers
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
+from smoothrl.launch.run import workers
 
 
 def test_core_shares_are_disjoint_round_robin():
@@ -71,9 +71,9 @@ def test_host_runs_in_workers_match_runs_in_process(tmp_path):
     return chain_config(tmp_path / name, seed=seed, steps=800, eval_period=800, runner='host')
 
   apart, here = [config(f'w{s}', s) for s in (0, 1)], [config(f'p{s}', s) for s in (0, 1)]
-  summaries = runner.train_many(apart, show_progress=False, workers=2)
+  summaries = host.train_many(apart, show_progress=False, workers=2)
   assert [s['steps'] for s in summaries] == [800, 800]
-  runner.train_many(here, show_progress=False)
+  host.train_many(here, show_progress=False)
   _same_runs(apart, here)
   with pytest.raises(config_lib.ConfigError, match='one per core'):
-    runner.train_many(here, workers=-2)
+    host.train_many(here, workers=-2)

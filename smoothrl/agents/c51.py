@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import rlax
 
-from smoothrl.agents import critic as critic_lib
+from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
 from smoothrl.networks import smoothness
@@ -115,20 +115,21 @@ def categorical_loss(logits: jax.Array, actions: jax.Array, rewards: jax.Array, 
   return jnp.mean(per_transition)
 
 
-def expected_q_critic(critic: critic_lib.Critic, num_actions: int, support: jax.Array) -> critic_lib.Critic:
+def expected_q_critic(critic: method_lib.Critic, num_actions: int, support: jax.Array) -> method_lib.Critic:
   """The same critic with `apply(...).q` giving the expected values Q(s, a), shape (B, num_actions)."""
   num_atoms = support.shape[0]
 
   def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
-            is_training: bool = False) -> critic_lib.CriticOutput:
+            is_training: bool = False) -> method_lib.CriticOutput:
     out = critic.apply(params, net_state, spectral_state, obs, is_training)
     return out._replace(q=expected_q(split_logits(out.q, num_actions, num_atoms), support))
 
   return critic._replace(apply=apply)
 
 
-def make_c51(config: C51Config, critic: critic_lib.Critic, method: str | critic_lib.DynamicMethod,
-             num_actions: int, regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> dqn.DQN:
+def make_c51(config: C51Config, critic: method_lib.Critic, method: str | method_lib.DynamicMethod,
+             num_actions: int, regulariser: method_lib.RegulariserConfig = method_lib.RegulariserConfig(),
+             learning_rate: float | jax.Array | None = None, adam_eps: float | jax.Array | None = None) -> dqn.DQN:
   """Builds C51's functions for `critic`, whose output width must be num_actions * config.num_atoms.
 
   `init`, `act` and `q_values` are DQN's on the expected values Q(s, a); `learner_step` minimises
@@ -139,10 +140,10 @@ def make_c51(config: C51Config, critic: critic_lib.Critic, method: str | critic_
   """
   support = atoms(config)
   num_atoms = config.num_atoms
-  optimizer, rho_args = dqn.make_optimizer(config, method)
+  optimizer, rho_args = dqn.make_optimizer(config, method, learning_rate, adam_eps)
   target_every = config.target_update_period // config.update_period
   q_critic = expected_q_critic(critic, num_actions, support)
-  q_agent = dqn.make_dqn(config, q_critic, method, num_actions, regulariser)
+  q_agent = dqn.make_dqn(config, q_critic, method, num_actions, regulariser, learning_rate, adam_eps)
 
   def init(key: jax.Array, obs: jax.Array) -> dqn.DQNState:
     state = q_agent.init(key, obs)

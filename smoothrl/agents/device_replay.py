@@ -59,7 +59,7 @@ class HostReplay:
 
   The host runner's replay for observations kept whole: `buffer` holds exactly what the compiled runner's does,
   so that both runners take the same learner updates; the host runner samples it with `sample` inside its jitted
-  learner call (`runner.make_update`).
+  learner call (`host.make_update`).
   """
 
   def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=jnp.uint8):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from smoothrl import optimizers
-from smoothrl.agents import critic as critic_lib
+from smoothrl.networks import method as method_lib
 from smoothrl.agents.replay import Transitions
 from smoothrl.networks import smoothness
 from smoothrl.networks import spectral
@@ -77,7 +77,7 @@ class DQN(NamedTuple):
   act: Callable[[DQNState | ActorState, jax.Array, jax.Array, jax.Array], jax.Array]
   learner_step: Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]
   q_values: Callable[[DQNState | ActorState, jax.Array], jax.Array]
-  critic: critic_lib.Critic
+  critic: method_lib.Critic
 
 
 def epsilon_schedule(config: DQNConfig) -> optax.Schedule:
@@ -101,7 +101,7 @@ def td_loss(q_taken: jax.Array, targets: jax.Array, kind: str) -> jax.Array:
   raise ValueError(f'unknown loss {kind!r}; valid: mse, huber')
 
 
-LossFn = Callable[..., tuple[jax.Array, tuple[critic_lib.CriticOutput, jax.Array]]]
+LossFn = Callable[..., tuple[jax.Array, tuple[method_lib.CriticOutput, jax.Array]]]
 # The optimiser's extra arguments as a function of the critic's rho.
 RhoArgs = Callable[[jax.Array], dict[str, jax.Array]]
 
@@ -110,19 +110,22 @@ def _rho_arg(rho: jax.Array) -> dict[str, jax.Array]:
   return {'rho': rho}
 
 
-def make_optimizer(config: DQNConfig, method: str | critic_lib.DynamicMethod
+def make_optimizer(config: DQNConfig, method: str | method_lib.DynamicMethod,
+                   learning_rate: float | jax.Array | None = None, adam_eps: float | jax.Array | None = None
                    ) -> tuple[optax.GradientTransformationExtraArgs, RhoArgs]:
-  """The optimiser of `method` and the extra arguments it takes, given the critic's rho.
+  """The optimiser of `method` and the extra arguments it takes, given the critic's rho. `learning_rate` and
+  `adam_eps` (values that may be traced) replace the config's when given.
 
   A method name gets `optimizers.make_optimizer` (plain Adam, DIVGRAD or MULEPS) with `rho=rho`. A `DynamicMethod`
   gets `optimizers.rho_scaled_adam`, one chain for every method, with grad_rho = where(DIVGRAD, rho, 1) (Eq 7.28)
   and eps_rho = where(MULEPS, rho, 1) (Eq 7.31): the static optimiser's updates for each method.
   """
-  if not isinstance(method, critic_lib.DynamicMethod):
-    return optimizers.make_optimizer(method, config.learning_rate, config.adam_b1, config.adam_b2, config.adam_eps,
+  learning_rate = config.learning_rate if learning_rate is None else learning_rate
+  adam_eps = config.adam_eps if adam_eps is None else adam_eps
+  if not isinstance(method, method_lib.DynamicMethod):
+    return optimizers.make_optimizer(method, learning_rate, config.adam_b1, config.adam_b2, adam_eps,
                                      config.eps_placement), _rho_arg
-  optimizer = optimizers.rho_scaled_adam(config.learning_rate, config.adam_b1, config.adam_b2, config.adam_eps,
-                                         config.eps_placement)
+  optimizer = optimizers.rho_scaled_adam(learning_rate, config.adam_b1, config.adam_b2, adam_eps, config.eps_placement)
   is_divgrad, is_muleps = method.is_method('divgrad'), method.is_method('muleps')
 
   def rho_args(rho: jax.Array) -> dict[str, jax.Array]:
@@ -131,7 +134,7 @@ def make_optimizer(config: DQNConfig, method: str | critic_lib.DynamicMethod
   return optimizer, rho_args
 
 
-def make_learner_step(critic: critic_lib.Critic, optimizer: optax.GradientTransformationExtraArgs, loss_fn: LossFn,
+def make_learner_step(critic: method_lib.Critic, optimizer: optax.GradientTransformationExtraArgs, loss_fn: LossFn,
                       target_every: int, rho_args: RhoArgs = _rho_arg
                       ) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
   """The value-based learner step shared by DQN and C51.
@@ -166,14 +169,17 @@ def make_learner_step(critic: critic_lib.Critic, optimizer: optax.GradientTransf
   return learner_step
 
 
-def make_dqn(config: DQNConfig, critic: critic_lib.Critic, method: str | critic_lib.DynamicMethod,
-             num_actions: int, regulariser: critic_lib.RegulariserConfig = critic_lib.RegulariserConfig()) -> DQN:
+def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_lib.DynamicMethod,
+             num_actions: int, regulariser: method_lib.RegulariserConfig = method_lib.RegulariserConfig(),
+             learning_rate: float | jax.Array | None = None, adam_eps: float | jax.Array | None = None) -> DQN:
   """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho).
+
+  `learning_rate` and `adam_eps` (values that may be traced) replace the config's when given.
 
   `method` is a method name, or the `DynamicMethod` the (dynamic) critic was built with (see `make_optimizer`). A
   gradient penalty in `regulariser` is added to the TD loss with coefficient `penalty_coef`.
   """
-  optimizer, rho_args = make_optimizer(config, method)
+  optimizer, rho_args = make_optimizer(config, method, learning_rate, adam_eps)
   target_every = config.target_update_period // config.update_period
 
   def init(key: jax.Array, obs: jax.Array) -> DQNState:

@@ -14,8 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import CONFIG_FILE
+from smoothrl.launch.analysis import plots
+from smoothrl.launch.analysis import results
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import host
+from smoothrl.launch.run import workers
+from smoothrl.launch.run.files import CONFIG_FILE
+from smoothrl.launch.sweeps import backends
+from smoothrl.launch.sweeps import spec as sweep
 
 _FAILURES_LISTED = 10  # failed runs a sweep names with their reasons when it ends (index.json holds them all)
 
@@ -69,6 +76,8 @@ _RUN_HELP = {
     'seed': 'random seed', 'out': 'run directory (created)',
     'eval_period': 'steps between evaluation phases (one also runs at the end)',
     'eval_steps': 'environment steps per evaluation phase', 'eval_epsilon': 'epsilon during evaluation',
+    'smoothness_states': 'visited states sampled per evaluation for the smoothness measure max ||dQ/ds|| '
+                         '(Appendix E.2.2; the thesis uses thousands)',
     'log_period': 'steps between training-metric entries',
     'sigma_log_period': 'steps between entries with the spectral norm of every critic layer',
     'checkpoint_period': 'steps between checkpoints (a multiple of --log-period; 0 turns them off)',
@@ -166,7 +175,6 @@ def _train_parser(sub) -> argparse.ArgumentParser:
 
 
 def _sweep_parser(sub) -> argparse.ArgumentParser:
-  from smoothrl.launch import execute, sweep  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('sweep', help='run a sweep: a spec file, or a grid given on the command line',
                      description='Run every run of a sweep (a base config and lists whose cross product is taken). '
                      'The whole sweep is validated before anything runs. Re-running a sweep skips finished runs '
@@ -180,7 +188,7 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
                  help='a fixed field of the base config for --grid sweeps, e.g. steps=5000 (repeatable)')
   p.add_argument('--preset', default=None, help='the base preset for --grid sweeps')
   p.add_argument('--out', default=None, help='the sweep directory for --grid sweeps (default runs/sweep)')
-  p.add_argument('--backend', default='local', choices=execute.BACKENDS,
+  p.add_argument('--backend', default='local', choices=backends.BACKENDS,
                  help='local worker processes, the compiled runner (runs that share a structure run as one '
                       'program), or a Ray cluster')
   p.add_argument('--workers', type=int, default=None,
@@ -217,7 +225,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _results_main(args: argparse.Namespace) -> int:
-  from smoothrl.launch import results  # pylint: disable=g-import-not-at-top
   loaded = results.load_runs(args.paths)
   runs = results.usable_runs(loaded, include_incomplete=args.include_incomplete)
   failed = results.failed_runs(loaded)
@@ -226,7 +233,6 @@ def _results_main(args: argparse.Namespace) -> int:
     print(f'smoothrl: no runs with evaluations under {", ".join(args.paths)}{listed}', file=sys.stderr)
     return 2
   if args.command == 'plot':
-    from smoothrl.launch import plots  # pylint: disable=g-import-not-at-top
     out = args.out or str(Path(args.paths[0]) / 'plots')
     for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=failed):
       print(path)
@@ -236,7 +242,6 @@ def _results_main(args: argparse.Namespace) -> int:
 
 
 def _sweep_spec(args: argparse.Namespace):
-  from smoothrl.launch import sweep  # pylint: disable=g-import-not-at-top
   if args.spec and (args.grid or args.set or args.preset or args.out):
     raise config_lib.ConfigError('give either a spec file or --grid/--set/--preset/--out, not both')
   if args.spec:
@@ -255,18 +260,17 @@ def _sweep_spec(args: argparse.Namespace):
 
 
 def _sweep_main(args: argparse.Namespace) -> int:
-  from smoothrl.launch import execute  # pylint: disable=g-import-not-at-top
   try:
     spec = _sweep_spec(args)
-    counts = execute.run_sweep(spec, backend=args.backend, workers=args.workers, retry_failed=args.retry_failed,
+    counts = backends.run_sweep(spec, backend=args.backend, workers=args.workers, retry_failed=args.retry_failed,
                                address=args.address, show_progress=not args.no_progress,
                                max_members=args.members_per_program)
   except config_lib.ConfigError as e:
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
   print(f'sweep {spec.name}: {counts["done"]} done, {counts["failed"]} failed, {counts["pending"]} pending; '
-        f'index in {spec.out}/{execute.INDEX}')
-  failed = [r for r in json.loads((Path(spec.out) / execute.INDEX).read_text())['runs'] if r['state'] == 'failed']
+        f'index in {spec.out}/{backends.INDEX}')
+  failed = [r for r in json.loads((Path(spec.out) / backends.INDEX).read_text())['runs'] if r['state'] == 'failed']
   for run in failed[:_FAILURES_LISTED]:
     print(f'  failed: {run["name"]}: {run.get("error", "no reason recorded")}', file=sys.stderr)
   if len(failed) > _FAILURES_LISTED:
@@ -309,7 +313,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _sweep_main(args)
   if args.command in ('plot', 'summary'):
     return _results_main(args)
-  from smoothrl.launch import compiled, runner, workers  # pylint: disable=g-import-not-at-top
   try:
     configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)
     for config in configs:
@@ -326,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       summaries = compiled.train_grid(configs, show_progress=progress, resume=bool(args.resume),
                                       workers=args.workers, max_members=args.members_per_program)
     else:
-      summaries = runner.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
+      summaries = host.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
   except config_lib.ConfigError as e:  # what only the device or a checkpoint can tell
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2

@@ -15,9 +15,12 @@ import numpy as np
 # The files of a run directory (README, "A run directory").
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'  # one JSON object per line, each with "step" and "kind"
-STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 'error'?}, see launch.checkpoint
+STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 'error'?}, see launch.run.recorder
 SUMMARY_FILE = 'summary.json'  # written once the run has ended
-CHECKPOINT_FILE = 'checkpoint.pkl'  # removed once the run is done
+CHECKPOINT_DIR = 'checkpoint'  # the last checkpoint (launch.run.checkpoint), removed once the run is done
+MODEL_DIR = 'final'  # the final parameters and what rebuilds the network, written when the run is done
+TENSORBOARD_DIR = 'tensorboard'
+LEGACY_CHECKPOINT_FILE = 'checkpoint.pkl'  # the pickle checkpoints of earlier versions, refused
 
 
 @contextlib.contextmanager
@@ -64,16 +67,17 @@ class MetricsWriter:
   """Appends one JSON object per line; each line is flushed, so a crash loses at most the line being written.
 
   With `tensorboard_dir`, every numeric field is also a TensorBoard scalar named `<kind>/<field>` (nested fields:
-  `sigma/<layer>`) at the record's step.
+  `sigma/<layer>`) at the record's step; events from `purge_step` on (those a resumed run writes again) are dropped.
   """
 
-  def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None):
+  def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None,
+               purge_step: int | None = None):
     self.path = Path(path)
     self._file = open(self.path, 'a', encoding='utf-8')
     self._board = None
     if tensorboard_dir is not None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._board = SummaryWriter(str(tensorboard_dir))
+      self._board = SummaryWriter(str(tensorboard_dir), purge_step=purge_step or None)
 
   def write(self, record: dict[str, Any]) -> None:
     if 'step' not in record:

@@ -1,4 +1,9 @@
-"""A dependency-free progress line for runs: steps, steps/s, recent return, ETA."""
+"""A dependency-free progress line for runs: steps, steps/s, recent return, ETA.
+
+The ETA is the remaining steps at the pace measured since the line's first update, not since it was made: the
+first steps of a JAX run include compiling its programs, which a pace counted from the start would spread over
+the whole run.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ class Progress:
   """Redraws one line on a terminal; prints a line every `interval_s` seconds elsewhere (logs, CI)."""
 
   def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True, interval_s: float | None = None,
-               unit: str = 'steps'):
+               unit: str = 'steps', first: int = 0):
     self.total, self.unit = total, unit
     self.stream = stream or sys.stderr
     self.enabled = enabled
@@ -19,16 +24,20 @@ class Progress:
     self.interval_s = interval_s if interval_s is not None else (0.25 if self.tty else 15.0)
     self.start = time.perf_counter()
     self._last_draw = -float('inf')
-    self._last_step, self._last_time = 0, self.start
+    self._last_step, self._last_time = first, self.start
+    self._paced: tuple[int, float] | None = None  # the step and time of the first update: where the pace starts
 
   def update(self, step: int, force: bool = False, **fields: float | str | None) -> None:
     now = time.perf_counter()
+    if self._paced is None:
+      self._paced = (step, now)
     if not self.enabled or (not force and now - self._last_draw < self.interval_s):
       return
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time, self._last_draw = step, now, now
-    average = step / max(now - self.start, 1e-9)
-    eta = (self.total - step) / average if average > 0 else float('inf')
+    paced_step, paced_time = self._paced
+    average = (step - paced_step) / (now - paced_time) if now > paced_time and step > paced_step else 0.0
+    eta = 0.0 if step >= self.total else (self.total - step) / average if average > 0 else float('inf')
     width = 24
     filled = int(width * step / max(self.total, 1))
     bar = '#' * filled + '-' * (width - filled)

@@ -47,7 +47,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from smoothrl.launch import config as config_lib
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import config as config_lib
 
 TOP_LEVEL_KEYS = ('name', 'out', 'preset', 'base', 'grid', 'zip', 'exclude')
 
@@ -598,7 +599,6 @@ def _config_problems(config: config_lib.TrainConfig) -> list[str]:
   """What `config.validate` (or the compiled runner's check) says about `config`, one item per problem."""
   try:
     if config.runner == 'compiled':
-      from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
       compiled.validate(config)
     else:
       config_lib.validate(config)

@@ -129,18 +129,21 @@ def _initialiser(net: hk.TransformedWithState, specs: Sequence[LayerSpec]):
 
 
 def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape: Sequence[int],
-                num_actions: int, batch_norm: bool = False, dynamic: DynamicMethod | None = None) -> Critic:
+                num_actions: int, batch_norm: bool = False, dynamic: DynamicMethod | None = None,
+                lipschitz: float | jax.Array | None = None) -> Critic:
   """Builds the critic of `network` with `method` applied to the layers `method.layers`.
 
-  With `dynamic`, the method and layers come from it instead (`method.method` and `method.layers` are ignored; K,
-  sn_always, sn_grad_through_sigma and power_iterations still come from `method`); see `_dynamic_critic`.
+  With `dynamic`, the method and layers come from it instead (`method.method` and `method.layers` are ignored;
+  sn_always, sn_grad_through_sigma and power_iterations still come from `method`); see `_dynamic_critic`. K is
+  `lipschitz` when given (a value that may be traced), else `method.lipschitz`.
   """
   if method.method not in METHODS:
     raise ValueError(f'unknown method {method.method!r}; valid: {", ".join(METHODS)}')
+  lipschitz = method.lipschitz if lipschitz is None else lipschitz
   net = critics.make_critic(network, num_actions, batch_norm)
   specs = critics.layer_specs(network, obs_shape)
   if dynamic is not None:
-    return _dynamic_critic(net, specs, method, dynamic)
+    return _dynamic_critic(net, specs, method, dynamic, lipschitz)
   selected = selected_layers(network, method)
   selected_specs = tuple(s for s in specs if s.name in selected)
   other_specs = tuple(s for s in specs if s.name not in selected)
@@ -158,7 +161,7 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
     rho = spectral.rho(sigmas, selected)
     scales = None
     if method.method == 'sn':
-      scales = spectral_norm.scales(sigmas, selected, method.lipschitz, method.sn_always)
+      scales = spectral_norm.scales(sigmas, selected, lipschitz, method.sn_always)
     q, net_state = net.apply(params, net_state, None, obs, is_training, scales)
     if method.method == 'divout':
       q = spectral_norm.divout(q, rho)
@@ -184,7 +187,7 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
 
 
 def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], method: MethodConfig,
-                    dynamic: DynamicMethod) -> Critic:
+                    dynamic: DynamicMethod, lipschitz: float | jax.Array) -> Critic:
   """The critic with the method and layers of `dynamic`, possibly traced.
 
   With sigma_l of every layer l (from the persistent vectors) and m_l = `dynamic.layer_mask[l]`:
@@ -217,7 +220,7 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
     for name in names:
       rho = rho * jnp.where(selected[name], held[name], 1.0)
     normalised = {name: selected[name] & is_sn for name in names}
-    scales = spectral_norm.scales_where(sigmas, normalised, method.lipschitz, method.sn_always)
+    scales = spectral_norm.scales_where(sigmas, normalised, lipschitz, method.sn_always)
     q, net_state = net.apply(params, net_state, None, obs, is_training, scales)
     q = jnp.where(is_divout, spectral_norm.divout(q, rho), q)
     return CriticOutput(q, net_state, rho)

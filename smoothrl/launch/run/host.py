@@ -9,13 +9,9 @@ the compiled runner's replay (`device_replay.HostReplay`), so on a JAX-native en
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
-import json
-import math
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import dm_env
 import jax
@@ -23,50 +19,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothrl import envs
+from smoothrl.envs import atari_scores
 from smoothrl import keys
-from smoothrl.agents import c51
-from smoothrl.agents import critic as critic_lib
 from smoothrl.agents import device_replay
+from smoothrl.agents import factory
 from smoothrl.agents import dqn
 from smoothrl.agents.frame_replay import FrameReplayBuffer
-from smoothrl.launch import checkpoint
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MetricsWriter,
-                                atomic_write_text, eval_record)
-from smoothrl.launch.progress import Progress
+from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import policy
+from smoothrl.launch.run import recorder as recorder_lib
+from smoothrl.launch.run import workers as workers_lib
+from smoothrl.launch.run.files import eval_record
+from smoothrl.launch.run.progress import Progress
 from smoothrl.networks import smoothness
 
-EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
-SMOOTHNESS_STATES = 512  # on-policy states kept from each evaluation for the smoothness measure
 
 
 def build_agent(config: config_lib.TrainConfig, env: dm_env.Environment) -> dqn.DQN:
   """The agent of `config` for a dm_env environment."""
-  return make_agent(config, env.observation_spec().shape, env.action_spec().num_values)
-
-
-def make_agent(config: config_lib.TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
-               learning_rate: Any = None, adam_eps: Any = None, lipschitz: Any = None,
-               dynamic: critic_lib.DynamicMethod | None = None) -> dqn.DQN:
-  """The agent of `config`; the keyword values (which may be traced arrays) override the config's.
-
-  With `dynamic`, the method and layer selection are that (possibly traced) value instead of `config.method`'s,
-  so runs that differ in them can share one compiled program.
-  """
-  d, m = config.dqn, config.method
-  if learning_rate is not None or adam_eps is not None:
-    d = dataclasses.replace(d, learning_rate=d.learning_rate if learning_rate is None else learning_rate,
-                            adam_eps=d.adam_eps if adam_eps is None else adam_eps)
-  if lipschitz is not None:
-    m = dataclasses.replace(m, lipschitz=lipschitz)
-  method = m.method if dynamic is None else dynamic
-  width = num_actions * (config.c51.num_atoms if config.agent == 'c51' else 1)
-  critic = critic_lib.make_critic(config.network, m, obs_shape, width, batch_norm=config.regulariser.batch_norm,
-                                  dynamic=dynamic)
-  if config.agent == 'c51':
-    return c51.make_c51(c51.c51_config(d, config.c51), critic, method, num_actions, config.regulariser)
-  return dqn.make_dqn(d, critic, method, num_actions, config.regulariser)
+  return factory.make_agent(config, env.observation_spec().shape, env.action_spec().num_values)
 
 
 def epsilon_at(config: dqn.DQNConfig, step: int) -> float:
@@ -99,7 +71,6 @@ def normalised(env_name: str, score: float) -> dict[str, float]:
   """The human-normalised score of an Atari game with reference scores, as a record field; {} otherwise."""
   if not env_name.startswith('atari/'):
     return {}
-  from smoothrl.envs import atari_scores  # pylint: disable=g-import-not-at-top
   try:
     return {'return_hns': float(atari_scores.human_normalised_score(env_name, score))}
   except ValueError:  # a game outside the Atari-57 reference table
@@ -136,17 +107,18 @@ def make_update(agent: dqn.DQN, batch_size: int, sample_stream: jax.Array):
 
 
 def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _Acting, stream: jax.Array,
-             measure_smoothness, rng: np.random.Generator) -> dict[str, Any]:
-  """Runs `steps` steps of `acting` on `stream`; returns completed-episode returns and the on-policy smoothness."""
+             measure_smoothness, rng: np.random.Generator, num_states: int) -> dict[str, Any]:
+  """Runs `steps` steps of `acting` on `stream`; returns completed-episode returns and the on-policy smoothness
+  over a uniform sample of `num_states` of the visited states."""
   returns, episode_return, states, seen = [], 0.0, [], 0
   timestep = env.reset()
   for t in range(steps):
     seen += 1  # reservoir sampling keeps a uniform sample of the visited states
-    if len(states) < SMOOTHNESS_STATES:
+    if len(states) < num_states:
       states.append(timestep.observation)
     else:
       j = rng.integers(0, seen)
-      if j < SMOOTHNESS_STATES:
+      if j < num_states:
         states[j] = timestep.observation
     timestep = env.step(acting(state, stream, t, timestep.observation))
     episode_return += float(timestep.reward)
@@ -186,87 +158,118 @@ def _train_or_stop(config: config_lib.TrainConfig, show_progress: bool, resume: 
   try:
     return train(config, show_progress, resume)
   except config_lib.TrainingError:
-    return checkpoint.read_status(config.out)
+    return recorder_lib.read_status(config.out)
 
 
 def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bool = False) -> dict[str, Any]:
-  """Trains one run, writing `config.json`, `metrics.jsonl`, `status.json`, checkpoints and `summary.json`.
+  """Trains one run, its directory written by a `Recorder` (config, metrics, status, checkpoints, summary and
+  final parameters).
 
   With `resume`, a run directory that holds a checkpoint continues from it (the metrics after the checkpoint are
   dropped and written again), and a finished run returns its summary without doing anything.
   """
   config_lib.validate(config)
-  out = Path(config.out)
   if resume:
-    done = finished_summary(config)
+    done = recorder_lib.finished_summary(config.out, config.to_json())
     if done is not None:
       return done
-  out.mkdir(parents=True, exist_ok=True)
-  atomic_write_text(out / CONFIG_FILE, config.to_json())
-  saved = checkpoint.load(out) if resume else None
-  checkpoint.write_status(out, 'running', 0 if saved is None else saved['step'])
-  try:
-    summary = _train(config, show_progress, saved)
-  except BaseException as e:
-    checkpoint.record_failure(out, e)
-    raise
-  checkpoint.write_status(out, 'done', config.steps)
-  return summary
+  with recorder_lib.Recorder(config.out, config.to_json(), config.tensorboard) as recorder:
+    try:
+      saved = recorder.saved_checkpoint() if resume else None
+      recorder.start(saved)
+      return _train(config, recorder, saved, show_progress)
+    except BaseException as e:
+      recorder.fail(e)
+      raise
 
 
-def finished_summary(config: config_lib.TrainConfig) -> dict[str, Any] | None:
-  """The summary of a run that already finished in `config.out` with this config, else None."""
-  out = Path(config.out)
-  if (out / CONFIG_FILE).exists():
-    recorded = json.loads((out / CONFIG_FILE).read_text())
-    if recorded != json.loads(config.to_json()):
-      raise config_lib.ConfigError(f'{out} holds a run with a different config; resume it with its own config '
-                                   '(smoothrl train --resume DIR) or choose another --out')
-  status = checkpoint.read_status(out)
-  if status and status['state'] == 'done' and (out / SUMMARY_FILE).exists():
-    return json.loads((out / SUMMARY_FILE).read_text())
-  return None
+class _Loop(NamedTuple):
+  """The host loop's state besides the agent's and the environments': what a checkpoint holds of it."""
+  replay: Replay
+  timestep: dm_env.TimeStep
+  np_rng: np.random.Generator
+  episode_return: float
+  episode_length: int
+  episodes: int
+  recent: collections.deque
+  last_eval: dict[str, Any] | None
+  elapsed: float
 
 
-def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str, Any] | None) -> dict[str, Any]:
+_OBJECTS = ('replay', 'env', 'eval_env')  # saved through their own `get_state` / `set_state`
+
+
+def _snapshot(state: dqn.DQNState, loop: _Loop, env: dm_env.Environment, eval_env: dm_env.Environment
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """A checkpoint's trees and metadata (`Recorder.checkpoint`): the agent state, the replay's and environments'
+  own states (`get_state`: arrays and JSON), the current timestep, the generator's state and the counters."""
+  trees: dict[str, Any] = {'state': state, 'observation': np.asarray(loop.timestep.observation)}
+  meta: dict[str, Any] = {
+      'step_type': int(loop.timestep.step_type), 'reward': _plain(loop.timestep.reward),
+      'discount': _plain(loop.timestep.discount), 'np_rng': loop.np_rng.bit_generator.state,
+      'episode_return': loop.episode_return, 'episode_length': loop.episode_length, 'episodes': loop.episodes,
+      'recent': list(loop.recent), 'last_eval': loop.last_eval, 'elapsed': loop.elapsed}
+  for name, obj in zip(_OBJECTS, (loop.replay, env, eval_env)):
+    arrays, meta[name] = obj.get_state()
+    trees.update({f'{name}.{key}': value for key, value in arrays.items()})
+  return trees, meta
+
+
+def _plain(value: Any) -> float | None:
+  return None if value is None else float(value)
+
+
+def _restore(saved: checkpoint.Saved, template: Any, replay: Replay, env: dm_env.Environment,
+             eval_env: dm_env.Environment, run_dir: str) -> tuple[dqn.DQNState, _Loop]:
+  """The agent state (on `template`, its shapes) and loop state of a checkpoint, with the replay and environments
+  (built afresh for the run) set to their saved states."""
+  state = checkpoint.restore(saved.leaves['state'], template, run_dir)
+  meta = saved.meta
+  for name, obj in zip(_OBJECTS, (replay, env, eval_env)):
+    prefix = f'{name}.'
+    obj.set_state({k[len(prefix):]: v[0] for k, v in saved.leaves.items() if k.startswith(prefix)}, meta[name])
+  np_rng = np.random.default_rng()
+  np_rng.bit_generator.state = meta['np_rng']
+  timestep = dm_env.TimeStep(dm_env.StepType(meta['step_type']), meta['reward'], meta['discount'],
+                             saved.leaves['observation'][0])
+  loop = _Loop(replay, timestep, np_rng, meta['episode_return'], meta['episode_length'], meta['episodes'],
+               collections.deque(meta['recent'], maxlen=20), meta['last_eval'], meta['elapsed'])
+  return jax.tree.map(jnp.asarray, state), loop
+
+
+def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, saved: dict[str, Any] | None,
+           show_progress: bool) -> dict[str, Any]:
   keys.unroll_threefry_on_cpu()
-  out = Path(config.out)
   env = envs.make(config.env, seed=config.seed, **config.env_kwargs())
-  eval_env = envs.make(config.env, seed=config.seed + EVAL_SEED_OFFSET, **config.env_kwargs())
+  eval_env = envs.make(config.env, seed=config.seed + keys.EVAL_SEED_OFFSET, **config.env_kwargs())
   agent = build_agent(config, env)
   d = config.dqn
   streams = keys.streams(jax.random.PRNGKey(config.seed))
-  eval_stream = keys.streams(jax.random.PRNGKey(config.seed + EVAL_SEED_OFFSET)).act
+  eval_stream = keys.streams(jax.random.PRNGKey(config.seed + keys.EVAL_SEED_OFFSET)).act
   update = make_update(agent, d.batch_size, streams.sample)
   measure_sigmas = jax.jit(agent.critic.measure)
   acting = _Acting(agent, dqn.epsilon_schedule(d))
   eval_acting = _Acting(agent, lambda t: jnp.float32(config.eval_epsilon))
   measure_smoothness = smoothness_fn(agent)
+  obs_shape, num_actions = env.observation_spec().shape, env.action_spec().num_values
 
+  timestep = env.reset()
+  replay = make_replay(config, timestep.observation)
   if saved is None:
-    np_rng = np.random.default_rng(config.seed)
-    timestep = env.reset()
     state = agent.init(streams.init, jnp.asarray(timestep.observation))
-    replay = make_replay(config, timestep.observation)
     replay.start_episode(timestep.observation)
-    first, episode_return, episode_length, episodes, elapsed = 1, 0.0, 0, 0, 0.0
-    recent: collections.deque = collections.deque(maxlen=20)
-    last_eval: dict[str, Any] | None = None
-    checkpoint.truncate_metrics(out / METRICS_FILE, 0)
+    loop = _Loop(replay, timestep, np.random.default_rng(config.seed), 0.0, 0, 0, collections.deque(maxlen=20),
+                 None, 0.0)
+    first = 1
   else:
-    state, replay, env, eval_env, timestep = (saved['state'], saved['replay'], saved['env'], saved['eval_env'],
-                                              saved['timestep'])
-    checkpoint.check_fits(state, jax.eval_shape(agent.init, streams.init, jnp.asarray(timestep.observation)), out)
-    np_rng = saved['np_rng']
-    first = saved['step'] + 1
-    episode_return, episode_length, episodes = saved['episode_return'], saved['episode_length'], saved['episodes']
-    recent, last_eval, elapsed = saved['recent'], saved['last_eval'], saved['elapsed']
-    checkpoint.truncate_metrics(out / METRICS_FILE, saved['step'])
+    template = jax.eval_shape(agent.init, streams.init, jnp.asarray(timestep.observation))
+    state, loop = _restore(saved, template, replay, env, eval_env, config.out)
+    first = saved.step + 1
+  replay, timestep, np_rng, episode_return, episode_length, episodes, recent, last_eval, elapsed = loop
 
   pending: list[dict[str, jax.Array]] = []
   start = time.perf_counter() - elapsed
-  with (Progress(config.steps, enabled=show_progress) as progress,
-        MetricsWriter(out / METRICS_FILE, out / 'tensorboard' if config.tensorboard else None) as writer):
+  with Progress(config.steps, enabled=show_progress, first=first - 1) as progress:
     for step in range(first, config.steps + 1):
       action = acting(state, streams.act, step - 1, timestep.observation)
       timestep = env.step(action)
@@ -278,7 +281,7 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
         score = episode_score(env, episode_return)
         recent.append(score)
         extra = {'clipped_return': episode_return} if score != episode_return else {}
-        writer.write({'step': step, 'kind': 'episode', 'return': score, 'length': episode_length, **extra})
+        recorder.write({'step': step, 'kind': 'episode', 'return': score, 'length': episode_length, **extra})
         episode_return, episode_length = 0.0, 0
         timestep = env.reset()
         replay.start_episode(timestep.observation)
@@ -291,29 +294,27 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
         means = {k: float(v) for k, v in jax.device_get(
             jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
         pending.clear()
-        if not math.isfinite(means['loss']):
-          raise config_lib.TrainingError(f'non-finite loss {means["loss"]} at step {step}; stopping this run')
+        recorder.check_loss(means['loss'], step)
         elapsed = time.perf_counter() - start
-        writer.write({'step': step, 'kind': 'train', 'epsilon': epsilon_at(d, step - 1),
-                      'updates': int(state.updates), 'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})
+        recorder.write({'step': step, 'kind': 'train', 'epsilon': epsilon_at(d, step - 1),
+                        'updates': int(state.updates), 'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})
 
       if step % config.sigma_log_period == 0:
         sigmas, spectral_state = measure_sigmas(state.params, state.spectral)
         state = state._replace(spectral=spectral_state)
-        writer.write({'step': step, 'kind': 'sigma', 'sigma': {k: float(v) for k, v in sigmas.items()},
-                      'selected': list(agent.critic.selected)})
+        recorder.write({'step': step, 'kind': 'sigma', 'sigma': {k: float(v) for k, v in sigmas.items()},
+                        'selected': list(agent.critic.selected)})
 
       if step % config.eval_period == 0 or step == config.steps:
         last_eval = evaluate(state, eval_env, config.eval_steps, eval_acting, keys.at(eval_stream, step),
-                             measure_smoothness, np_rng)
+                             measure_smoothness, np_rng, config.smoothness_states)
         last_eval.update(normalised(config.env, last_eval['return_mean']))
-        writer.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
+        recorder.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
 
       if config.checkpoint_period and step % config.checkpoint_period == 0 and step < config.steps:
-        checkpoint.save(out, dict(
-            step=step, state=state, replay=replay, env=env, eval_env=eval_env, timestep=timestep, np_rng=np_rng,
-            episode_return=episode_return, episode_length=episode_length, episodes=episodes,
-            recent=recent, last_eval=last_eval, elapsed=time.perf_counter() - start))
+        loop = _Loop(replay, timestep, np_rng, episode_return, episode_length, episodes, recent, last_eval,
+                     time.perf_counter() - start)
+        recorder.checkpoint(step, *_snapshot(state, loop, env, eval_env))
 
       progress.update(step, force=step == config.steps,
                       ret=float(np.mean(recent)) if recent else None,
@@ -321,6 +322,4 @@ def _train(config: config_lib.TrainConfig, show_progress: bool, saved: dict[str,
 
   summary = {'steps': config.steps, 'episodes': episodes, 'updates': int(state.updates),
              'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval, 'runner': 'host'}
-  atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))
-  (out / CHECKPOINT_FILE).unlink(missing_ok=True)
-  return summary
+  return recorder.finish(summary, config.steps, policy.model_record(config, state, obs_shape, num_actions))

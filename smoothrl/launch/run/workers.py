@@ -13,7 +13,7 @@ import os
 import queue
 from typing import Any, Callable, Sequence
 
-from smoothrl.launch import config as config_lib
+from smoothrl.launch.run import config as config_lib
 
 
 def usable_cores() -> list[int]:

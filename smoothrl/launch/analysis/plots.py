@@ -2,10 +2,10 @@
 
 The figures follow thesis Chapter 7: learning curves of the evaluation return or normalised score with a confidence
 band over seeds (Figure 7.2), the score over a sweep of learning rate and Adam's ε per method (Figure 7.4) and
-method comparisons across games (Figure 7.5). Aggregation lives in `smoothrl.launch.results`; this module only
+method comparisons across games (Figure 7.5). Aggregation lives in `smoothrl.launch.analysis.results`; this module only
 draws. Figures are drawn on matplotlib's Agg canvas (no display needed) and written atomically.
 
-    python -m smoothrl.launch.plots runs/sweep --out runs/sweep/plots
+    python -m smoothrl.launch.analysis.plots runs/sweep --out runs/sweep/plots
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from smoothrl.launch import results
-from smoothrl.launch.io import atomic_file
-from smoothrl.launch.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
+from smoothrl.launch.analysis import results
+from smoothrl.launch.run.files import atomic_file
+from smoothrl.launch.analysis.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 
 __all__ = ['learning_curves', 'sensitivity_heatmap', 'method_bars', 'plot_all', 'plot_runs', 'heatmap_grid',
            'heatmap_grids']

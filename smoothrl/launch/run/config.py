@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from smoothrl import envs
-from smoothrl.agents.critic import METHODS, MethodConfig, RegulariserConfig
+from smoothrl.networks.method import METHODS, MethodConfig, RegulariserConfig
 from smoothrl.agents.c51 import SupportConfig
 from smoothrl.agents.dqn import DQNConfig
 from smoothrl.networks import critics
@@ -65,6 +65,7 @@ class TrainConfig:
   eval_period: int = 250_000
   eval_steps: int = 125_000
   eval_epsilon: float = 0.001
+  smoothness_states: int = 512
   log_period: int = 1_000
   sigma_log_period: int = 10_000
   checkpoint_period: int = 100_000
@@ -184,6 +185,8 @@ def validate(config: TrainConfig) -> None:
   check(c.eval_period > 0, f'eval_period must be positive, got {c.eval_period}')
   check(c.eval_steps > 0, f'eval_steps must be positive, got {c.eval_steps}')
   check(0.0 <= c.eval_epsilon <= 1.0, f'eval_epsilon must be in [0, 1], got {c.eval_epsilon}')
+  check(isinstance(c.smoothness_states, int) and c.smoothness_states > 0,
+        f'smoothness_states must be a positive integer, got {c.smoothness_states!r}')
   check(c.log_period > 0, f'log_period must be positive, got {c.log_period}')
   check(c.checkpoint_period >= 0 and c.checkpoint_period % max(c.log_period, 1) == 0,
         f'checkpoint_period ({c.checkpoint_period}) must be 0 (off) or a multiple of log_period ({c.log_period})')

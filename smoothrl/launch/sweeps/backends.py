@@ -16,12 +16,14 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from smoothrl.launch import checkpoint
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import sweep as sweep_lib
-from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import STATUS_FILE, atomic_write_text
-from smoothrl.launch.progress import Progress
+from smoothrl.launch.run import compiled
+from smoothrl.launch.run import host
+from smoothrl.launch.run import recorder
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.sweeps import spec as sweep_lib
+from smoothrl.launch.run import workers as workers_lib
+from smoothrl.launch.run.files import STATUS_FILE, atomic_write_text
+from smoothrl.launch.run.progress import Progress
 
 BACKENDS = ('local', 'compiled', 'ray')
 INDEX = 'index.json'
@@ -29,7 +31,7 @@ INDEX = 'index.json'
 
 def run_state(run: sweep_lib.RunSpec) -> dict[str, Any]:
   """A run's recorded state: pending, running (or stopped mid-way), done or failed (with its error)."""
-  status = checkpoint.read_status(run.out)
+  status = recorder.read_status(run.out)
   if status is None:
     return {'state': 'pending', 'step': 0}
   return status
@@ -69,13 +71,11 @@ def _train_one(config_data: dict[str, Any]) -> dict[str, Any]:
   config = config_lib.TrainConfig.from_dict(config_data)
   try:
     if config.runner == 'compiled':
-      from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
       summary = compiled.train_grid([config], show_progress=False, resume=True)[0]
     else:
-      from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
-      summary = runner.train(config, show_progress=False, resume=True)
+      summary = host.train(config, show_progress=False, resume=True)
   except Exception as e:  # pylint: disable=broad-except
-    return checkpoint.record_failure(config.out, e)
+    return recorder.record_failure(config.out, e)
   return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': config.steps}
 
 
@@ -186,7 +186,7 @@ def _run_pool(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgr
         try:
           state = future.result()
         except Exception as e:  # pylint: disable=broad-except
-          state = checkpoint.record_failure(run.out, f'worker died: {type(e).__name__}: {e}')
+          state = recorder.record_failure(run.out, f'worker died: {type(e).__name__}: {e}')
         index.set(run, state)
         progress.finish_one(len(pending))
       if not finished:
@@ -197,7 +197,6 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
                   max_members: int | None) -> None:
   """Groups runs by structure; each group is one compiled program (vmapped on accelerators, spread over `workers`
   pinned processes on a CPU)."""
-  from smoothrl.launch import compiled  # pylint: disable=g-import-not-at-top
   groups: dict[str, list[sweep_lib.RunSpec]] = {}
   for run in todo:
     groups.setdefault(compiled.structure_key(run.config), []).append(run)
@@ -211,7 +210,7 @@ def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepP
     except Exception as e:  # pylint: disable=broad-except
       for run in group:  # finished, failed and never started members keep their state
         if run_state(run)['state'] == 'running':
-          checkpoint.record_failure(run.out, e)
+          recorder.record_failure(run.out, e)
     for run in group:
       index.set(run, run_state(run))
       progress.finish_one(0)

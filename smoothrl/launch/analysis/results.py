@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 from scipy import stats
 
-from smoothrl.launch import config as config_lib
-from smoothrl.launch.io import CONFIG_FILE, METRICS_FILE, STATUS_FILE, SUMMARY_FILE, read_metrics
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.files import CONFIG_FILE, METRICS_FILE, STATUS_FILE, SUMMARY_FILE, read_metrics
 
 # Fields that do not change what a run learns: runs that differ only in these are seeds of one configuration.
 NON_GROUPING = ('seed', 'out', 'checkpoint_period')

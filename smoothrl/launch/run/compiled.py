@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import math
 import time
-from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -30,41 +27,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothrl import keys as keys_lib
-from smoothrl import optimizers
-from smoothrl.agents import critic as critic_lib
+from smoothrl.networks import method as method_lib
 from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
+from smoothrl.agents import factory
+from smoothrl.agents.factory import HParams
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs import jax_env
 from smoothrl.envs.jax_env import JaxEnv
-from smoothrl.launch import checkpoint
-from smoothrl.launch import config as config_lib
-from smoothrl.launch import workers as workers_lib
-from smoothrl.launch.io import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MetricsWriter,
-                                atomic_write_text, eval_record)
-from smoothrl.launch.progress import Progress
+from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import recorder as recorder_lib
+from smoothrl.launch.run.policy import model_record
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import workers as workers_lib
+from smoothrl.launch.run.files import (eval_record)
+from smoothrl.launch.run.progress import Progress
 from smoothrl.networks import smoothness
 
-SMOOTHNESS_STATES = 512
-EVAL_SEED_OFFSET = 1_000_003
 MEMORY_SHARE = 0.5  # of the device's memory that members' carries may fill: room for XLA's temporaries and a copy
-
-
-class HParams(NamedTuple):
-  """The hyperparameters that may differ between members of one compiled program.
-
-  `method` (method id and layer mask) is None for a static program, whose critic fixes the method and layers.
-  """
-  learning_rate: jax.Array
-  adam_eps: jax.Array
-  lipschitz: jax.Array
-  method: critic_lib.DynamicMethod | None = None
-
-  @classmethod
-  def of(cls, config: config_lib.TrainConfig, dynamic: bool = False) -> HParams:
-    method = critic_lib.dynamic_method(config.method, config.network) if dynamic else None
-    return cls(jnp.float32(config.dqn.learning_rate), jnp.float32(config.dqn.adam_eps),
-               jnp.float32(config.method.lipschitz), method)
 
 
 class Carry(NamedTuple):
@@ -93,7 +73,7 @@ def structure_key(config: config_lib.TrainConfig) -> str:
 
 def method_key(config: config_lib.TrainConfig) -> tuple[str, tuple[str, ...]]:
   """The method and the layers it acts on; members with one `method_key` can share a static program."""
-  return config.method.method, critic_lib.selected_layers(config.network, config.method)
+  return config.method.method, method_lib.selected_layers(config.network, config.method)
 
 
 class Program:
@@ -142,7 +122,7 @@ class Program:
 
     def evaluate(hp: HParams, actor: dqn.ActorState, key: jax.Array):
       agent = self._agent(hp)
-      blocks = min(SMOOTHNESS_STATES, config.eval_steps)
+      blocks = min(config.smoothness_states, config.eval_steps)
       per_block = config.eval_steps // blocks
 
       def step(c, _):
@@ -234,24 +214,23 @@ def _member(tree: Any, i: int) -> Any:
 
 
 class _Member:
-  """Host-side bookkeeping for one member: its files, its progress line, its last evaluation."""
+  """Host-side bookkeeping for one member: its recorder, its episodes, its last evaluation."""
 
-  def __init__(self, config: config_lib.TrainConfig, saved: dict[str, Any] | None):
-    self.config = config
-    self.out = Path(config.out)
-    self.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(self.out / CONFIG_FILE, config.to_json())
-    checkpoint.write_status(self.out, 'running', 0 if saved is None else saved['step'])
-    checkpoint.truncate_metrics(self.out / METRICS_FILE, 0 if saved is None else saved['step'])
-    self.writer = MetricsWriter(self.out / METRICS_FILE, self.out / 'tensorboard' if config.tensorboard else None)
-    self.episodes = 0 if saved is None else saved['episodes']
-    self.last_eval: dict[str, Any] | None = None if saved is None else saved['last_eval']
-    self.recent: list[float] = [] if saved is None else saved['recent']
+  def __init__(self, config: config_lib.TrainConfig, recorder: recorder_lib.Recorder,
+               saved: checkpoint.Saved | None):
+    self.config, self.recorder = config, recorder
+    self.episodes = 0 if saved is None else saved.meta['episodes']
+    self.last_eval: dict[str, Any] | None = None if saved is None else saved.meta['last_eval']
+    self.recent: list[float] = [] if saved is None else list(saved.meta['recent'])
+
+  @property
+  def stopped(self) -> bool:
+    return self.recorder.failure is not None
 
   def episodes_done(self, t0: int, done: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> None:
     for i in np.flatnonzero(done):
-      self.writer.write({'step': t0 + int(i) + 1, 'kind': 'episode', 'return': float(returns[i]),
-                         'length': int(lengths[i])})
+      self.recorder.write({'step': t0 + int(i) + 1, 'kind': 'episode', 'return': float(returns[i]),
+                           'length': int(lengths[i])})
       self.recent = (self.recent + [float(returns[i])])[-20:]
       self.episodes += 1
 
@@ -324,9 +303,8 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
 
   finished: dict[int, dict[str, Any]] = {}
   if resume:
-    from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
     for i, config in enumerate(configs):
-      summary = runner.finished_summary(config)
+      summary = recorder_lib.finished_summary(config.out, config.to_json())
       if summary is not None:
         finished[i] = summary
   todo = [i for i in range(len(configs)) if i not in finished]
@@ -352,47 +330,49 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
 
 def _train_group(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
                  resume: bool) -> list[dict[str, Any]]:
-  stopped: dict[str, dict[str, Any]] = {}  # the failure records of members that stopped alone, by run directory
+  recorders = [recorder_lib.Recorder(c.out, c.to_json(), c.tensorboard) for c in configs]
   try:
-    return _train_members(program, configs, show_progress, resume, stopped)
+    with contextlib.ExitStack() as stack:  # on any exit every member's metrics file is closed
+      for r in recorders:
+        stack.enter_context(r)
+      return _train_members(program, configs, recorders, show_progress, resume)
   except BaseException as e:
-    for config in configs:
-      if config.out not in stopped:
-        checkpoint.record_failure(config.out, e)
+    for r in recorders:
+      if r.failure is None:
+        r.fail(e)
     raise
 
 
-def _saved_group(configs: list[config_lib.TrainConfig]) -> list[dict[str, Any]] | None:
+def _saved_group(recorders: list[recorder_lib.Recorder]) -> list[checkpoint.Saved] | None:
   """The members' checkpoints when every member holds one at the same step, else None (start afresh)."""
-  saved = [checkpoint.load(c.out) for c in configs]
-  if any(s is None for s in saved) or len({s['step'] for s in saved}) != 1:
+  saved = [r.saved_checkpoint() for r in recorders]
+  if any(s is None for s in saved) or len({s.step for s in saved}) != 1:
     return None
   return saved
 
 
-def _train_members(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
-                   resume: bool, stopped: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _train_members(program: Program, configs: list[config_lib.TrainConfig], recorders: list[recorder_lib.Recorder],
+                   show_progress: bool, resume: bool) -> list[dict[str, Any]]:
   """Runs the group's members together to the end; a member whose loss turns non-finite stops alone (its
-  failure record goes into `stopped` and takes the place of its summary) while the others go on."""
+  failure record takes the place of its summary) while the others go on."""
   base = program.config
-  saved = _saved_group(configs) if resume else None
+  saved = _saved_group(recorders) if resume else None
   hp = _stack([HParams.of(c, program.dynamic) for c in configs])
   if saved is None:
     carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
     t0, elapsed = 0, 0.0
   else:
     template = member_shapes(program, base)
-    carry = _stack([_fitted_carry(s['carry'], template, c.out) for s, c in zip(saved, configs)])
-    t0, elapsed = saved[0]['step'], saved[0]['elapsed']
-  members = [_Member(c, None if saved is None else saved[i]) for i, c in enumerate(configs)]
-  eval_keys = [jax.random.PRNGKey(c.seed + EVAL_SEED_OFFSET) for c in configs]
+    carry = _stack([checkpoint.restore(s.leaves['carry'], template, c.out) for s, c in zip(saved, configs)])
+    t0, elapsed = saved[0].step, saved[0].meta['elapsed']
+  for i, r in enumerate(recorders):
+    r.start(None if saved is None else saved[i])
+  members = [_Member(c, r, None if saved is None else saved[i]) for i, (c, r) in enumerate(zip(configs, recorders))]
+  eval_keys = [jax.random.PRNGKey(c.seed + keys_lib.EVAL_SEED_OFFSET) for c in configs]
   label = ','.join(str(c.seed) for c in configs)
-  with contextlib.ExitStack() as stack:  # on any exit: the progress line ended, every member's file closed
-    for m in members:
-      stack.callback(m.writer.close)
-    progress = stack.enter_context(Progress(base.steps, enabled=show_progress))
+  with Progress(base.steps, enabled=show_progress, first=t0) as progress:
     start = time.perf_counter() - elapsed
-    live = lambda: [(i, m) for i, m in enumerate(members) if m.config.out not in stopped]
+    live = lambda: [(i, m) for i, m in enumerate(members) if not m.stopped]
     for end in _boundaries(base):
       if end <= t0:
         continue
@@ -412,79 +392,52 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], show
         elapsed = time.perf_counter() - start
         for i, m in live():
           values = {k: float(v[i]) for k, v in metrics.items()}
-          if not math.isfinite(values['loss']):  # this member stops; the vmapped program keeps its lane
-            m.writer.close()
-            stopped[m.config.out] = checkpoint.record_failure(m.out, config_lib.TrainingError(
-                f'non-finite loss {values["loss"]} at step {end}; stopping this run'))
+          try:
+            m.recorder.check_loss(values['loss'], end)
+          except config_lib.TrainingError as e:  # this member stops; the vmapped program keeps its lane
+            m.recorder.fail(e)
             continue
-          m.writer.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
-                          'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed, **values})
+          m.recorder.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
+                            'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed,
+                            **values})
         if not live():
           break
       if end % base.sigma_log_period == 0:
         sigmas, carry = program.measure(hp, carry)
         sigmas = jax.device_get(sigmas)
         for i, m in live():
-          m.writer.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
-                          'selected': list(method_key(m.config)[1])})
+          m.recorder.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
+                            'selected': list(method_key(m.config)[1])})
       if end % base.eval_period == 0 or end == base.steps:
         actor = jax.vmap(dqn.actor_state)(carry.agent)
         keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
         done_e, returns_e, running, smooth = jax.device_get(program.evaluate(hp, actor, keys))
         for i, m in live():
           m.last_eval = eval_record(np.asarray(returns_e[i])[np.asarray(done_e[i])], running[i], smooth[i])
-          m.writer.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **m.last_eval})
+          m.recorder.write({'step': end, 'kind': 'eval', 'epsilon': base.eval_epsilon, **m.last_eval})
       if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
         host_carry = jax.device_get(carry)
         for i, m in live():
-          checkpoint.save(m.out, dict(step=end, carry=_member(host_carry, i), episodes=m.episodes, recent=m.recent,
-                                      last_eval=m.last_eval, elapsed=time.perf_counter() - start))
+          m.recorder.checkpoint(end, {'carry': _member(host_carry, i)},
+                                {'episodes': m.episodes, 'recent': m.recent, 'last_eval': m.last_eval,
+                                 'elapsed': time.perf_counter() - start})
       t0 = end
       shown = live()[0][1]
       progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(shown.recent)) if shown.recent
                       else None, eval=shown.last_eval['return_mean'] if shown.last_eval else None)
   wall = time.perf_counter() - start
-  updates = np.asarray(jax.device_get(carry.agent.updates))
+  host_carry = jax.device_get(carry)
   summaries = []
   for i, m in enumerate(members):
-    if m.config.out in stopped:
-      summaries.append(stopped[m.config.out])
+    if m.stopped:
+      summaries.append(m.recorder.failure)
       continue
-    summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(updates[i]), 'wall_seconds': wall,
-               'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
-    atomic_write_text(m.out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))
-    checkpoint.write_status(m.out, 'done', base.steps)
-    (m.out / CHECKPOINT_FILE).unlink(missing_ok=True)
-    summaries.append(summary)
+    member = _member(host_carry, i)
+    summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(member.agent.updates),
+               'wall_seconds': wall, 'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
+    model = model_record(m.config, member.agent, program.env.obs_shape, program.env.num_actions)
+    summaries.append(m.recorder.finish(summary, base.steps, model))
   return summaries
-
-
-def _fitted_carry(carry: Carry, template: Carry, out: str) -> Carry:
-  """A member's checkpointed `carry` in the program's optimiser layout, checked against the program's
-  (`template`: `member_shapes`) by `checkpoint.check_fits`."""
-  carry = _conform_optimizer_state(carry, template)
-  checkpoint.check_fits(carry, template, out)
-  return carry
-
-
-def _conform_optimizer_state(carry: Carry, template: Carry) -> Carry:
-  """`carry` with its optimiser state in the tree structure of `template`'s.
-
-  A member checkpointed by a dynamic program may resume in a static one, or the other way round, or by another
-  static one: their optimisers (`dqn.make_optimizer`) differ only in the stateless transforms around the one
-  `AdamState`, which moves.
-  """
-  saved, wanted = carry.agent.opt_state, template.agent.opt_state
-  if jax.tree.structure(saved) == jax.tree.structure(wanted):
-    return carry
-  is_adam = lambda x: isinstance(x, optimizers.AdamState)
-  adam = [x for x in jax.tree.leaves(saved, is_leaf=is_adam) if is_adam(x)]
-  leaves = jax.tree.leaves(wanted, is_leaf=is_adam)
-  if len(adam) != 1 or [x for x in leaves if not is_adam(x)] or sum(map(is_adam, leaves)) != 1:
-    raise config_lib.ConfigError('the checkpoint\'s optimiser state does not fit this program: '
-                                 f'{jax.tree.structure(saved)} vs {jax.tree.structure(wanted)}')
-  opt_state = jax.tree.map(lambda x: adam[0] if is_adam(x) else x, wanted, is_leaf=is_adam)
-  return carry._replace(agent=carry.agent._replace(opt_state=opt_state))
 
 
 def make_env(name: str) -> JaxEnv:
@@ -497,9 +450,7 @@ def make_env(name: str) -> JaxEnv:
 
 def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn.DQN:
   """The agent of `config` with `hp`'s values, on a dynamic critic when `hp.method` is set."""
-  from smoothrl.launch import runner  # pylint: disable=g-import-not-at-top
-  return runner.make_agent(config, env.obs_shape, env.num_actions, hp.learning_rate, hp.adam_eps, hp.lipschitz,
-                           dynamic=hp.method)
+  return factory.make_agent(config, env.obs_shape, env.num_actions, hp)
 
 
 def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
