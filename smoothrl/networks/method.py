@@ -22,8 +22,8 @@ from smoothrl.networks import critics
 from smoothrl.networks import spectral
 from smoothrl.networks import spectral_norm
 from smoothrl.networks.layers import LayerSpec
+from smoothrl.optimizers.spectral_scaling import METHODS  # the one list of method names
 
-METHODS = ('none', 'sn', 'divout', 'divgrad', 'muleps')
 # Power-iteration steps used when measuring sigma of layers that training does not iterate.
 MEASURE_ITERATIONS = 5
 

@@ -295,6 +295,7 @@ def inject_rho(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+# The methods of thesis Section 7.3, the baseline first: the one list of their names (critics, configs, tables).
 METHODS: tuple[str, ...] = ('none', 'sn', 'divout', 'divgrad', 'muleps')
 
 

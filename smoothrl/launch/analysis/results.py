@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from smoothrl.launch.run import config as config_lib
+from smoothrl.optimizers import METHODS
 from smoothrl.launch.run.files import CONFIG_FILE, METRICS_FILE, STATUS_FILE, SUMMARY_FILE, read_metrics
 
 # Fields that do not change what a run learns: runs that differ only in these are seeds of one configuration.
@@ -49,14 +50,8 @@ MINATAR_REFERENCE: dict[str, tuple[float, float]] = {
 
 UNIT_NAMES = {'MNS': 'MinAtar Normalised Score', 'HNS': 'Human Normalised Score', 'return': 'evaluation return'}
 
-# Order of methods in tables and legends: the baseline first, then thesis Section 7.3's order.
-_METHOD_ORDER = ('none', 'sn', 'divout', 'divgrad', 'muleps')
-# Fields listed first in labels, and their short names.
+# Fields listed first in labels.
 _LABEL_ORDER = ('agent', 'method.method', 'method.layers', 'method.lipschitz', 'dqn.learning_rate', 'dqn.adam_eps')
-_SHORT_NAMES = {'method.method': 'method', 'method.layers': 'layers', 'dqn.learning_rate': 'lr',
-                'dqn.adam_eps': 'eps', 'method.lipschitz': 'K', 'network.conv_layers': 'conv',
-                'network.conv_channels': 'width', 'network.hidden': 'fc', 'regulariser.gradient_penalty': 'penalty',
-                'regulariser.penalty_coef': 'zeta'}
 
 
 class IncompleteRunWarning(UserWarning):
@@ -442,8 +437,8 @@ def format_value(value: Any) -> str:
 
 
 def _sort_value(key: str, value: Any) -> tuple:
-  if key == 'method.method' and value in _METHOD_ORDER:
-    return (0, _METHOD_ORDER.index(value))
+  if key == 'method.method' and value in METHODS:  # the baseline first, then thesis Section 7.3's order
+    return (0, METHODS.index(value))
   if isinstance(value, (int, float)) and not isinstance(value, bool):
     return (1, value)
   if isinstance(value, tuple):
@@ -470,10 +465,10 @@ def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env
   leaves = [k.rsplit('.', 1)[-1] for k in varying]
 
   def short(key: str) -> str:
-    if key in _SHORT_NAMES:
-      return _SHORT_NAMES[key]
+    if key in config_lib.FIELD_LABELS:
+      return config_lib.FIELD_LABELS[key]
     leaf = key.rsplit('.', 1)[-1]
-    return leaf if leaves.count(leaf) == 1 and leaf not in _SHORT_NAMES.values() else key
+    return leaf if leaves.count(leaf) == 1 and leaf not in config_lib.FIELD_LABELS.values() else key
 
   labels = []
   for p in params:

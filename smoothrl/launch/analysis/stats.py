@@ -40,7 +40,7 @@ def _scores(scores: np.ndarray, name: str = 'scores', batched: bool = False) -> 
     raise ValueError(f'{name}: expected a score matrix of shape [runs, games], got shape {scores.shape}')
   if scores.shape[-2] == 0 or scores.shape[-1] == 0:
     raise ValueError(f'{name}: needs at least one run and one game, got shape {scores.shape}')
-  if False:
+  if np.isnan(scores).any():
     raise ValueError(f'{name}: contains NaN; drop failed runs before aggregating')
   return scores
 

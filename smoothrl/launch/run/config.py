@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from smoothrl import envs
+from smoothrl.optimizers import EPS_PLACEMENTS
 from smoothrl.networks.method import METHODS, MethodConfig, RegulariserConfig
 from smoothrl.agents.c51 import SupportConfig
 from smoothrl.agents.dqn import DQNConfig
@@ -21,8 +22,18 @@ from smoothrl.networks.smoothness import PENALTIES
 AGENTS = ('dqn', 'c51')
 RUNNERS = ('host', 'compiled')
 LOSSES = ('mse', 'huber')
-EPS_PLACEMENTS = ('outside', 'inside')
 PADDINGS = ('VALID', 'SAME')
+
+
+# How fields and methods are named for people: short labels in run names, legends and tables, and the names of
+# the methods of thesis Section 7.3 (`METHODS` is the one list of their keys).
+FIELD_LABELS = {
+    'method.method': 'method', 'method.layers': 'layers', 'method.lipschitz': 'K', 'dqn.learning_rate': 'lr',
+    'dqn.adam_eps': 'eps', 'network.conv_layers': 'conv', 'network.conv_channels': 'width', 'network.hidden': 'fc',
+    'regulariser.gradient_penalty': 'penalty', 'regulariser.penalty_coef': 'zeta',
+}
+FIELD_NAMES = {'dqn.learning_rate': 'learning rate h', 'dqn.adam_eps': 'Adam ε', 'method.lipschitz': 'K'}
+METHOD_NAMES = {'none': 'Adam', 'sn': 'SN', 'divout': 'DIVOUT', 'divgrad': 'DIVGRAD', 'muleps': 'MULEPS'}
 
 
 class ConfigError(ValueError):

@@ -52,12 +52,6 @@ from smoothrl.launch.run import config as config_lib
 
 TOP_LEVEL_KEYS = ('name', 'out', 'preset', 'base', 'grid', 'zip', 'exclude')
 
-# Short labels for run names; any other field is labelled by its last name part.
-_LABELS = {
-    'dqn.learning_rate': 'lr', 'dqn.adam_eps': 'eps', 'network.conv_layers': 'conv',
-    'network.conv_channels': 'width', 'network.hidden': 'fc', 'method.lipschitz': 'K',
-    'regulariser.gradient_penalty': 'penalty', 'regulariser.penalty_coef': 'zeta',
-}
 _MAX_NAME = 120
 _SPEC_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 _UNSAFE = re.compile(r'[^A-Za-z0-9._+-]+')
@@ -549,10 +543,15 @@ def _format(value: Any) -> str:
   return _UNSAFE.sub('-', text).strip('.') or '-'
 
 
+def _label(key: str) -> str:
+  """A field's short label in run names (`config.FIELD_LABELS`, else the last part of its name)."""
+  return config_lib.FIELD_LABELS.get(key, key.rsplit('.', 1)[-1])
+
+
 def _namer(spec: SweepSpec):
   """A function from an assignment to its readable run name."""
   keys = spec.varied
-  labels = {key: _LABELS.get(key, key.rsplit('.', 1)[-1]) for key in keys}
+  labels = {key: _label(key) for key in keys}
   counts = collections.Counter(labels.values())
   labels = {key: key if counts[label] > 1 else label for key, label in labels.items()}
   order = [k for k in keys if k != 'seed'] + [k for k in keys if k == 'seed']
