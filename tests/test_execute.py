@@ -119,7 +119,7 @@ def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypa
 
 
 def test_an_interrupted_sweep_ends_its_progress_line(tmp_path, monkeypatch, terminal):
-  def interrupted(todo, index, progress, submitter):
+  def interrupted(kind, todo, index, progress, submitter):
     progress.update(running=1)
     raise KeyboardInterrupt
 

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 from smoothrl.launch.analysis import plots
 from smoothrl.launch.analysis import results
-from smoothrl.launch.run import compiled
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
+from smoothrl.launch.run import rl
 from smoothrl.launch.run import workers
+from smoothrl.launch.run.kind import TrainOptions
 from smoothrl.launch.run.files import CONFIG_FILE
 from smoothrl.launch.sweeps import backends
 from smoothrl.launch.sweeps import spec as sweep
@@ -59,6 +59,9 @@ _HELP = {
     'sn_always': 'SN divides by sigma/K even when sigma < K',
     'sn_grad_through_sigma': 'backpropagate through sigma in SN (off in the thesis)',
     'power_iterations': 'power-iteration steps per learner update',
+    'power_iteration_on_acting': 'also advance the power iteration once per acting step (PyTorch spectral_norm in '
+                                 'training mode, the thesis code); off: once per learner update',
+    'obs_scale': 'factor on the observations before the first layer (1/255 for Atari frames, as snrl and Dopamine)',
     'gradient_penalty': 'none | norm_of_sum (||sum_i dQ_i/ds||) | sum_of_norms (sum_i ||dQ_i/ds||) | '
                         'norm_of_max (||d max_i Q_i/ds||), added to the TD loss',
     'penalty_coef': "the gradient penalty's coefficient zeta",
@@ -316,20 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)
     for config in configs:
-      (compiled.validate if config.runner == 'compiled' else config_lib.validate)(config)
-      if config.runner == 'compiled':
-        compiled.make_env(config.env)
+      rl.validate(config)
     workers.count(args.workers, len(configs))
   except config_lib.ConfigError as e:
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2
   progress = not args.no_progress
   try:
-    if configs[0].runner == 'compiled':
-      summaries = compiled.train_grid(configs, show_progress=progress, resume=bool(args.resume),
-                                      workers=args.workers, max_members=args.members_per_program)
-    else:
-      summaries = host.train_many(configs, show_progress=progress, resume=bool(args.resume), workers=args.workers)
+    summaries = rl.train(configs, TrainOptions(show_progress=progress, resume=bool(args.resume), workers=args.workers,
+                                               max_members=args.members_per_program))
   except config_lib.ConfigError as e:  # what only the device or a checkpoint can tell
     print(f'smoothrl: {e}', file=sys.stderr)
     return 2

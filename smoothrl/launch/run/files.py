@@ -14,6 +14,7 @@ import numpy as np
 
 # The files of a run directory (README, "A run directory").
 CONFIG_FILE = 'config.json'
+RUN_FILE = 'run.json'  # {'kind': the run kind (launch.kinds)}
 METRICS_FILE = 'metrics.jsonl'  # one JSON object per line, each with "step" and "kind"
 STATUS_FILE = 'status.json'  # {'state': 'running' | 'done' | 'failed', 'step', 'error'?}, see launch.run.recorder
 SUMMARY_FILE = 'summary.json'  # written once the run has ended

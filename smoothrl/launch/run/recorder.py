@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run.config import ConfigError, TrainingError
-from smoothrl.launch.run.files import (CONFIG_FILE, METRICS_FILE, STATUS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
+from smoothrl.launch.run.files import (CONFIG_FILE, METRICS_FILE, RUN_FILE, STATUS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
                                        MetricsWriter, atomic_write_text, read_metrics)
 
 
@@ -96,14 +96,17 @@ def finished_summary(run_dir: str | os.PathLike, config_json: str) -> dict[str, 
 class Recorder:
   """Owns one run directory from start to summary; a context manager that closes the metrics file on any exit.
 
+  `kind` names the run kind (`launch.kinds`), recorded in `run.json` for the tools that read runs.
+
   `start` prepares the directory for a run from the beginning or from the checkpoint `saved_checkpoint` returns;
   the loop then calls `write` for every record, `check_loss` where it reads a loss, `checkpoint` at its checkpoint
   period, and `finish` (or `fail`) at the end.
   """
 
-  def __init__(self, run_dir: str | os.PathLike, config_json: str, tensorboard: bool = False):
+  def __init__(self, run_dir: str | os.PathLike, config_json: str, tensorboard: bool = False, kind: str = 'rl'):
     self.out = Path(run_dir)
     self.config_json = config_json
+    self.kind = kind
     self.tensorboard = tensorboard
     self.writer: MetricsWriter | None = None
     self.failure: dict[str, Any] | None = None
@@ -118,6 +121,7 @@ class Recorder:
     self.out.mkdir(parents=True, exist_ok=True)
     step = 0 if saved is None else saved.step
     atomic_write_text(self.out / CONFIG_FILE, self.config_json)
+    atomic_write_text(self.out / RUN_FILE, json.dumps({'kind': self.kind}))
     write_status(self.out, 'running', step)
     truncate_metrics(self.out / METRICS_FILE, step)
     board = self.out / TENSORBOARD_DIR

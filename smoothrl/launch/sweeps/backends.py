@@ -16,9 +16,9 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from smoothrl.launch.run import compiled
-from smoothrl.launch.run import host
+from smoothrl.launch import kinds
 from smoothrl.launch.run import recorder
+from smoothrl.launch.run.kind import RunKind, TrainOptions
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.sweeps import spec as sweep_lib
 from smoothrl.launch.run import workers as workers_lib
@@ -66,17 +66,15 @@ class Index:
                                              'counts': self.counts(), 'runs': runs}, indent=2, default=str))
 
 
-def _train_one(config_data: dict[str, Any]) -> dict[str, Any]:
-  """Trains (or resumes) one run in a worker; returns its final state instead of raising."""
-  config = config_lib.TrainConfig.from_dict(config_data)
+def _train_one(kind_name: str, config_data: dict[str, Any]) -> dict[str, Any]:
+  """Trains (or resumes) one run of kind `kind_name` in a worker; returns its final state instead of raising."""
+  kind = kinds.get(kind_name)
+  config = kind.config_type.from_dict(config_data)
   try:
-    if config.runner == 'compiled':
-      summary = compiled.train_grid([config], show_progress=False, resume=True)[0]
-    else:
-      summary = host.train(config, show_progress=False, resume=True)
+    summary = kind.train([config], TrainOptions(show_progress=False, resume=True))[0]
   except Exception as e:  # pylint: disable=broad-except
     return recorder.record_failure(config.out, e)
-  return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': config.steps}
+  return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': recorder.read_status(config.out)['step']}
 
 
 def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
@@ -106,11 +104,11 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
   with contextlib.closing(_SweepProgress(spec.name, index, len(todo), show_progress)) as progress:
     if todo:
       if backend == 'compiled':
-        _run_compiled(todo, index, progress, workers, max_members)
+        _run_compiled(kinds.get(spec.kind), todo, index, progress, workers, max_members)
       elif backend == 'ray':
-        _run_pool(todo, index, progress, _ray_submitter(address))
+        _run_pool(spec.kind, todo, index, progress, _ray_submitter(address))
       else:
-        _run_pool(todo, index, progress, _process_submitter(workers))
+        _run_pool(spec.kind, todo, index, progress, _process_submitter(workers))
     index.refresh()
   return index.counts()
 
@@ -158,9 +156,9 @@ class _RayPool:
       ray.init(address=address, log_to_driver=False)
     self.remote = ray.remote(num_cpus=1, max_retries=0)(_train_one)
 
-  def submit(self, fn, config_data):
+  def submit(self, fn, kind_name, config_data):
     del fn  # always `_train_one`
-    return self.remote.remote(config_data).future()
+    return self.remote.remote(kind_name, config_data).future()
 
   def __enter__(self):
     return self
@@ -169,12 +167,12 @@ class _RayPool:
     return False
 
 
-def _run_pool(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
+def _run_pool(kind_name: str, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
               make_pool: Callable[[], Any]) -> None:
   with make_pool() as pool:
     futures = {}
     for run in todo:
-      futures[pool.submit(_train_one, run.config.to_dict())] = run
+      futures[pool.submit(_train_one, kind_name, run.config.to_dict())] = run
       index.set(run, {'state': 'running', 'step': index.states[run.name].get('step', 0)})
     progress.update(len(futures))
     pending = set(futures)
@@ -193,20 +191,22 @@ def _run_pool(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgr
         progress.update(len(pending))
 
 
-def _run_compiled(todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress, workers: int,
-                  max_members: int | None) -> None:
-  """Groups runs by structure; each group is one compiled program (vmapped on accelerators, spread over `workers`
-  pinned processes on a CPU)."""
+def _run_compiled(kind: RunKind, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
+                  workers: int, max_members: int | None) -> None:
+  """Groups runs by structure (`kind.group`); each group is one compiled program (vmapped on accelerators, spread
+  over `workers` pinned processes on a CPU)."""
+  if kind.group is None:
+    raise config_lib.ConfigError(f'runs of kind {kind.name!r} have no compiled programs; use the local backend')
   groups: dict[str, list[sweep_lib.RunSpec]] = {}
   for run in todo:
-    groups.setdefault(compiled.structure_key(run.config), []).append(run)
+    groups.setdefault(kind.group(run.config), []).append(run)
   for group in groups.values():
     for run in group:
       index.set(run, {'state': 'running', 'step': 0})
     progress.update(len(group))
     try:
-      compiled.train_grid([config_lib.replace(r.config, runner='compiled') for r in group], show_progress=False,
-                          resume=True, workers=workers, max_members=max_members)
+      kind.train([r.config for r in group], TrainOptions(show_progress=False, resume=True, workers=workers,
+                                                          compiled=True, max_members=max_members))
     except Exception as e:  # pylint: disable=broad-except
       for run in group:  # finished, failed and never started members keep their state
         if run_state(run)['state'] == 'running':

@@ -38,21 +38,24 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import posixpath
 import re
 import types
 import typing
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
-from smoothrl.launch.run import compiled
+from smoothrl.launch import kinds
 from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.kind import RunKind
 
-TOP_LEVEL_KEYS = ('name', 'out', 'preset', 'base', 'grid', 'zip', 'exclude')
+TOP_LEVEL_KEYS = ('name', 'kind', 'out', 'preset', 'base', 'grid', 'zip', 'exclude')
 
 _MAX_NAME = 120
+MAX_RUNS = 1_000_000  # runs one sweep may hold
 _SPEC_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 _UNSAFE = re.compile(r'[^A-Za-z0-9._+-]+')
 
@@ -77,7 +80,8 @@ class SweepSpec:
   Attributes:
     name: the sweep's name (letters, digits, '.', '_', '-').
     out: the sweep directory; run directories are `<out>/runs/<run name>`.
-    preset: the preset the base starts from, or None for `TrainConfig()` defaults.
+    kind: the run kind (`launch.kinds`), whose config the sweep varies: 'rl' by default.
+    preset: the preset the base starts from, or None for the kind's default config.
     base: fixed overrides applied after the preset, as (dotted field, value) pairs.
     grid: (dotted field, values) pairs whose cross product is taken, first field slowest.
     zipped: the spec's `zip`: (dotted field, values) pairs of one length, taken row by row as the product's
@@ -88,6 +92,7 @@ class SweepSpec:
   """
   name: str
   out: str
+  kind: str = kinds.DEFAULT
   preset: str | None = None
   base: Assignment = ()
   grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
@@ -100,14 +105,17 @@ class SweepSpec:
     """The fields the sweep varies: grid fields, then zip fields."""
     return tuple(k for k, _ in self.grid) + tuple(k for k, _ in self.zipped)
 
-  def base_config(self) -> config_lib.TrainConfig:
-    """The config every run starts from: the preset (or defaults) with `base` applied."""
-    start = config_lib.preset(self.preset) if self.preset else config_lib.TrainConfig()
-    return _apply(start, self.base)
+  def base_config(self) -> Any:
+    """The config every run starts from: the preset (or the kind's defaults) with `base` applied."""
+    kind = kinds.get(self.kind)
+    start = config_lib.replace(kind.config_type(), **kind.presets[self.preset]) if self.preset else kind.config_type()
+    return config_lib.replace(start, **dict(self.base))
 
   def to_dict(self) -> dict[str, Any]:
     """A plain mapping (YAML/JSON-ready) that `parse_spec` turns back into this spec."""
     data: dict[str, Any] = {'name': self.name, 'out': self.out}
+    if self.kind != kinds.DEFAULT:
+      data['kind'] = self.kind
     if self.preset:
       data['preset'] = self.preset
     if self.base:
@@ -130,13 +138,13 @@ class RunSpec:
     name: the run directory's name, readable and filesystem-safe, from the varied values.
     run_id: 10 hex digits hashed from the varied values; stable across edits of the base.
     assignment: the varied fields and this run's values, in spec order.
-    config: the full config, with `out` = `<sweep out>/runs/<name>`.
+    config: the full config (of the sweep's kind), with `out` = `<sweep out>/runs/<name>`.
   """
   index: int
   name: str
   run_id: str
   assignment: Assignment
-  config: config_lib.TrainConfig
+  config: Any
 
   @property
   def out(self) -> str:
@@ -147,11 +155,12 @@ class RunSpec:
 # Fields and values.
 
 
-def _field_hints() -> dict[str, Any]:
-  """Every settable field of `TrainConfig` as a dotted name, with its type hint."""
+@functools.lru_cache(maxsize=None)
+def fields(config_type: type) -> dict[str, Any]:
+  """Every settable field of a kind's config type as a dotted name, with its type hint."""
   hints: dict[str, Any] = {}
-  top = typing.get_type_hints(config_lib.TrainConfig)
-  for field in dataclasses.fields(config_lib.TrainConfig):
+  top = typing.get_type_hints(config_type)
+  for field in dataclasses.fields(config_type):
     hint = top[field.name]
     if dataclasses.is_dataclass(hint):
       nested = typing.get_type_hints(hint)
@@ -162,8 +171,8 @@ def _field_hints() -> dict[str, Any]:
   return hints
 
 
-FIELDS: dict[str, Any] = _field_hints()
-SECTIONS = tuple(sorted({name.split('.')[0] for name in FIELDS if '.' in name}))
+def _sections(known: Mapping[str, Any]) -> tuple[str, ...]:
+  return tuple(sorted({name.split('.')[0] for name in known if '.' in name}))
 
 
 def _describe(hint: Any) -> str:
@@ -211,15 +220,15 @@ def _coerce(value: Any, hint: Any) -> tuple[Any, str | None]:
   return value, None if ok else f'expected {_describe(hint)}, got {value!r}'
 
 
-def _suggest(name: str) -> str:
+def _suggest(name: str, known: Mapping[str, Any]) -> str:
   """' (did you mean ...?)' with the closest valid field name, or ''."""
   leaf = name.rsplit('.', 1)[-1]
-  same_leaf = [f for f in FIELDS if f.rsplit('.', 1)[-1] == leaf]
+  same_leaf = [f for f in known if f.rsplit('.', 1)[-1] == leaf]
   if len(same_leaf) == 1:
     return f"; did you mean '{same_leaf[0]}'?"
-  close = difflib.get_close_matches(name, list(FIELDS), n=1, cutoff=0.6)
+  close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
   if not close:
-    leaves = {f.rsplit('.', 1)[-1]: f for f in FIELDS}
+    leaves = {f.rsplit('.', 1)[-1]: f for f in known}
     close = [leaves[c] for c in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)]
   return f"; did you mean '{close[0]}'?" if close else ''
 
@@ -228,25 +237,10 @@ def _plain(value: Any) -> Any:
   return list(value) if isinstance(value, tuple) else value
 
 
-def _get(config: config_lib.TrainConfig, key: str) -> Any:
+def _get(config: Any, key: str) -> Any:
   for part in key.split('.'):
     config = getattr(config, part)
   return config
-
-
-def _apply(config: config_lib.TrainConfig, assignment: Iterable[tuple[str, Any]]) -> config_lib.TrainConfig:
-  """`config` with dotted fields replaced (fields and types already checked)."""
-  top: dict[str, Any] = {}
-  nested: dict[str, dict[str, Any]] = collections.defaultdict(dict)
-  for key, value in assignment:
-    section, _, leaf = key.partition('.')
-    if leaf:
-      nested[section][leaf] = value
-    else:
-      top[key] = value
-  for section, values in nested.items():
-    top[section] = dataclasses.replace(getattr(config, section), **values)
-  return dataclasses.replace(config, **top) if top else config
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -321,17 +315,17 @@ def _flatten(node: Mapping[Any, Any], prefix: str, where: str, problems: list[st
       out[dotted] = value
 
 
-def _known(key: str, where: str, problems: list[str]) -> bool:
-  """Whether `key` is a settable field; records why not."""
-  if key in FIELDS and key != 'out':
+def _known(key: str, where: str, problems: list[str], known: Mapping[str, Any]) -> bool:
+  """Whether `key` is a settable field of `known`; records why not."""
+  if key in known and key != 'out':
     return True
   if key == 'out':
     problems.append(f"{where}.out: set per run (<sweep out>/runs/<run name>); use the spec's top-level 'out'")
-  elif key in SECTIONS:
-    fields = ', '.join(f.split('.', 1)[1] for f in FIELDS if f.startswith(key + '.'))
-    problems.append(f'{where}.{key}: a config section, not a field; name one of its fields: {fields}')
+  elif key in _sections(known):
+    names = ', '.join(f.split('.', 1)[1] for f in known if f.startswith(key + '.'))
+    problems.append(f'{where}.{key}: a config section, not a field; name one of its fields: {names}')
   else:
-    problems.append(f'{where}.{key}: unknown field{_suggest(key)}')
+    problems.append(f'{where}.{key}: unknown field{_suggest(key, known)}')
   return False
 
 
@@ -348,11 +342,11 @@ def _section(data: Mapping[str, Any], key: str, problems: list[str], where: str 
   return out
 
 
-def _values(key: str, values: Any, where: str, problems: list[str]) -> tuple[list[Any], list[bool]]:
-  """Coerces a list of values for `key`; returns them with a per-value ok flag."""
+def _values(key: str, values: Any, where: str, problems: list[str], hint: Any) -> tuple[list[Any], list[bool]]:
+  """Coerces a list of values for `key` (of type `hint`); returns them with a per-value ok flag."""
   if not isinstance(values, list):
     extra = ''
-    if typing.get_origin(FIELDS[key]) is tuple:
+    if typing.get_origin(hint) is tuple:
       extra = ' (a list of layer selections, e.g. [[-2], [-2, -3]])'
     problems.append(f'{where}.{key}: expected a list of values{extra}, got {values!r}')
     return [], []
@@ -361,8 +355,8 @@ def _values(key: str, values: Any, where: str, problems: list[str]) -> tuple[lis
     return [], []
   out, ok = [], []
   for i, value in enumerate(values):
-    coerced, error = _coerce(value, FIELDS[key])
-    if error and typing.get_origin(FIELDS[key]) is tuple and isinstance(value, int):
+    coerced, error = _coerce(value, hint)
+    if error and typing.get_origin(hint) is tuple and isinstance(value, int):
       error += f' (a selection is a list: write [{value}])'
     if error:
       problems.append(f'{where}.{key}[{i}]: {error}')
@@ -399,10 +393,16 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
     problems.append(f'out: expected a directory path, got {out!r}')
     out = f'runs/{name}'
   out = out.rstrip('/') or '/'
+  kind_name = data.get('kind', kinds.DEFAULT)
+  if kind_name not in kinds.KINDS:
+    problems.append(f'kind: unknown run kind {kind_name!r}; valid: {", ".join(kinds.KINDS)}')
+    raise SweepError(source, problems)
+  kind = kinds.KINDS[kind_name]
+  known = fields(kind.config_type)
   preset = data.get('preset')
-  if preset is not None and preset not in config_lib.PRESETS:
-    close = difflib.get_close_matches(str(preset), list(config_lib.PRESETS), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f'; valid: {", ".join(sorted(config_lib.PRESETS))}'
+  if preset is not None and preset not in kind.presets:
+    close = difflib.get_close_matches(str(preset), list(kind.presets), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f'; valid: {", ".join(sorted(kind.presets))}'
     problems.append(f'preset: unknown preset {preset!r}{hint}')
     preset = None
 
@@ -411,8 +411,8 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
 
   base = []
   for key, value in _section(data, 'base', problems).items():
-    if _known(key, 'base', problems):
-      coerced, error = _coerce(value, FIELDS[key])
+    if _known(key, 'base', problems, known):
+      coerced, error = _coerce(value, known[key])
       if error:
         problems.append(f'base.{key}: {error}')
         dropped.add(key)
@@ -421,9 +421,9 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
 
   grid = []
   for key, values in _section(data, 'grid', problems).items():
-    if not _known(key, 'grid', problems):
+    if not _known(key, 'grid', problems, known):
       continue
-    coerced, ok = _values(key, values, 'grid', problems)
+    coerced, ok = _values(key, values, 'grid', problems, known[key])
     kept = [v for v, good in zip(coerced, ok) if good]
     repeated = _repeats(kept)
     if repeated:
@@ -437,8 +437,8 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
   zipped = []
   columns: dict[str, tuple[list[Any], list[bool]]] = {}
   for key, values in _section(data, 'zip', problems).items():
-    if _known(key, 'zip', problems):
-      coerced, ok = _values(key, values, 'zip', problems)
+    if _known(key, 'zip', problems, known):
+      coerced, ok = _values(key, values, 'zip', problems, known[key])
       if coerced:
         columns[key] = (coerced, ok)
       else:
@@ -486,7 +486,7 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
     _flatten(entry, '', where, problems, flat)
     pairs = []
     for key, value in flat.items():
-      if not _known(key, where, problems):
+      if not _known(key, where, problems, known):
         continue
       if key in dropped:
         continue
@@ -494,7 +494,7 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
         problems.append(f'{where}.{key}: not a grid or zip field; exclude can only name varied fields '
                         f'({", ".join(varied) or "none"})')
         continue
-      coerced, error = _coerce(value, FIELDS[key])
+      coerced, error = _coerce(value, known[key])
       if error:
         problems.append(f'{where}.{key}: {error}')
       elif coerced not in varied[key]:
@@ -505,8 +505,12 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
     if len(problems) == before and not any(k in dropped for k in flat):
       exclude.append(tuple(pairs))
 
-  spec = SweepSpec(name=name, out=out, preset=preset, base=tuple(base), grid=tuple(grid), zipped=tuple(zipped),
-                   exclude=tuple(exclude), source=source)
+  spec = SweepSpec(name=name, out=out, kind=kind_name, preset=preset, base=tuple(base), grid=tuple(grid),
+                   zipped=tuple(zipped), exclude=tuple(exclude), source=source)
+  count = size(spec)
+  if count > MAX_RUNS:  # refused before any run is built
+    raise SweepError(source, problems + [f'the sweep has {count:,} runs, more than the {MAX_RUNS:,} one sweep may '
+                                         'hold; split it into several sweeps'])
   _, found = _expand(spec)
   problems.extend(found)
   if problems:
@@ -516,6 +520,12 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Expansion.
+
+
+def size(spec: SweepSpec) -> int:
+  """The number of runs of `spec` before exclusions: the product of the grid's lengths and the zip's rows."""
+  count = math.prod(len(values) for _, values in spec.grid)
+  return count * (len(spec.zipped[0][1]) if spec.zipped else 1)
 
 
 def expand(spec: SweepSpec) -> list[RunSpec]:
@@ -576,31 +586,10 @@ def _run_id(assignment: Assignment) -> str:
   return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-_SN_ONLY = ('lipschitz', 'sn_always', 'sn_grad_through_sigma')
-
-
-def _canonical(config: config_lib.TrainConfig) -> config_lib.TrainConfig:
-  """`config` with the fields that cannot change its run reset, to find runs that repeat each other."""
-  m = config.method
-  if m.method == 'none':
-    m = config_lib.MethodConfig()
-  else:
-    defaults = config_lib.MethodConfig()
-    layers = tuple(sorted(m.layers)) if all(isinstance(i, int) for i in m.layers) else m.layers
-    m = dataclasses.replace(m, layers=layers)
-    if m.method != 'sn':
-      m = dataclasses.replace(m, **{f: getattr(defaults, f) for f in _SN_ONLY})
-  c51 = config.c51 if config.agent == 'c51' else type(config.c51)()
-  return dataclasses.replace(config, out='', method=m, c51=c51)
-
-
-def _config_problems(config: config_lib.TrainConfig) -> list[str]:
-  """What `config.validate` (or the compiled runner's check) says about `config`, one item per problem."""
+def _config_problems(kind: RunKind, config: Any) -> list[str]:
+  """What the kind's validation says about `config`, one item per problem."""
   try:
-    if config.runner == 'compiled':
-      compiled.validate(config)
-    else:
-      config_lib.validate(config)
+    kind.validate(config, False)
   except config_lib.ConfigError as e:
     text = str(e)
     if text.startswith('invalid config:'):
@@ -615,6 +604,7 @@ def _config_problems(config: config_lib.TrainConfig) -> list[str]:
 def _expand(spec: SweepSpec) -> tuple[tuple[RunSpec, ...], tuple[str, ...]]:
   """The runs of `spec` and the problems found in them."""
   problems: list[str] = []
+  kind = kinds.get(spec.kind)
   base = spec.base_config()
   keys = [k for k, _ in spec.grid] + [k for k, _ in spec.zipped]
   rows = list(zip(*(values for _, values in spec.zipped))) or [()]
@@ -637,25 +627,25 @@ def _expand(spec: SweepSpec) -> tuple[tuple[RunSpec, ...], tuple[str, ...]]:
 
   runs = []
   for index, (assignment, name, run_id) in enumerate(zip(assignments, names, ids)):
-    config = _apply(base, assignment + (('out', posixpath.join(spec.out, 'runs', name)),))
+    config = config_lib.replace(base, **dict(assignment), out=posixpath.join(spec.out, 'runs', name))
     runs.append(RunSpec(index, name, run_id, assignment, config))
 
   # config.validate on every run; configs that differ only in seed and out share the verdict.
-  verdicts: dict[config_lib.TrainConfig, list[str]] = {}
+  verdicts: dict[Any, list[str]] = {}
   found: dict[str, list[str]] = {}
   for run in runs:
     key = dataclasses.replace(run.config, seed=0, out='')
     if key not in verdicts:
-      verdicts[key] = _config_problems(run.config)
+      verdicts[key] = _config_problems(kind, run.config)
     for problem in verdicts[key]:
       found.setdefault(problem, []).append(run.name)
   for problem, where in found.items():
     problems.append(f'{problem} ({len(where)} of {len(runs)} runs, e.g. {where[0]})')
 
-  first: dict[config_lib.TrainConfig, RunSpec] = {}
+  first: dict[Any, RunSpec] = {}
   repeats = []
   for run in runs:
-    key = _canonical(run.config)
+    key = kind.canonical(run.config)
     if key in first:
       repeats.append((first[key], run))
     else:
@@ -714,12 +704,12 @@ def _parse_token(token: str, hint: Any) -> list[Any]:
   return [token.strip()]
 
 
-def grid_from_args(base_config: config_lib.TrainConfig, assignments: Sequence[str], *, name: str | None = None,
+def grid_from_args(base_config: Any, assignments: Sequence[str], *, name: str | None = None,
                    out: str | None = None) -> SweepSpec:
   """A checked sweep over `base_config` from command-line assignments (syntax: `GRID_SYNTAX`).
 
   Args:
-    base_config: the config every run starts from (flags and preset already applied).
+    base_config: the config every run starts from (flags and preset already applied), of any run kind.
     assignments: strings such as 'dqn.learning_rate=1e-4,3e-4', 'seed=0-4' or 'method.layers=-2;-2,-3'.
     name: the sweep's name; by default the last part of `out`.
     out: the sweep directory; by default `base_config.out`.
@@ -731,6 +721,8 @@ def grid_from_args(base_config: config_lib.TrainConfig, assignments: Sequence[st
     SweepError: listing every problem, in the assignments or in the runs they make.
   """
   problems: list[str] = []
+  kind = kinds.of(base_config)
+  known = fields(kind.config_type)
   grid: dict[str, list[Any]] = {}
   for text in assignments:
     key, sep, raw = text.partition('=')
@@ -741,7 +733,7 @@ def grid_from_args(base_config: config_lib.TrainConfig, assignments: Sequence[st
     if key in grid:
       problems.append(f'{key}: assigned twice; give all its values in one assignment')
       continue
-    hint = FIELDS.get(key)
+    hint = known.get(key)
     if not raw.strip():
       problems.append(f'{key}: no values')
       continue
@@ -758,11 +750,11 @@ def grid_from_args(base_config: config_lib.TrainConfig, assignments: Sequence[st
         values.extend(_parse_token(token, hint) if hint is not None else [token.strip()])
     grid[key] = values
 
-  defaults = config_lib.TrainConfig()
-  base = {key: _plain(_get(base_config, key)) for key in FIELDS
+  defaults = kind.config_type()
+  base = {key: _plain(_get(base_config, key)) for key in known
           if key != 'out' and key not in grid and _get(base_config, key) != _get(defaults, key)}
   out = out if out is not None else base_config.out
   if name is None:
     name = _UNSAFE.sub('-', posixpath.basename(out.rstrip('/')) or 'grid').strip('.-') or 'grid'
-  mapping = {'name': name, 'out': out, 'base': base, 'grid': grid}
+  mapping = {'name': name, 'kind': kind.name, 'out': out, 'base': base, 'grid': grid}
   return _parse(mapping, 'command-line grid', problems)
