@@ -22,7 +22,7 @@ def _play(env, actions):
 
 def test_dm_env_draws_the_compiled_runners_keys():
   """Step t of the dm_env view equals `step_autoreset` with `keys.at(env_key, t + 1)`, across episodes."""
-  game = jax_env.make('jax-minatar/breakout')
+  game = envs.make_jax('jax-minatar/breakout')
   stream = keys.streams(jax.random.PRNGKey(7)).env
   env = envs.make('jax-minatar/breakout', seed=7)
   actions = np.random.default_rng(0).integers(0, 6, 300)
@@ -65,19 +65,19 @@ def test_specs_and_refusals():
   assert env.observation_spec().shape == (10, 10, 10) and env.observation_spec().dtype == np.uint8
   assert env.action_spec().num_values == 6
   with pytest.raises(ValueError, match='no JAX-native version'):
-    jax_env.make('atari/Pong')
+    envs.make_jax('atari/Pong')
   with pytest.raises(ValueError, match='jax-minatar/breakout'):
     envs.make('jax-minatar/pong', seed=0)
 
 
 def test_environments_with_the_same_settings_share_one_compiled_step():
   """A host run on a JAX-native game compiles its step once per process, not once per environment built."""
-  assert jax_env.make('minatar/breakout') == jax_env.make('jax-minatar/breakout')
-  assert hash(jax_env.make('chain/4')) == hash(jax_env.make('chain/4'))
-  assert jax_env.make('minatar/breakout') != jax_env.make('minatar/asterix')
-  assert jax_env.make('chain/4') != jax_env.make('chain/5')
+  assert envs.make_jax('minatar/breakout') == envs.make_jax('jax-minatar/breakout')
+  assert hash(envs.make_jax('chain/4')) == hash(envs.make_jax('chain/4'))
+  assert envs.make_jax('minatar/breakout') != envs.make_jax('minatar/asterix')
+  assert envs.make_jax('chain/4') != envs.make_jax('chain/5')
   unsticky = envs.make('jax-minatar/breakout', seed=0, sticky_action_prob=0.0)
-  assert unsticky._env != jax_env.make('minatar/breakout')  # pylint: disable=protected-access
+  assert unsticky._env != envs.make_jax('minatar/breakout')  # pylint: disable=protected-access
   compiled = jax_env._step._cache_size()  # pylint: disable=protected-access
   for seed in range(3):  # settings no other test uses, so the first of these compiles
     env = envs.make('jax-minatar/space_invaders', seed=seed, sticky_action_prob=0.25)

@@ -1,10 +1,11 @@
-"""Environments, built by name.
+"""Environments, built by name: the one registry.
 
-Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games (the
-official package), `jax-minatar/<game>` for their JAX-native versions
-(`jax_minatar`, behind dm_env), `atari/<Game>` for the Atari games (e.g.
-`atari/Pong`) and `chain/<n>` for the test chain MDP. A new family is added by registering an
-`EnvFamily` in `ENV_FAMILIES` (see `register_family`).
+Names are `<family>/<rest>`: `minatar/<game>` for the MinAtar games (the official package), `jax-minatar/<game>`
+for their JAX-native versions (`jax_minatar`, behind dm_env), `atari/<Game>` for the Atari games (e.g.
+`atari/Pong`) and `chain/<n>` for the test chain MDP. `make` builds the dm_env environment of a name, `make_jax`
+the pure-functional one that the compiled runner scans (`minatar/<game>` and `jax-minatar/<game>` share the
+JAX-native game; `chain/<n>` has one too). A new family is added by registering an `EnvFamily` in `ENV_FAMILIES`
+(see `register_family`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from typing import Any, Callable
 
 import dm_env
 
+import jax
+
+from smoothrl import keys
 from smoothrl.envs import atari
 from smoothrl.envs import chain
+from smoothrl.envs import jax_env
 from smoothrl.envs import minatar
 from smoothrl.envs.atari import AtariEnv
 from smoothrl.envs.chain import ChainEnv
+from smoothrl.envs.jax_chain import JaxChain
+from smoothrl.envs.jax_env import JaxEnv
 from smoothrl.envs.minatar import MinAtarEnv
 
 
@@ -33,23 +40,27 @@ class EnvFamily:
       anything.
     factory: builds the environment from the name after `<family>/`, a seed
       and keyword arguments.
+    jax_factory: builds the JAX-native environment from the name after
+      `<family>/` and keyword arguments; None for a family without one.
   """
   names: tuple[str, ...]
   is_valid: Callable[[str], bool]
   factory: Callable[..., dm_env.Environment]
+  jax_factory: Callable[..., JaxEnv] | None = None
 
 
 def _make_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
   return MinAtarEnv(game, seed=seed, **kwargs)
 
 
-def _make_jax_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
-  from smoothrl import keys  # pylint: disable=g-import-not-at-top
-  from smoothrl.envs import jax_env  # pylint: disable=g-import-not-at-top
+def _jax_minatar(game: str, **kwargs: Any) -> JaxEnv:
+  # gymnax (the `envs` extra) is imported only when a JAX-native MinAtar game is built.
   from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  env = jax_env.NoTruncation(jax_minatar.make(game, **kwargs))
-  return jax_env.DmEnv(env, keys.streams(jax.random.PRNGKey(seed)).env)
+  return jax_env.NoTruncation(jax_minatar.make(game, **kwargs))
+
+
+def _make_jax_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+  return jax_env.DmEnv(_jax_minatar(game, **kwargs), keys.streams(jax.random.PRNGKey(seed)).env)
 
 
 def _make_atari(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
@@ -65,15 +76,21 @@ def _make_chain(rest: str, seed: int, **kwargs: Any) -> dm_env.Environment:
   return ChainEnv(n=int(rest), **kwargs)
 
 
+def _jax_chain(rest: str, **kwargs: Any) -> JaxEnv:
+  return JaxChain(int(rest), **kwargs)
+
+
 ENV_FAMILIES: dict[str, EnvFamily] = {
     'minatar': EnvFamily(
         names=minatar.GAMES,
         is_valid=lambda game: game in minatar.GAMES,
-        factory=_make_minatar),
+        factory=_make_minatar,
+        jax_factory=_jax_minatar),
     'jax-minatar': EnvFamily(
         names=minatar.GAMES,
         is_valid=lambda game: game in minatar.GAMES,
-        factory=_make_jax_minatar),
+        factory=_make_jax_minatar,
+        jax_factory=_jax_minatar),
     # The game list comes from ale-py's ROM index without importing ale-py.
     'atari': EnvFamily(
         names=atari.games(),
@@ -82,7 +99,8 @@ ENV_FAMILIES: dict[str, EnvFamily] = {
     'chain': EnvFamily(
         names=('<n>',),
         is_valid=_is_chain_length,
-        factory=_make_chain),
+        factory=_make_chain,
+        jax_factory=_jax_chain),
 }
 
 
@@ -135,16 +153,31 @@ def make(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
   return family.factory(rest, seed, **kwargs)
 
 
+def make_jax(name: str, **kwargs: Any) -> JaxEnv:
+  """The JAX-native environment of `name` (a `JaxEnv`); `ValueError` for names without one.
+
+  The same name gives equal environments, which jitted functions may take as a static argument.
+  """
+  family, rest = _parse(name)
+  if family.jax_factory is None:
+    native = ', '.join(f'{f}/<{"n" if f == "chain" else "game"}>' for f, spec in ENV_FAMILIES.items()
+                       if spec.jax_factory is not None)
+    raise ValueError(f'{name!r} has no JAX-native version; there is one for {native}')
+  return family.jax_factory(rest, **kwargs)
+
+
 __all__ = [
     'AtariEnv',
     'ChainEnv',
     'ENV_FAMILIES',
     'EnvFamily',
+    'JaxEnv',
     'MinAtarEnv',
     'atari',
     'chain',
     'list_envs',
     'make',
+    'make_jax',
     'minatar',
     'register_family',
     'validate_name',

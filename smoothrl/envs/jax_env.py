@@ -1,7 +1,7 @@
 """JAX-native environments: the functional interface the compiled runner scans, and a dm_env view of it.
 
-`make(name)` gives the JAX-native version of a config's environment (`minatar/<game>`, `jax-minatar/<game>`,
-`chain/<n>`). `DmEnv` presents one to the host runner, drawing its randomness the way the compiled runner does
+`smoothrl.envs.make_jax(name)` gives the JAX-native version of a config's environment (`minatar/<game>`,
+`jax-minatar/<game>`, `chain/<n>`). `DmEnv` presents one to the host runner, drawing its randomness the way the compiled runner does
 (`smoothrl.keys`), so that a host run on `jax-minatar/<game>` and a compiled run of the same seed take the same
 learner updates.
 """
@@ -18,10 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothrl import keys
-
-# The environment families `make` knows.
-FAMILIES = ('minatar', 'jax-minatar', 'chain')
-
 
 class JaxEnv(Protocol):
   """A pure-functional environment (gymnax style)."""
@@ -71,22 +67,6 @@ class NoTruncation(EqualBySettings):
     return next_obs, obs, state, reward, done, jnp.zeros_like(done)
 
 
-def make(name: str) -> JaxEnv:
-  """The JAX-native environment of a config's `env` name; `ValueError` for names without one.
-
-  The same name gives equal environments, which jitted functions may take as a static argument.
-  """
-  family, _, rest = name.partition('/')
-  if family == 'chain':
-    from smoothrl.envs.jax_chain import JaxChain  # pylint: disable=g-import-not-at-top
-    return JaxChain(int(rest))
-  if family in ('minatar', 'jax-minatar'):
-    from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
-    return NoTruncation(jax_minatar.make(rest))
-  raise ValueError(f'{name!r} has no JAX-native version; there is one for ' +
-                   ', '.join(f'{f}/<{"n" if f == "chain" else "game"}>' for f in FAMILIES))
-
-
 # An environment is a static argument: equal environments (same game and settings) share one compiled program.
 @functools.partial(jax.jit, static_argnums=0)
 def _reset(env: JaxEnv, key: jax.Array):
@@ -105,7 +85,7 @@ class DmEnv(dm_env.Environment):
   episode) uses `keys.at(key, t + 1)`; an episode that follows a finished one is the reset that `step_autoreset`
   made at the end of it. A `reset()` that abandons an unfinished episode starts the next one with
   `keys.at(keys.at(key, 0), n)`, n counting such resets. Observations are numpy arrays. Instances of equal
-  environments (see `make`) share one compiled reset and step.
+  environments (see `envs.make_jax`) share one compiled reset and step.
   """
 
   def __init__(self, env: JaxEnv, key: jax.Array):
@@ -143,6 +123,57 @@ class DmEnv(dm_env.Environment):
       return dm_env.truncation(float(reward), next_obs)
     self._state = state
     return dm_env.transition(float(reward), next_obs)
+
+  def _key_words(self) -> list[int]:
+    key = self._key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+      key = jax.random.key_data(key)
+    return np.asarray(key).ravel().tolist()
+
+  def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The view's state as (arrays, JSON-able metadata), for `set_state`: the environment state's leaves (and those
+    of the episode an autoreset started), the step and reset counters, and the key, to check that a state goes back
+    to the same stream."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, tree in (('state', self._state), ('next.state', None if self._next is None else self._next[1])):
+      arrays.update({f'{name}.{i}': np.array(x) for i, x in enumerate(jax.tree.leaves(tree))})
+    if self._next is not None:
+      arrays['next.obs'] = np.array(self._next[0])
+    meta = {'key': self._key_words(), 'steps': self._steps, 'abandoned': self._abandoned,
+            'started': self._state is not None, 'next': self._next is not None}
+    return arrays, meta
+
+  def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Restores a state of `get_state` into a view of an equal environment with the same key.
+
+    Raises:
+      ValueError: the state is of another key (another seed or stream), or its arrays do not fit this environment's.
+    """
+    if meta['key'] != self._key_words():
+      raise ValueError(f'a saved state of the key {meta["key"]} cannot be restored into a DmEnv of the key '
+                       f'{self._key_words()}')
+    obs, template = jax.eval_shape(self._env.reset, self._key)
+
+    def tree(name: str) -> Any:
+      wanted = jax.tree.leaves(template)
+      leaves = [arrays.get(f'{name}.{i}') for i in range(len(wanted))]
+      for i, (x, y) in enumerate(zip(leaves, wanted)):
+        if x is None or (x.shape, x.dtype) != (y.shape, y.dtype):
+          got = 'nothing' if x is None else f'{x.dtype}{list(x.shape)}'
+          raise ValueError(f'saved {name}.{i} is {got}, this environment needs {y.dtype}{list(y.shape)}')
+      if f'{name}.{len(wanted)}' in arrays:
+        raise ValueError(f'the saved {name} has more leaves than this environment\'s {len(wanted)}')
+      return jax.tree.unflatten(jax.tree.structure(template), [jnp.asarray(x) for x in leaves])
+
+    self._state = tree('state') if meta['started'] else None
+    self._next = None
+    if meta['next']:
+      next_obs = arrays['next.obs']
+      if (next_obs.shape, next_obs.dtype) != (obs.shape, obs.dtype):
+        raise ValueError(f'saved next.obs is {next_obs.dtype}{list(next_obs.shape)}, this environment needs '
+                         f'{obs.dtype}{list(obs.shape)}')
+      self._next = (jnp.asarray(next_obs), tree('next.state'))
+    self._steps, self._abandoned = int(meta['steps']), int(meta['abandoned'])
 
   def observation_spec(self) -> specs.Array:
     return self._obs_spec
