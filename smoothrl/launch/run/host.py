@@ -42,9 +42,10 @@ def build_agent(config: config_lib.TrainConfig, env: dm_env.Environment) -> dqn.
 
 
 def epsilon_at(config: dqn.DQNConfig, step: int) -> float:
-  """The same schedule as `dqn.epsilon_schedule`, in host arithmetic."""
-  frac = min(max((step - config.warmup_steps) / config.epsilon_decay_steps, 0.0), 1.0)
-  return config.epsilon_start + frac * (config.epsilon_end - config.epsilon_start)
+  """The same schedule as `dqn.epsilon_schedule`, in host arithmetic: epsilon after `step` environment steps."""
+  transition = max(config.epsilon_decay_steps - config.warmup_steps, 1)
+  frac = min(max((step - config.warmup_steps) / transition, 0.0), 1.0)
+  return (config.epsilon_start - config.epsilon_end) * (1.0 - frac) + config.epsilon_end  # optax's order: exact ends
 
 
 class _Acting:
@@ -175,9 +176,7 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
       return done
   with recorder_lib.Recorder(config.out, config.to_json(), config.tensorboard) as recorder:
     try:
-      saved = recorder.saved_checkpoint() if resume else None
-      recorder.start(saved)
-      return _train(config, recorder, saved, show_progress)
+      return _train(config, recorder, recorder.saved_checkpoint() if resume else None, show_progress)
     except BaseException as e:
       recorder.fail(e)
       raise
@@ -237,7 +236,7 @@ def _restore(saved: checkpoint.Saved, template: Any, replay: Replay, env: dm_env
   return jax.tree.map(jnp.asarray, state), loop
 
 
-def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, saved: dict[str, Any] | None,
+def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, saved: checkpoint.Saved | None,
            show_progress: bool) -> dict[str, Any]:
   keys.unroll_threefry_on_cpu()
   env = envs.make(config.env, seed=config.seed, **config.env_kwargs())
@@ -265,6 +264,7 @@ def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, save
     template = jax.eval_shape(agent.init, streams.init, jnp.asarray(timestep.observation))
     state, loop = _restore(saved, template, replay, env, eval_env, config.out)
     first = saved.step + 1
+  recorder.start(saved)  # once the checkpoint is known to fit: a refused one leaves the metrics as they were
   replay, timestep, np_rng, episode_return, episode_length, episodes, recent, last_eval, elapsed = loop
 
   pending: list[dict[str, jax.Array]] = []
