@@ -434,3 +434,191 @@ def test_freeway_alone_is_plotted_in_raw_returns(tmp_path):
   with warnings.catch_warnings():
     warnings.simplefilter('error')
     assert_png(plots.learning_curves(runs, tmp_path / 'freeway.png'))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures for a paper: what the written figures say.
+
+
+@pytest.fixture
+def figures(monkeypatch) -> dict[str, 'plots.Figure']:
+  """{file name: the Figure written there}, for every figure `plots` saves during the test."""
+  saved = {}
+  save = plots._save
+
+  def keep(fig, path):
+    saved[Path(path).name] = fig
+    return save(fig, path)
+
+  monkeypatch.setattr(plots, '_save', keep)
+  return saved
+
+
+def legend_texts(fig) -> list[str]:
+  return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def visible_axes(fig) -> list:
+  return [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != '<colorbar>']
+
+
+def test_display_labels_name_methods_as_the_thesis_does():
+  base = {'method.method': 'sn', 'method.layers': (-2,), 'dqn.learning_rate': 0.001}
+  assert results.display_labels([base, {**base, 'method.method': 'none'}]) == ['SN[-2]', 'Adam']
+  assert results.display_labels([base, {**base, 'method.layers': (-2, -3)}, {**base, 'method.method': 'muleps'}]) == [
+      'SN[-2]', 'SN[-2,-3]', 'MULEPS[-2]']
+  assert results.display_labels([base, {**base, 'dqn.learning_rate': 0.01}]) == ['lr=0.001', 'lr=0.01']
+  assert results.display_labels([base, {**base, 'method.method': 'none', 'dqn.learning_rate': 1e-4}]) == [
+      'SN[-2] lr=0.001', 'Adam lr=1e-4']
+  assert results.display_labels([base]) == ['SN[-2]']
+  # The baseline's layers do not show: two baselines that differ only in them keep describe's labels.
+  none = {**base, 'method.method': 'none'}
+  assert results.display_labels([none, {**none, 'method.layers': (-3,)}]) == ['layers=-2', 'layers=-3']
+
+
+def test_legends_name_methods_and_keep_short_labels_for_other_fields(method_runs, sweep_runs, tmp_path, figures):
+  path = plots.learning_curves(method_runs, tmp_path / 'curves.png')
+  assert legend_texts(figures['curves.png']) == ['Adam', 'SN[-2]']
+  svg = path.with_suffix('.svg').read_text()
+  assert 'SN[-2]' in svg and 'Adam' in svg and 'method=' not in svg  # text is kept as text in the SVG
+  plots.learning_curves(sweep_runs, tmp_path / 'sweep.png', max_lines=None)
+  texts = legend_texts(figures['sweep.png'])
+  assert texts[:2] == ['Adam lr=1e-4 eps=1e-5', 'Adam lr=1e-4 eps=0.001'] and 'SN[-2] lr=0.01 eps=1e-5' in texts
+  plots.sensitivity_heatmap(sweep_runs, tmp_path / 'heat.png')
+  assert [ax.get_title() for ax in visible_axes(figures['heat.png'])] == ['Adam', 'SN[-2]']
+  plots.method_bars(method_runs, tmp_path / 'bars.png')
+  assert legend_texts(figures['bars.png']) == ['Adam', 'SN[-2]']
+
+
+def test_every_figure_says_how_many_seeds_it_averages(method_runs, sweep_runs, tmp_path, figures):
+  plots.learning_curves(method_runs, tmp_path / 'curves.png')
+  assert 'mean over 3 seeds' in figures['curves.png'].get_suptitle()
+  plots.method_bars(method_runs, tmp_path / 'bars.png')
+  assert 'mean over 3 seeds ± 95% CI' in figures['bars.png'].get_suptitle()
+  plots.sensitivity_heatmap(sweep_runs, tmp_path / 'heat.png')
+  assert 'mean over 2 games and 2 seeds' in figures['heat.png'].get_suptitle()
+  # A setting with fewer seeds: the legend says how many each has.
+  fewer = [r for r in method_runs if not (r.config.method.method == 'sn' and r.seed == 2)]
+  plots.learning_curves(fewer, tmp_path / 'fewer.png')
+  assert 'mean over seeds (n in the legend)' in figures['fewer.png'].get_suptitle()
+  assert legend_texts(figures['fewer.png']) == ['Adam (n=3)', 'SN[-2] (n=2)']
+  plots.sensitivity_heatmap(sweep_runs[1:], tmp_path / 'heat_fewer.png')
+  assert '1–2 seeds per cell' in figures['heat_fewer.png'].get_suptitle()
+
+
+def test_panels_in_one_normalised_unit_share_their_y_axis(method_runs, tmp_path, figures):
+  for seed in range(2):
+    write_run(tmp_path / 'freeway' / str(seed), [(0, 0.0), (100, 20.0 + seed)], env='minatar/freeway', seed=seed)
+  freeway = results.find_runs(tmp_path / 'freeway')
+  plots.learning_curves(method_runs, tmp_path / 'curves.png')
+  asterix, breakout, mean = visible_axes(figures['curves.png'])
+  assert mean.get_title() == 'Mean over 2 games'
+  shared = asterix.get_shared_y_axes()
+  assert shared.joined(asterix, breakout) and shared.joined(asterix, mean)
+  assert asterix.get_ylim() == breakout.get_ylim()
+  plots.method_bars(method_runs, tmp_path / 'bars.png')
+  asterix, breakout, mean = visible_axes(figures['bars.png'])
+  assert [ax.get_title() for ax in (asterix, breakout, mean)] == ['Asterix (MinAtar)', 'Breakout (MinAtar)',
+                                                                   'Mean over 2 games']
+  assert asterix.get_shared_y_axes().joined(asterix, breakout) and asterix.get_shared_y_axes().joined(asterix, mean)
+  # Freeway's raw returns are on a scale of their own.
+  plots.learning_curves([*method_runs, *freeway], tmp_path / 'mixed.png')
+  panels = {ax.get_title(): ax for ax in visible_axes(figures['mixed.png'])}
+  free, asterix = panels['Freeway (MinAtar)'], panels['Asterix (MinAtar)']
+  assert not free.get_shared_y_axes().joined(free, asterix)
+  assert asterix.get_shared_y_axes().joined(asterix, panels['Breakout (MinAtar)'])
+
+
+def lr_runs(root: Path, seeds: int = 2) -> list[results.Run]:
+  """Breakout, none and sn at two learning rates: seed 0 prefers lr 1e-3, seed 1 lr 1e-2 (final returns)."""
+  finals = {1e-3: (60.0, 10.0), 1e-2: (30.0, 40.0)}
+  for method, offset in (('none', 0.0), ('sn', 5.0)):
+    for lr, values in finals.items():
+      for seed in range(seeds):
+        write_run(root / method / f'{lr}_{seed}', [(0, 0.0), (100, values[seed] + offset)], seed=seed, method=method,
+                  lr=lr)
+  return results.find_runs(root)
+
+
+def test_the_heatmap_needs_both_learning_rate_and_eps_to_vary(sweep_runs, tmp_path, figures):
+  runs = lr_runs(tmp_path / 'lr')
+  written = plots.plot_runs(runs, tmp_path / 'figs')
+  assert [p.name for p in written] == ['learning_curves.png', 'sensitivity_final.png', 'sensitivity_best.png',
+                                       'method_bars.png']
+  # Only the learning rate varies: a score against it, a line per method, not a heatmap of one row.
+  fig = figures['sensitivity_final.png']
+  (ax,) = visible_axes(fig)
+  assert not ax.collections and [line.get_label() for line in ax.get_lines()] == ['Adam', 'SN[-2]']
+  assert ax.get_xlabel() == 'learning rate h (log scale)'
+  plots.plot_runs(sweep_runs, tmp_path / 'both')
+  heat = figures['sensitivity_final.png']
+  assert all(ax.collections for ax in visible_axes(heat)) and len(visible_axes(heat)) == 2  # a mesh per method
+
+
+def test_failed_settings_are_marked_in_the_sensitivity_curve(tmp_path, figures):
+  runs = lr_runs(tmp_path / 'lr')
+  for seed in range(2):
+    path = write_run(tmp_path / 'lr' / 'none' / f'diverged_{seed}', [], seed=seed, lr=0.1, complete=False)
+    (path / 'status.json').write_text(json.dumps({'state': 'failed', 'step': 100, 'error': 'non-finite loss'}))
+  failed = results.failed_runs(results.load_runs(tmp_path / 'lr'))
+  plots.plot_runs(runs, tmp_path / 'figs', failed=failed)
+  fig = figures['sensitivity_final.png']
+  assert '× where 2 runs failed' in fig.get_suptitle()
+  (ax,) = visible_axes(fig)
+  crosses = [line for line in ax.get_lines() if line.get_marker() == 'x' and len(line.get_xdata())]
+  assert [list(line.get_xdata()) for line in crosses] == [[0.1]]
+
+
+def test_method_bars_choose_each_methods_setting_on_other_seeds(tmp_path, figures):
+  runs = lr_runs(tmp_path / 'lr')
+  best = results.best_settings(results.group_runs(runs))
+  # Chosen on seed 0 (lr 1e-3 is best there), reported on seed 1 (where lr 1e-3 is the worse setting).
+  assert best.held_out and [(g.label, g.seeds) for g in best.groups] == [
+      ('Adam (best of 2: lr=0.001)', [1]), ('SN[-2] (best of 2: lr=0.001)', [1])]
+  assert [g.score('final', normalise=False).mean for g in best.groups] == [10.0, 15.0]
+  assert best.note == 'best setting of each method chosen on seed 0; shown on seed 1'
+  plots.method_bars(runs, tmp_path / 'bars.png')
+  title = figures['bars.png'].get_suptitle()
+  assert 'mean over 1 seed' in title and 'chosen on seed 0; shown on seed 1' in title
+  # One seed per setting: chosen on the seeds shown, and the figure says so.
+  one = lr_runs(tmp_path / 'one', seeds=1)
+  single = results.best_settings(results.group_runs(one))
+  assert not single.held_out and [g.seeds for g in single.groups] == [[0], [0]]
+  assert [g.params['dqn.learning_rate'] for g in single.groups] == [1e-3, 1e-3]
+  assert single.note == 'best setting chosen on the seeds shown (biased upwards)'
+  plots.method_bars(one, tmp_path / 'one.png')
+  assert 'best setting chosen on the seeds shown' in figures['one.png'].get_suptitle()
+
+
+def test_method_bars_without_a_choice_show_every_seed(method_runs):
+  best = results.best_settings(results.group_runs(method_runs))
+  assert not best.held_out and best.note == '' and all(g.seeds == [0, 1, 2] for g in best.groups)
+
+
+def test_every_figure_is_also_written_as_pdf_and_svg(sweep_runs, tmp_path):
+  written = plots.plot_runs(sweep_runs, tmp_path / 'figs', aggregates=True)
+  assert [p.name for p in written] == ['learning_curves.png', 'sensitivity_final.png', 'sensitivity_best.png',
+                                       'method_bars.png', 'performance_profiles.png', 'aggregate_intervals.png']
+  for path in written:
+    assert_png(path)
+    png, pdf, svg = plots.figure_files(path)
+    assert png == path and pdf.read_bytes()[:5] == b'%PDF-' and svg.read_text().lstrip().startswith('<?xml')
+    assert '<svg' in svg.read_text()
+  assert len(list((tmp_path / 'figs').iterdir())) == 3 * len(written)
+
+
+def test_aggregate_figures(method_runs, tmp_path, figures):
+  plots.performance_profiles(method_runs, tmp_path / 'profiles.png')
+  fig = figures['profiles.png']
+  assert legend_texts(fig) == ['Adam', 'SN[-2]'] and 'over 3 runs per game' in fig.get_suptitle()
+  (ax,) = visible_axes(fig)
+  assert ax.get_ylabel() == 'fraction of runs with final score > τ'
+  assert len(ax.collections) == 2  # a bootstrap band per setting
+  plots.aggregate_intervals(method_runs, tmp_path / 'intervals.png')
+  fig = figures['intervals.png']
+  axes = visible_axes(fig)
+  assert [ax.get_title() for ax in axes] == ['IQM', 'Mean', 'Median', 'Optimality gap']
+  assert [t.get_text() for t in axes[0].get_yticklabels()] == ['Adam', 'SN[-2]']
+  assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes[1:])
+  with pytest.raises(ValueError, match='not comparable'):
+    plots.performance_profiles(method_runs, tmp_path / 'raw.png', normalise=False)

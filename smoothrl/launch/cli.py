@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from smoothrl.launch.analysis import plots
+from smoothrl.launch.analysis import report
 from smoothrl.launch.analysis import results
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import rl
@@ -205,11 +206,15 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
 
 
 def _results_parsers(sub) -> None:
-  for name, text in (('plot', 'write PNG figures of runs or sweeps: learning curves with confidence bands over '
-                      'seeds (MinAtar Normalised Score, Table E.2), learning-rate x Adam-eps sensitivity heatmaps '
-                      'per method (Figure 7.4) when the runs vary both, per-method bars when they vary the method'),
+  for name, text in (('plot', 'write figures of runs or sweeps, each as PNG, PDF and SVG: learning curves with '
+                      'confidence bands over seeds (MinAtar Normalised Score, Table E.2), learning-rate x Adam-eps '
+                      'sensitivity heatmaps per method (Figure 7.4) when the runs vary both (a sensitivity curve when '
+                      'they vary one), per-method bars when they vary the method, and performance profiles and '
+                      'interval estimates of IQM, mean, median and optimality gap across games and seeds'),
                      ('summary', 'print mean and 95% confidence interval over seeds of the final and best '
-                      'evaluation scores of each config')):
+                      'evaluation scores of each config, then across games and seeds the IQM, mean, median and '
+                      'optimality gap of normalised final scores with stratified-bootstrap CIs and the probability '
+                      'of improvement over the baseline (Agarwal et al. 2021)')):
     p = sub.add_parser(name, help=text.split(':')[0], description=text[0].upper() + text[1:] + '.')
     p.add_argument('paths', nargs='+', help='run directories or sweep directories')
     if name == 'plot':
@@ -228,6 +233,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _results_main(args: argparse.Namespace) -> int:
+  missing = [path for path in args.paths if not Path(path).exists()]
+  if missing:
+    print(f'smoothrl: no such file or directory: {", ".join(missing)}', file=sys.stderr)
+    return 2
   loaded = results.load_runs(args.paths)
   runs = results.usable_runs(loaded, include_incomplete=args.include_incomplete)
   failed = results.failed_runs(loaded)
@@ -237,10 +246,13 @@ def _results_main(args: argparse.Namespace) -> int:
     return 2
   if args.command == 'plot':
     out = args.out or str(Path(args.paths[0]) / 'plots')
-    for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=failed):
-      print(path)
+    for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=failed, aggregates=True):
+      print('\n'.join(map(str, plots.figure_files(path))))
   else:
     print(results.summary_table(runs, normalise=not args.raw, failed=failed))
+    aggregates = report.aggregate_report(runs, normalise=not args.raw, failed=failed)
+    if aggregates:
+      print(f'\n{aggregates}')
   return 0
 
 

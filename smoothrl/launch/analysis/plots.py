@@ -1,11 +1,15 @@
-"""Figures of runs: learning curves, learning-rate × Adam-ε sensitivity heatmaps and per-method bars.
+"""Figures of runs: learning curves, learning-rate × Adam-ε sensitivity, per-method bars and the aggregates across
+games and seeds (performance profiles, interval estimates).
 
 The figures follow thesis Chapter 7: learning curves of the evaluation return or normalised score with a confidence
 band over seeds (Figure 7.2), the score over a sweep of learning rate and Adam's ε per method (Figure 7.4) and
-method comparisons across games (Figure 7.5). Aggregation lives in `smoothrl.launch.analysis.results`; this module only
-draws. Figures are drawn on matplotlib's Agg canvas (no display needed) and written atomically.
+method comparisons across games (Figure 7.5); and Agarwal et al. (2021) for the aggregates. Aggregation lives in
+`smoothrl.launch.analysis.results` and `.report`; this module only draws. Legends name methods as the thesis does
+('SN[-2]', `results.display_labels`), every figure says over how many seeds it averages, and panels in the same unit
+share their y-axis. Figures are drawn on matplotlib's Agg canvas (no display needed) and written atomically, each
+as a PNG and, beside it, a PDF and an SVG (text kept as text) for papers.
 
-    python -m smoothrl.launch.analysis.plots runs/sweep --out runs/sweep/plots
+    smoothrl plot runs/sweep --out runs/sweep/plots
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -23,25 +27,39 @@ from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from smoothrl.launch.analysis import report
 from smoothrl.launch.analysis import results
+from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run.files import atomic_file
 from smoothrl.launch.analysis.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 
-__all__ = ['learning_curves', 'sensitivity_heatmap', 'method_bars', 'plot_all', 'plot_runs', 'heatmap_grid',
-           'heatmap_grids']
+__all__ = ['learning_curves', 'sensitivity_heatmap', 'sensitivity_curves', 'method_bars', 'performance_profiles',
+           'aggregate_intervals', 'plot_all', 'plot_runs', 'figure_files', 'heatmap_grid', 'heatmap_grids']
 
 DPI = 120
-_AXIS_NAMES = {'dqn.learning_rate': 'learning rate h', 'dqn.adam_eps': 'Adam ε'}
+FORMATS = ('png', 'pdf', 'svg')  # what `_save` writes: the PNG at the path given, the others beside it
+# Vector output for papers: text stays text in SVGs, and PDFs embed TrueType fonts (not Type 3).
+_VECTOR_RC = {'svg.fonttype': 'none', 'pdf.fonttype': 42}
+_AXIS_NAMES = config_lib.FIELD_NAMES
 _GAME_NAMES = {'space_invaders': 'Space Invaders'}
 
 
+def figure_files(path: str | os.PathLike) -> list[Path]:
+  """The files of the figure whose PNG is `path`: `path` and the PDF and SVG beside it (same name, other suffix)."""
+  path = Path(path)
+  return [path] + [path.with_suffix(f'.{fmt}') for fmt in FORMATS[1:]]
+
+
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-  """Writes `fig` as a PNG to `path` atomically (see `io.atomic_file`)."""
+  """Writes `fig` as a PNG to `path` and as a PDF and an SVG beside it (`figure_files`), each atomically (see
+  `io.atomic_file`); returns `path`."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  with atomic_file(path, 'wb') as f:
-    FigureCanvasAgg(fig)
-    fig.savefig(f, format='png', dpi=DPI)
+  FigureCanvasAgg(fig)
+  with matplotlib.rc_context(_VECTOR_RC):
+    for target, fmt in zip(figure_files(path), FORMATS):
+      with atomic_file(target, 'wb') as f:
+        fig.savefig(f, format=fmt, dpi=DPI)
   return path
 
 
@@ -95,15 +113,49 @@ def _legend_height(labels: Sequence[str], width: float) -> float:
   return 0.3 * math.ceil(len(labels) / _legend_columns(labels, width)) if labels else 0.0
 
 
+def _names(groups: Sequence[results.Group]) -> dict[str, str]:
+  """{group label: its label in figures} (`results.display_labels`: 'SN[-2] lr=0.001' for 'method=sn lr=0.001')."""
+  params = {label: {k: v for k, v in next(iter(per_env.values())).params.items() if k != 'env'}
+            for label, per_env in results.by_label(groups).items()}
+  return dict(zip(params, results.display_labels(list(params.values()))))
+
+
+def _seeds_text(counts: Mapping[str, Iterable[int]], what: str = 'seeds') -> tuple[str, dict[str, str]]:
+  """How many seeds (or runs) a figure shows: ('over 3 seeds', {label: ''}) when every setting has the same number,
+  else ('over seeds (n in the legend)', {label: ' (n=3)' or ' (n=2–3)'}) for a legend."""
+  counts = {label: sorted(set(ns)) for label, ns in counts.items()}
+  every = {n for ns in counts.values() for n in ns}
+  if len(every) == 1:
+    n = every.pop()
+    return f'over {n} {what if n != 1 else what[:-1]}', {label: '' for label in counts}
+  suffix = {label: f' (n={ns[0]})' if len(ns) == 1 else f' (n={ns[0]}–{ns[-1]})' for label, ns in counts.items()}
+  return f'over {what} (n in the legend)', suffix
+
+
+def _share_y(axes: Sequence[Any], units: Sequence[str]) -> None:
+  """Joins the y-axes of the panels in the same normalised unit (raw returns of different games are not one
+  scale)."""
+  first: dict[str, Any] = {}
+  for ax, unit in zip(axes, units):
+    if unit == 'return':
+      continue
+    if unit in first:
+      ax.sharey(first[unit])
+    else:
+      first[unit] = ax
+
+
 def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: bool = True, confidence: float = 0.95,
                     title: str | None = None, max_lines: int | None = None) -> Path:
   """Evaluation score against environment steps: a panel per game, a line per setting, a CI band over seeds.
 
-  With several games sharing a normalised score, a last panel shows the mean over games (thesis Figure 7.2b).
+  With several games sharing a normalised score, a last panel shows the mean over games (thesis Figure 7.2b);
+  panels in one normalised unit share their y-axis. The title says over how many seeds the curves average, or the
+  legend does per setting where that differs.
 
   Args:
     runs: the runs (`results.find_runs`).
-    path: where to write the PNG.
+    path: where to write the PNG (a PDF and an SVG are written beside it, `figure_files`).
     normalise: plot MNS / HNS where the game has references (raw returns otherwise).
     confidence: the band's confidence level (Student-t over seeds, `results.confidence_interval`).
     title: the figure's title; a description of the contents by default.
@@ -116,6 +168,7 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
   groups = results.group_runs(runs)
   if not groups:
     raise ValueError('no runs to plot')
+  names = _names(groups)
   envs = sorted({g.env for g in groups})
   settings = len(results.by_label(groups))
   if max_lines is not None and settings > max_lines:
@@ -134,10 +187,18 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
               for label, per_env in table.items() if set(per_env) == set(envs)}
     if curves:
       panels.append((f'Mean over {len(envs)} games', unit, curves))
+  counts: dict[str, list[int]] = {label: [] for label in labels}
+  for _, _, curves in panels:
+    for label, curve in curves.items():
+      counts[label].append(curve.n)
+  over, suffix = _seeds_text(counts)
+  legend = {label: names[label] + suffix[label] for label in labels}
   rows, cols = _grid_shape(len(panels))
   width = max(4.6 * cols, 7.0)
-  fig = Figure(figsize=(width, 3.4 * rows + 0.5 + _legend_height(labels, width)), layout='constrained')
+  fig = Figure(figsize=(width, 3.4 * rows + 0.5 + _legend_height(list(legend.values()), width)),
+               layout='constrained')
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  _share_y(axes, [panel_unit for _, panel_unit, _ in panels])
   handles: dict[str, Any] = {}
   for ax, (panel_title, panel_unit, curves) in zip(axes, panels):
     for label, curve in curves.items():
@@ -145,7 +206,7 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
         continue
       marker = 'o' if curve.steps.size <= 25 else None
       (line,) = ax.plot(curve.steps, curve.mean, color=colours[label], marker=marker, markersize=3, lw=1.6)
-      handles.setdefault(label, line)
+      handles.setdefault(legend[label], line)
       band = np.isfinite(curve.half_width)
       if band.any():
         ax.fill_between(curve.steps, curve.mean - np.where(band, curve.half_width, 0),
@@ -159,7 +220,7 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
     ax.set_visible(False)
   pct = f'{100 * confidence:g}%'
   shown = f' (the {len(labels)} best of {settings} settings by final score)' if len(labels) < settings else ''
-  fig.suptitle(title or f'Evaluation during training{shown}: mean over seeds, {pct} confidence band')
+  fig.suptitle(title or f'Evaluation during training{shown}: mean {over}, {pct} confidence band')
   _legend_below(fig, list(handles.values()), list(handles))
   return _save(fig, path)
 
@@ -184,6 +245,26 @@ def _centres(values: np.ndarray, log: bool) -> np.ndarray:
   return np.asarray(values, dtype=np.float64) if log else np.arange(len(values), dtype=np.float64)
 
 
+def _averaged_games(runs: Sequence[Run], failed: Sequence[Run], normalise: bool) -> tuple[list[str], str]:
+  """The games `results.heatmap_grids` averages over and their unit."""
+  envs = sorted({r.env for r in runs or failed})
+  if results.common_unit(envs, normalise) is not None:
+    return envs, results.common_unit(envs, normalise)
+  kept = [e for e in envs if results.score_unit(e, normalise) != 'return']
+  return kept, results.common_unit(kept, normalise) or 'return'
+
+
+def _cells_text(runs: Sequence[Run], envs: Sequence[str]) -> str:
+  """What a sensitivity cell averages: 'Breakout (MinAtar), mean over 3 seeds', 'mean over 2 games and 1–3 seeds
+  per cell'."""
+  counts = sorted({len(g.runs) for g in results.group_runs([r for r in runs if r.env in envs])} or {0})
+  seeds = (f'{counts[0]} seed{"s" * (counts[0] != 1)}' if len(counts) == 1 else
+           f'{counts[0]}–{counts[-1]} seeds per cell')
+  if len(envs) > 1:
+    return f'mean over {len(envs)} games and {seeds}'
+  return f'{_game_title(envs[0])}, mean over {seeds}' if envs else f'mean over {seeds}'
+
+
 def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = 'dqn.learning_rate',
                         y: str = 'dqn.adam_eps', metric: str = 'final', normalise: bool = True,
                         failed: Sequence[Run] = ()) -> Path:
@@ -198,10 +279,8 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
   Returns:
     `path`.
   """
-  grids = results.heatmap_grids(runs, x, y, metric, normalise, failed)
-  envs = sorted({r.env for r in runs or failed})
-  unit = results.common_unit(envs, normalise) or results.common_unit(
-      [e for e in envs if results.score_unit(e, normalise) != 'return'], normalise) or 'return'
+  grids = results.heatmap_grids(runs, x, y, metric, normalise, failed, for_figures=True)
+  envs, unit = _averaged_games(runs, failed, normalise)
   finite = np.concatenate([g.values[np.isfinite(g.values)] for g in grids.values()])
   vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   if vmin == vmax:
@@ -215,6 +294,9 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
   fig = Figure(figsize=(cols * (max(nx, 3) * cell + 1.4) + 1.2, rows * (max(ny, 3) * cell + 1.3) + 0.6),
                layout='constrained')
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  for ax in axes[1:len(grids)]:  # every panel has the same axes: the swept values
+    ax.sharex(axes[0])
+    ax.sharey(axes[0])
   mesh = None
   decimals = 0 if vmax - vmin >= 20 else 1 if vmax - vmin >= 2 else 2
   for ax, (label, grid) in zip(axes, grids.items()):
@@ -246,24 +328,76 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
     ax.set_title(label or 'all runs')
   for ax in axes[len(grids):]:
     ax.set_visible(False)
-  games = f'mean over {len(envs)} games and seeds' if len(envs) > 1 else f'{_game_title(envs[0])}, mean over seeds'
   failures = sum(int(g.failed.sum()) for g in grids.values())
   note = f'\n× where {failures} runs failed (their status.json says why)' if failures else ''
   fig.suptitle(f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)} × {_AXIS_NAMES.get(y, y)}'
-               f'\n({games}){note}')
+               f'\n({_cells_text(runs, envs)}){note}')
   if mesh is not None:
     fig.colorbar(mesh, ax=axes[:len(grids)].tolist(), label=f'{metric} {unit}', shrink=0.9)
   return _save(fig, path)
 
 
+def sensitivity_curves(runs: Sequence[Run], path: str | os.PathLike, x: str = 'dqn.learning_rate',
+                       metric: str = 'final', normalise: bool = True, failed: Sequence[Run] = ()) -> Path:
+  """Mean score against one swept field (the learning rate, say), a line per other setting (method, layers): what
+  `sensitivity_heatmap` shows when only `x` varies.
+
+  Points are the mean over seeds (and over games, normalised where possible) of the final or best score
+  (`results.heatmap_grids`). Settings holding any of the `failed` runs (`results.failed_runs`) are marked ×: on the
+  point where other runs there finished, else at the bottom of the axis. A positive sweep spanning a decade or more
+  is drawn on a log axis, ticked at the swept values.
+
+  Returns:
+    `path`.
+  """
+  other = 'dqn.adam_eps' if x != 'dqn.adam_eps' else 'dqn.learning_rate'
+  grids = results.heatmap_grids(runs, x, other, metric, normalise, failed, for_figures=True)
+  envs, unit = _averaged_games(runs, failed, normalise)
+  lines: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+  for label, grid in grids.items():
+    for i, value in enumerate(grid.ys.tolist()):
+      fixed = f'{config_lib.FIELD_LABELS.get(other, other)}={results.format_value(value)}' if len(grid.ys) > 1 else ''
+      lines[' '.join(filter(None, [label, fixed])) or 'all runs'] = (grid.xs, grid.values[i], grid.failed[i])
+  colours = _colours(list(lines))
+  width = 7.0
+  fig = Figure(figsize=(width, 4.2 + _legend_height(list(lines), width)), layout='constrained')
+  ax = fig.subplots()
+  xs = next(iter(grids.values())).xs
+  log = _is_log_axis(xs)
+  for name, (line_xs, values, failures) in lines.items():
+    ax.plot(line_xs, values, color=colours[name], marker='o', markersize=4, lw=1.6, label=name)
+    hit = failures > 0
+    if hit.any():
+      bottom = ax.get_xaxis_transform()
+      finished = hit & np.isfinite(values)
+      ax.plot(line_xs[finished], values[finished], ls='none', marker='x', markersize=9, mew=2, color=colours[name])
+      ax.plot(line_xs[hit & ~finished], np.full(int((hit & ~finished).sum()), 0.03), ls='none', marker='x',
+              markersize=9, mew=2, color=colours[name], transform=bottom)
+  if log:
+    ax.set_xscale('log')
+  ax.xaxis.set_major_locator(ticker.FixedLocator(np.asarray(xs, dtype=np.float64)))
+  ax.xaxis.set_major_formatter(ticker.FixedFormatter([results.format_value(v) for v in xs.tolist()]))
+  ax.xaxis.set_minor_locator(ticker.NullLocator())
+  ax.set_xlabel(_AXIS_NAMES.get(x, x) + (' (log scale)' if log else ''))
+  ax.set_ylabel(f'{metric} {_unit_name(unit)}')
+  ax.grid(alpha=0.3)
+  failures = sum(int(g.failed.sum()) for g in grids.values())
+  note = f'\n× where {failures} runs failed (their status.json says why)' if failures else ''
+  fig.suptitle(f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)}\n({_cells_text(runs, envs)})'
+               f'{note}')
+  handles, labels = ax.get_legend_handles_labels()
+  _legend_below(fig, handles, labels)
+  return _save(fig, path)
+
+
 def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final', normalise: bool = True,
                 confidence: float = 0.95) -> Path:
-  """Bars of the mean score per setting (method) and game, with confidence-interval error bars (Figure 7.5).
+  """Bars of the mean score per method, a panel per game, with confidence-interval error bars (Figure 7.5).
 
-  Games that share a normalised score go on one axis, followed by their mean (`results.game_mean`); otherwise
-  each game gets its own panel, since raw returns of different games are not on one scale. A bar is a method (the
-  `method.*` fields); where the runs sweep other fields too, each method shows its best setting
-  (`results.best_per_method`), named in the legend.
+  Games that share a normalised score are followed by a panel of their mean (`results.game_mean`), and their
+  panels share the y-axis; a game in raw returns keeps its own scale. A bar is a method (the `method.*` fields);
+  where the runs sweep other fields too, each method shows its best setting (`results.best_settings`), named in the
+  legend, chosen on other seeds than those shown when every setting has at least 2 (the figure says which).
 
   Returns:
     `path`.
@@ -271,56 +405,152 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   groups = results.group_runs(runs)
   if not groups:
     raise ValueError('no runs to plot')
-  groups = results.best_per_method(groups, metric, normalise)
+  best = results.best_settings(groups, metric, normalise)
+  groups = best.groups
   envs = sorted({g.env for g in groups})
   table = results.by_label(groups)
   labels = list(table)
   colours = _colours(labels)
-  unit = results.common_unit(envs, normalise)
+  normalised = [e for e in envs if results.score_unit(e, normalise) != 'return']
+  unit = results.common_unit(normalised, normalise) if normalised else None
+  averaged = normalised if unit is not None and len(normalised) > 1 else []
   MEAN = 'mean'
-  if unit is not None:
-    panels = [(envs + ([MEAN] if len(envs) > 1 else []), unit)]
-  else:
-    panels = [([env], results.score_unit(env, normalise)) for env in envs]
-  rows, cols = _grid_shape(len(panels))
-  fig_width = max(7.0, cols * max(3.2, 0.35 * len(labels) * len(panels[0][0]) + 1.2))
-  fig = Figure(figsize=(fig_width, 3.8 * rows + 0.5 + _legend_height(labels, fig_width)), layout='constrained')
-  axes = fig.subplots(rows, cols, squeeze=False).ravel()
-  width = 0.8 / len(labels)
-  handles: dict[str, Any] = {}
-  for ax, (categories, panel_unit) in zip(axes, panels):
-    for k, label in enumerate(labels):
-      per_env = table[label]
-      means, errors, xs = [], [], []
-      for c, category in enumerate(categories):
-        if category == MEAN:
-          if set(per_env) != set(envs):
-            continue
-          interval = results.game_mean(per_env, metric, normalise, confidence)
-        elif category in per_env:
-          interval = per_env[category].score(metric, normalise, confidence)
-        else:
+  panels = [(env, results.score_unit(env, normalise)) for env in envs] + ([(MEAN, unit)] if averaged else [])
+  counts: dict[str, list[int]] = {label: [] for label in labels}
+  intervals: dict[tuple[str, str], results.Interval] = {}
+  for label, per_env in table.items():
+    for category, _ in panels:
+      if category == MEAN:
+        if not set(averaged) <= set(per_env):
           continue
-        xs.append(c - 0.4 + width * (k + 0.5))
-        means.append(interval.mean)
-        errors.append(interval.half_width if np.isfinite(interval.half_width) else 0.0)
-      if xs:
-        bars = ax.bar(xs, means, width=width * 0.92, yerr=errors, capsize=3, color=colours[label],
-                      error_kw={'elinewidth': 1, 'ecolor': '#333333'})
-        handles.setdefault(label, bars)
-    ax.set_xticks(range(len(categories)))
-    ax.set_xticklabels([f'mean of {len(envs)} games' if c == MEAN else _game_title(c).replace(' (MinAtar)', '')
-                        for c in categories])
+        interval = results.game_mean({e: per_env[e] for e in averaged}, metric, normalise, confidence)
+      elif category in per_env:
+        interval = per_env[category].score(metric, normalise, confidence)
+      else:
+        continue
+      intervals[(label, category)] = interval
+      counts[label].append(interval.n)
+  over, suffix = _seeds_text(counts)
+  legend = {label: label + suffix[label] for label in labels}
+  cols = min(len(panels), 5)
+  rows = math.ceil(len(panels) / cols)
+  fig_width = max(7.0, cols * max(2.6, 0.4 * len(labels) + 1.2))
+  fig = Figure(figsize=(fig_width, 3.4 * rows + 0.8 + _legend_height(list(legend.values()), fig_width)),
+               layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  _share_y(axes, [panel_unit for _, panel_unit in panels])
+  handles: dict[str, Any] = {}
+  for ax, (category, panel_unit) in zip(axes, panels):
+    for k, label in enumerate(labels):
+      interval = intervals.get((label, category))
+      if interval is None:
+        continue
+      error = interval.half_width if np.isfinite(interval.half_width) else 0.0
+      bars = ax.bar([k], [interval.mean], width=0.8, yerr=[error], capsize=3, color=colours[label],
+                    error_kw={'elinewidth': 1, 'ecolor': '#333333'})
+      handles.setdefault(legend[label], bars)
+    ax.set_xticks([])
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_title(f'Mean over {len(averaged)} games' if category == MEAN else _game_title(category))
     ax.set_ylabel(f'{metric} {_unit_name(panel_unit)}')
     ax.axhline(0, color='black', lw=0.8)
     ax.grid(axis='y', alpha=0.3)
-    if len(panels) > 1:
-      ax.set_title(_game_title(categories[0]))
   for ax in axes[len(panels):]:
     ax.set_visible(False)
   pct = f'{100 * confidence:g}%'
-  fig.suptitle(f'{metric.capitalize()} score per method: mean over seeds ± {pct} CI')
+  note = f'\n({best.note})' if best.note else ''
+  fig.suptitle(f'{metric.capitalize()} score per method: mean {over} ± {pct} CI{note}')
   _legend_below(fig, list(handles.values()), list(handles))
+  return _save(fig, path)
+
+
+def _runs_text(matrices: report.ScoreMatrices) -> tuple[str, dict[str, str]]:
+  """How many runs per game each setting of `matrices` has, as `_seeds_text`."""
+  return _seeds_text({label: [scores.shape[0]] for label, scores in matrices.scores.items()}, 'runs per game')
+
+
+def _matrices(runs: Sequence[Run], metric: str, normalise: bool) -> report.ScoreMatrices:
+  matrices = report.score_matrices(runs, metric, normalise)
+  if not matrices.scores:
+    raise ValueError(f'no setting was run on every game of {", ".join(matrices.envs)}')
+  return matrices
+
+
+def performance_profiles(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final',
+                         normalise: bool = True, confidence: float = 0.95, reps: int = report.REPS,
+                         seed: int = report.SEED) -> Path:
+  """Performance profiles (Agarwal et al. 2021): for each normalised score τ, the fraction of a setting's runs ×
+  games scoring above τ, a line per setting with pointwise stratified-bootstrap bands (`report.profiles`).
+
+  Settings not run on every game are left out (`report.score_matrices`).
+
+  Raises:
+    ValueError: the games have no common normalised score, or no setting was run on every game.
+
+  Returns:
+    `path`.
+  """
+  matrices = _matrices(runs, metric, normalise)
+  taus, curves = report.profiles(matrices, reps=reps, confidence=confidence, seed=seed)
+  over, suffix = _runs_text(matrices)
+  legend = {label: matrices.names[label] + suffix[label] for label in curves}
+  colours = _colours(list(curves))
+  width = 7.0
+  fig = Figure(figsize=(width, 4.4 + _legend_height(list(legend.values()), width)), layout='constrained')
+  ax = fig.subplots()
+  for label, curve in curves.items():
+    ax.plot(taus, curve.estimate, color=colours[label], lw=1.8, label=legend[label])
+    ax.fill_between(taus, curve.low, curve.high, color=colours[label], alpha=0.2, lw=0)
+  unit = matrices.unit
+  ax.set_xlabel(f'{_unit_name(unit)} τ' if unit != 'return' else 'evaluation return τ')
+  ax.set_ylabel(f'fraction of runs with {metric} score > τ')
+  ax.set_ylim(-0.02, 1.02)
+  ax.grid(alpha=0.3)
+  pct = f'{100 * confidence:g}%'
+  games = f'{len(matrices.envs)} games' if len(matrices.envs) > 1 else _game_title(matrices.envs[0])
+  fig.suptitle(f'Performance profiles: {metric} {unit} on {games}, {over}\n({pct} stratified-bootstrap bands)')
+  handles, labels = ax.get_legend_handles_labels()
+  _legend_below(fig, handles, labels)
+  return _save(fig, path)
+
+
+def aggregate_intervals(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final', normalise: bool = True,
+                        confidence: float = 0.95, reps: int = report.REPS, seed: int = report.SEED) -> Path:
+  """The IQM, mean, median and optimality gap of each setting's normalised scores across games and seeds, as
+  horizontal stratified-bootstrap intervals with the point estimate marked (Agarwal et al. 2021, Figure 9): a
+  panel per aggregate, a row per setting (`report.aggregates`). Raw returns of a single game have no optimality gap.
+
+  Raises:
+    ValueError: the games have no common normalised score, or no setting was run on every game.
+
+  Returns:
+    `path`.
+  """
+  matrices = _matrices(runs, metric, normalise)
+  intervals = report.aggregates(matrices, reps, confidence, seed)
+  names = list(report.aggregate_functions(matrices.unit))
+  labels = list(intervals)
+  over, suffix = _runs_text(matrices)
+  colours = _colours(labels)
+  height = 0.45 * len(labels) + 1.6
+  fig = Figure(figsize=(2.9 * len(names) + 0.4 * max(len(matrices.names[label]) for label in labels) / 6 + 1.0,
+                        height), layout='constrained')
+  axes = fig.subplots(1, len(names), sharey=True, squeeze=False).ravel()
+  for ax, name in zip(axes, names):
+    for i, label in enumerate(labels):
+      interval = intervals[label][name]
+      ax.barh(i, interval.high - interval.low, left=interval.low, height=0.6, color=colours[label], alpha=0.75)
+      ax.vlines(interval.estimate, i - 0.3, i + 0.3, color='black', lw=1.4)
+    ax.set_title(report.AGGREGATE_NAMES[name][0].upper() + report.AGGREGATE_NAMES[name][1:])
+    ax.set_xlabel(matrices.unit)
+    ax.grid(axis='x', alpha=0.3)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(4))
+  axes[0].set_yticks(range(len(labels)), [matrices.names[label] + suffix[label] for label in labels])
+  axes[0].invert_yaxis()  # the first setting on top
+  pct = f'{100 * confidence:g}%'
+  games = f'{len(matrices.envs)} games' if len(matrices.envs) > 1 else _game_title(matrices.envs[0])
+  fig.suptitle(f'{metric.capitalize()} {_unit_name(matrices.unit)} on {games}, {over}: estimates and {pct} '
+               'stratified-bootstrap CIs')
   return _save(fig, path)
 
 
@@ -329,33 +559,52 @@ def _varies(runs: Sequence[Run], field: str) -> bool:
 
 
 def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-             normalise: bool = True, include_incomplete: bool = False, max_lines: int | None = 8) -> list[Path]:
-  """Writes the figures the runs under `paths` support into `out_dir` (`plot_runs`); returns their paths."""
+             normalise: bool = True, include_incomplete: bool = False, max_lines: int | None = 8,
+             aggregates: bool = False) -> list[Path]:
+  """Writes the figures the runs under `paths` support into `out_dir` (`plot_runs`); returns their PNGs' paths."""
   loaded = results.load_runs(paths)
   runs = results.usable_runs(loaded, include_incomplete)
   if not runs:
     raise ValueError(f'no runs found under {paths}')
-  return plot_runs(runs, out_dir, normalise, max_lines, failed=results.failed_runs(loaded))
+  return plot_runs(runs, out_dir, normalise, max_lines, failed=results.failed_runs(loaded), aggregates=aggregates)
 
 
 def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike, normalise: bool = True, max_lines: int | None = 8,
-              failed: Sequence[Run] = ()) -> list[Path]:
-  """Writes the figures `runs` support into `out_dir`; returns their paths.
+              failed: Sequence[Run] = (), aggregates: bool = False) -> list[Path]:
+  """Writes the figures `runs` support into `out_dir`; returns the paths of their PNGs, each of which has a PDF and
+  an SVG beside it (`figure_files`).
 
-  Always `learning_curves.png` (the `max_lines` best settings); `sensitivity_final.png` and `sensitivity_best.png`
-  when the runs (or the `failed` ones, `results.failed_runs`) vary the learning rate or Adam's ε, with the cells of
-  failed runs marked; `method_bars.png` when the runs vary the method.
+  Always `learning_curves.png` (the `max_lines` best settings). When the runs (or the `failed` ones,
+  `results.failed_runs`) vary both the learning rate and Adam's ε, `sensitivity_final.png` and
+  `sensitivity_best.png` are heatmaps (`sensitivity_heatmap`); when they vary only one of them, the same files are
+  `sensitivity_curves` against it; both mark the settings of failed runs. `method_bars.png` when the runs vary the
+  method. With `aggregates` (as `smoothrl plot` asks), `performance_profiles.png` and `aggregate_intervals.png` of
+  the final scores across games and seeds when there are at least 2 settings or 2 games to aggregate.
   """
   out = Path(out_dir)
   written = [learning_curves(runs, out / 'learning_curves.png', normalise, max_lines=max_lines)]
   every = [*runs, *failed]
-  if _varies(every, 'dqn.learning_rate') or _varies(every, 'dqn.adam_eps'):
+  lr, eps = (_varies(every, field) for field in ('dqn.learning_rate', 'dqn.adam_eps'))
+  if lr or eps:
     try:
       for metric in results.METRICS:
-        written.append(sensitivity_heatmap(runs, out / f'sensitivity_{metric}.png', metric=metric,
-                                           normalise=normalise, failed=failed))
+        target = out / f'sensitivity_{metric}.png'
+        if lr and eps:
+          written.append(sensitivity_heatmap(runs, target, metric=metric, normalise=normalise, failed=failed))
+        else:
+          written.append(sensitivity_curves(runs, target, x='dqn.learning_rate' if lr else 'dqn.adam_eps',
+                                            metric=metric, normalise=normalise, failed=failed))
     except ValueError as e:
-      warnings.warn(f'no sensitivity heatmap: {e}', stacklevel=2)
+      warnings.warn(f'no sensitivity figure: {e}', stacklevel=2)
   if _varies(runs, 'method.method'):
     written.append(method_bars(runs, out / 'method_bars.png', normalise=normalise))
+  if aggregates:
+    try:
+      matrices = _matrices(runs, 'final', normalise)
+    except ValueError as e:
+      warnings.warn(f'no aggregate figures: {e}', stacklevel=2)
+    else:
+      if len(matrices.scores) >= 2 or len(matrices.envs) >= 2:
+        written.append(performance_profiles(runs, out / 'performance_profiles.png', normalise=normalise))
+        written.append(aggregate_intervals(runs, out / 'aggregate_intervals.png', normalise=normalise))
   return written

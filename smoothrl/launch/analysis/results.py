@@ -452,16 +452,14 @@ def _ordered_keys(keys: Iterable[str]) -> list[str]:
   return first + sorted(keys - set(first))
 
 
-def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',),
-             fallback: bool = True) -> list[str]:
-  """For each flat config in `params`, a label naming the fields whose values differ among `params`.
+def _varying(params: Sequence[Mapping[str, Any]], exclude: Iterable[str]) -> list[str]:
+  """The fields, but those in `exclude`, whose values differ among `params`, in label order."""
+  keys = set().union(*(p.keys() for p in params)) - set(exclude) if params else set()
+  return _ordered_keys(k for k in keys if len({p.get(k) for p in params}) > 1)
 
-  E.g. 'method=sn layers=-2' or 'lr=0.001 eps=1e-4'. Fields in `exclude` are left out. When nothing differs the
-  label names the method (e.g. 'method=none'), or is '' without `fallback`.
-  """
-  exclude = set(exclude)
-  keys = set().union(*(p.keys() for p in params)) - exclude if params else set()
-  varying = _ordered_keys(k for k in keys if len({p.get(k) for p in params}) > 1)
+
+def _short_names(varying: Sequence[str]) -> Callable[[str], str]:
+  """How `varying` fields are named in labels: `FIELD_LABELS`, else the last part of the name when unambiguous."""
   leaves = [k.rsplit('.', 1)[-1] for k in varying]
 
   def short(key: str) -> str:
@@ -470,6 +468,18 @@ def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env
     leaf = key.rsplit('.', 1)[-1]
     return leaf if leaves.count(leaf) == 1 and leaf not in config_lib.FIELD_LABELS.values() else key
 
+  return short
+
+
+def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',),
+             fallback: bool = True) -> list[str]:
+  """For each flat config in `params`, a label naming the fields whose values differ among `params`.
+
+  E.g. 'method=sn layers=-2' or 'lr=0.001 eps=1e-4'. Fields in `exclude` are left out. When nothing differs the
+  label names the method (e.g. 'method=none'), or is '' without `fallback`.
+  """
+  varying = _varying(params, exclude)
+  short = _short_names(varying)
   labels = []
   for p in params:
     if varying:
@@ -481,6 +491,33 @@ def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env
       layers = p.get('method.layers')
       labels.append(f'method={method}' + (f' layers={format_value(layers)}' if method != 'none' and layers else ''))
   return labels
+
+
+def method_name(method: str, layers: Any = None) -> str:
+  """A method as the thesis names it (`METHOD_NAMES`), with its layers in brackets when given: 'SN[-2]', 'Adam'."""
+  name = config_lib.METHOD_NAMES.get(method, str(method))
+  return f'{name}[{format_value(layers)}]' if layers and method != 'none' else name
+
+
+def display_labels(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',)) -> list[str]:
+  """Labels for figures: `describe`'s, with the method named as the thesis names it.
+
+  Where the method or its layers differ among `params`, or nothing does, a label starts with `method_name`'s
+  ('SN[-2]', 'SN[-2,-3]', 'Adam': the baseline has no layers); the other differing fields follow as short labels
+  ('SN[-2] lr=0.001'). When these labels would not tell two configs apart (they differ only in the layers of the
+  baseline, say), `describe`'s are returned.
+  """
+  varying = _varying(params, exclude)
+  short = _short_names(varying)
+  method_fields = ('method.method', 'method.layers')
+  labels = []
+  for p in params:
+    parts = []
+    if not varying or any(k in varying for k in method_fields):
+      parts.append(method_name(p.get('method.method', 'none'), p.get('method.layers')))
+    parts += [f'{short(k)}={format_value(p.get(k))}' for k in varying if k not in method_fields]
+    labels.append(' '.join(parts))
+  return labels if len(set(labels)) == len(labels) else describe(params, exclude)
 
 
 @dataclasses.dataclass(eq=False)
@@ -604,7 +641,8 @@ def best_per_method(groups: Sequence[Group], metric: str = 'final', normalise: b
 
   The best setting is the first of `rank_labels` among the method's groups. Labels name the method and, where a
   method had several settings, the chosen one: 'method=sn (best of 6: lr=0.001 eps=1e-4)'. The choice is made on
-  the seeds that are then reported, so the chosen settings' scores are biased upwards.
+  the seeds that are then reported, so the chosen settings' scores are biased upwards: `best_settings` (what
+  `plots.method_bars` draws) chooses on other seeds than it reports.
   """
   parts: dict[tuple, list[Group]] = {}
   for g in groups:
@@ -624,6 +662,71 @@ def best_per_method(groups: Sequence[Group], metric: str = 'final', normalise: b
     label = method_label + (f' (best of {settings}: {other})' if settings > 1 and other else '')
     result.append(Group(params=g.params, runs=g.runs, label=label))
   return result
+
+
+class BestSettings(NamedTuple):
+  """Each method's best setting (`best_settings`).
+
+  Attributes:
+    groups: the chosen settings' groups (one per game), holding the seeds to report, labelled for figures:
+      'SN[-2] (best of 6: lr=0.01 eps=0.001)'.
+    held_out: whether the settings were chosen on other seeds than those reported.
+    note: how the settings were chosen, for a figure ('' when no method had a choice).
+  """
+  groups: list[Group]
+  held_out: bool
+  note: str
+
+
+def _seed_half(group: Group, half: int) -> Group:
+  """`group` with the seeds at even (`half` 0) or odd (1) positions of its sorted seeds."""
+  keep = set(group.seeds[half::2])
+  return Group(params=group.params, runs=[r for r in group.runs if r.seed in keep], label=group.label)
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+  return f'seed{"s" * (len(seeds) != 1)} {", ".join(map(str, seeds))}'
+
+
+def best_settings(groups: Sequence[Group], metric: str = 'final', normalise: bool = True) -> BestSettings:
+  """For each method (the values of the `method.*` fields), its best setting of the other fields, chosen on seeds
+  other than those reported where there are enough.
+
+  When a method was run with several settings (a learning-rate sweep, say) and every group has at least 2 seeds,
+  the best setting of each method is the first of `rank_labels` on the seeds at even positions of each group's
+  sorted seeds (0, 2, ... of seeds 0-9), and every method is reported on the seeds at odd positions, so that the
+  reported scores are not those the choice was made on. With a group of a single seed the choice is made on the
+  seeds reported, which the note says (the chosen scores are then biased upwards). Methods with one setting each
+  need no choice: all seeds are reported.
+  """
+  parts: dict[tuple, list[Group]] = {}
+  for g in groups:
+    parts.setdefault(tuple(sorted((k, v) for k, v in g.params.items() if k.startswith('method.'))), []).append(g)
+  choice = any(len({g.label for g in members}) > 1 for members in parts.values())
+  held_out = choice and all(len(g.runs) >= 2 for g in groups)
+  chosen_on = [_seed_half(g, 0) for g in groups] if held_out else list(groups)
+  shown = [_seed_half(g, 1) for g in groups] if held_out else list(groups)
+  method_fields = {k for g in groups for k in g.params if k.startswith('method.')}
+  settings_of = describe([g.params for g in groups], exclude=('env', *method_fields), fallback=False)
+  result = []
+  for (_, members), name in zip(parts.items(), display_labels([dict(key) for key in parts])):
+    ids = {id(g) for g in members}
+    best = rank_labels([c for c, g in zip(chosen_on, groups) if id(g) in ids], metric, normalise)[0]
+    settings = len({g.label for g in members})
+    for g, reported, other in zip(groups, shown, settings_of):
+      if id(g) in ids and g.label == best:
+        label = name + (f' (best of {settings}: {other})' if settings > 1 and other else '')
+        result.append(Group(params=g.params, runs=reported.runs, label=label))
+  if held_out:
+    seed_sets = {(tuple(c.seeds), tuple(s.seeds)) for c, s in zip(chosen_on, shown)}
+    if len(seed_sets) == 1:
+      selecting, reported = seed_sets.pop()
+      note = f'best setting of each method chosen on {_seeds(selecting)}; shown on {_seeds(reported)}'
+    else:
+      note = 'best setting of each method chosen on half of the seeds; shown on the other half'
+  else:
+    note = 'best setting chosen on the seeds shown (biased upwards)' if choice else ''
+  return BestSettings(result, held_out, note)
 
 
 def game_mean(per_env: Mapping[str, Group], metric: str = 'final', normalise: bool = True,
@@ -745,15 +848,17 @@ class HeatmapGrid(NamedTuple):
 
 
 def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'dqn.adam_eps', metric: str = 'final',
-                  normalise: bool = True, failed: Sequence[Run] = ()) -> dict[str, HeatmapGrid]:
+                  normalise: bool = True, failed: Sequence[Run] = (), for_figures: bool = False
+                  ) -> dict[str, HeatmapGrid]:
   """Mean score over seeds (and over games) on the grid of `x` × `y` values, one grid per other setting.
 
   Panels are the settings that differ in fields other than `x`, `y`, the game and the seed (e.g. the method and its
-  layers, thesis Figure 7.4), keyed by a label naming those fields ('' when there is one panel). A cell holds the
-  mean over games of the mean over seeds of the `metric` score, normalised when `normalise` and the games share a
-  normalised score; it is NaN unless every game of the runs has a run there. `failed` runs (`failed_runs`: a
-  learning rate that diverged, say) are counted in their cells, and their settings join the axes and panels even
-  where no run finished. All grids share `xs` and `ys`.
+  layers, thesis Figure 7.4), keyed by a label naming those fields ('' when there is one panel): `describe`'s
+  'method=sn', or `display_labels`' 'SN[-2]' with `for_figures`. A cell holds the mean over games of the mean over
+  seeds of the `metric` score, normalised when `normalise` and the games share a normalised score; it is NaN unless
+  every game of the runs has a run there. `failed` runs (`failed_runs`: a learning rate that diverged, say) are
+  counted in their cells, and their settings join the axes and panels even where no run finished. All grids share
+  `xs` and `ys`.
 
   Raises:
     KeyError: `x` or `y` is not a config field.
@@ -783,7 +888,8 @@ def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'd
   panel_of = {id(g): tuple(sorted((k, v) for k, v in g.params.items() if k not in (x, y, 'env')))
               for g in everything}
   panels = list(dict.fromkeys(panel_of[id(g)] for g in everything))
-  labels = describe([dict(p) for p in panels]) if len(panels) > 1 else ['']
+  label_fn = display_labels if for_figures else describe
+  labels = label_fn([dict(p) for p in panels]) if len(panels) > 1 else ['']
   grids = {}
   for panel, label in zip(panels, labels):
     cells: dict[tuple[Any, Any], dict[str, float]] = {}
