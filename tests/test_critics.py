@@ -1,11 +1,14 @@
 """The critic's layers equal haiku's: the same parameters and outputs as hk.Conv2D and hk.Linear, and a scale divides
 their weights."""
 
+import dataclasses
+
 import haiku as hk
 import jax
 import numpy as np
 import pytest
 
+from smoothrl.launch.run import config as config_lib
 from smoothrl.networks import critics
 
 
@@ -47,3 +50,20 @@ def test_a_scale_divides_the_weights_not_the_bias(layer):
   divided = {'l': dict(params['l'], w=params['l']['w'] / 2.5)}
   np.testing.assert_allclose(net.apply(params, x, 2.5), net.apply(divided, x, None), rtol=1e-5, atol=1e-6)
   assert not np.allclose(net.apply(params, x, 2.5), net.apply(params, x, None) / 2.5)
+
+
+def test_atari_critic_scales_uint8_frames_to_the_unit_interval():
+  """The Atari critic sees frames / 255, as the thesis' code (snrl's AtariNet) and Dopamine; MinAtar's are 0/1."""
+  assert critics.ATARI_NETWORK.obs_scale == 1 / 255 and critics.NetworkConfig().obs_scale == 1.0
+  for name in ('dqn-adam-atari', 'c51-atari'):
+    assert config_lib.preset(name).network.obs_scale == 1 / 255, name
+  assert config_lib.preset('dqn-minatar').network.obs_scale == 1.0
+  scaled = critics.make_critic(critics.ATARI_NETWORK, 6)
+  plain = critics.make_critic(dataclasses.replace(critics.ATARI_NETWORK, obs_scale=1.0), 6)
+  frames = np.random.default_rng(0).integers(0, 256, size=(2, 84, 84, 4), dtype=np.uint8)
+  params, state = plain.init(jax.random.PRNGKey(1), frames.astype(np.float32) / 255, True)
+  q = np.asarray(scaled.apply(params, state, None, frames, False)[0])
+  np.testing.assert_allclose(q, plain.apply(params, state, None, frames.astype(np.float32) / 255, False)[0],
+                             rtol=1e-5, atol=1e-6)
+  unscaled = np.asarray(plain.apply(params, state, None, frames, False)[0])
+  assert np.abs(unscaled - q).max() > 10 * np.abs(q).max()  # 0-255 inputs give outputs ~255 times larger

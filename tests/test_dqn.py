@@ -10,6 +10,7 @@ from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import host
+from smoothrl.launch.run import policy
 
 
 def test_td_targets_by_hand():
@@ -31,10 +32,37 @@ def test_losses_by_hand():
 def test_epsilon_schedule_values():
   cfg = dqn.DQNConfig(epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=250_000, warmup_steps=5_000)
   schedule = dqn.epsilon_schedule(cfg)
-  expected = {0: 1.0, 5_000: 1.0, 5_000 + 125_000: 0.505, 255_000: 0.01, 1_000_000: 0.01}
+  # The decay steps count from step 0 (Table E.1; `dqn.epsilon_schedule`): halfway between warm-up and 250,000.
+  expected = {0: 1.0, 5_000: 1.0, (5_000 + 250_000) // 2: 0.505, 255_000: 0.01, 1_000_000: 0.01}
   for step, value in expected.items():
     assert float(schedule(step)) == pytest.approx(value, abs=1e-6)
     assert host.epsilon_at(cfg, step) == pytest.approx(value, abs=1e-6)
+
+
+def test_epsilon_reaches_its_end_at_exactly_epsilon_decay_steps_counted_from_the_start():
+  """Thesis Table E.1: epsilon 1.0 -> 0.01 over 250,000 steps with 5,000 warm-up steps, the warm-up among them."""
+  cfg = dqn.DQNConfig(epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=250_000, warmup_steps=5_000)
+  schedule = dqn.epsilon_schedule(cfg)
+  assert float(schedule(250_000)) == np.float32(0.01)
+  before = 0.01 + 0.99 / 245_000  # one step of the linear decay from 1.0 at 5,000 to 0.01 at 250,000
+  assert float(schedule(249_999)) == pytest.approx(before, abs=1e-7) and float(schedule(249_999)) > 0.01
+  assert host.epsilon_at(cfg, 250_000) == 0.01
+  assert host.epsilon_at(cfg, 249_999) == pytest.approx(before, rel=1e-12)
+  first_end = next(t for t in range(249_000, 251_000) if float(schedule(t)) == np.float32(0.01))
+  assert first_end == 250_000
+  assert float(schedule(5_000)) == 1.0 and float(schedule(5_001)) < 1.0  # warm-up acts at epsilon_start
+
+
+@pytest.mark.parametrize('warmup, decay', [(7, 30), (0, 12), (8, 9), (10, 10), (12, 5)])
+def test_host_epsilon_matches_the_schedule_at_every_step(warmup, decay):
+  cfg = dqn.DQNConfig(epsilon_start=0.9, epsilon_end=0.05, epsilon_decay_steps=decay, warmup_steps=warmup)
+  schedule = jax.jit(dqn.epsilon_schedule(cfg))
+  values = [float(schedule(t)) for t in range(max(warmup, decay) + 5)]
+  for t, value in enumerate(values):
+    assert host.epsilon_at(cfg, t) == pytest.approx(value, abs=1e-6), t
+  assert values[warmup] == pytest.approx(0.9) and values[-1] == pytest.approx(0.05)
+  # The end value first appears at epsilon_decay_steps, or one step after warm-up when the decay ends within it.
+  assert values.index(min(values)) == max(decay, warmup + 1)
 
 
 def _chain_setup(method='none', **dqn_fields):
@@ -109,9 +137,18 @@ def test_dqn_learns_a_chain_with_known_optimum(tmp_path, method):
   assert summary['final_eval']['episodes'] == 10  # 40 steps / 4 steps per optimal episode
   env = envs.make('chain/4', seed=0)
   agent = host.build_agent(cfg, env)
-  del agent  # the learned values are checked through the run's logged Q-values below
+  del agent  # the learned values are checked through the run's final parameters below
   train = [r for r in _records(tmp_path / 'metrics.jsonl') if r['kind'] == 'train']
   assert train[-1]['loss'] < 0.01
+  # The closed form (`envs.chain`): right from s reaches the goal in n - s steps, the last one rewarded, and left from
+  # s moves to max(s - 1, 0) with reward 0 (truncations bootstrap, discount 1), so with V*(s) = gamma^(n - 1 - s)
+  #   Q*(s, right) = gamma^(n - 1 - s),   Q*(s, left) = gamma V*(max(s - 1, 0)) = gamma^(n - max(s - 1, 0)).
+  n, gamma, s = 4, cfg.dqn.gamma, np.arange(4)
+  q_star = np.stack([gamma ** (n - np.maximum(s - 1, 0)), gamma ** (n - 1 - s)], axis=1)  # columns: LEFT, RIGHT
+  q = np.asarray(policy.load(tmp_path).q_values(jnp.eye(n)))
+  # 1e-3 is a tenth of the smallest gap between two values of Q* (gamma^3 - gamma^4 = 0.0097) and a quarter of the
+  # error of a learner that ignores gamma (1 - gamma^4 = 0.039); the learned values are within 1e-6 of Q*.
+  np.testing.assert_allclose(q, q_star, atol=1e-3)
 
 
 def _records(path):

@@ -399,6 +399,104 @@ def test_rho_estimator_on_haiku_mlp():
 
 
 # ----------------------------------------------------------------------------
+# rho_estimator on flax.linen parameters (`kernel`, HWIO conv kernels).
+# ----------------------------------------------------------------------------
+
+
+def _flax_and_haiku_nets():
+  """The same network in flax.linen and haiku: conv 5 3x3 VALID, conv 4 3x3 stride 2 SAME, dense 3 (nested in flax),
+  on 6x6x2 inputs; the haiku parameters are the flax ones under haiku's names and `w` / `b`."""
+  nn = pytest.importorskip('flax.linen')
+
+  class Head(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dense(3)(x)
+
+  class FlaxNet(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(nn.Conv(5, (3, 3), padding='VALID')(x))
+      x = nn.relu(nn.Conv(4, (3, 3), strides=2, padding='SAME')(x))
+      return Head()(x.reshape(x.shape[0], -1))
+
+  def forward(x):
+    x = jax.nn.relu(hk.Conv2D(5, 3, padding='VALID', name='c0')(x))
+    x = jax.nn.relu(hk.Conv2D(4, 3, stride=2, padding='SAME', name='c1')(x))
+    return hk.Linear(3, name='d')(hk.Flatten()(x))
+
+  x = _rand(40, (2, 6, 6, 2))
+  # The tree flax's `init` makes (its structure and shapes, from `eval_shape`: an eager init is slow on a CPU), filled
+  # with Gaussian weights and nonzero biases.
+  shapes = jax.eval_shape(FlaxNet().init, jax.random.PRNGKey(41), x)
+  leaves, treedef = jax.tree.flatten(shapes)
+  variables = jax.tree.unflatten(treedef, [_rand(50 + i, leaf.shape) * (0.3 if len(leaf.shape) > 1 else 0.1)
+                                           for i, leaf in enumerate(leaves)])
+  flax_params = variables['params']
+  assert set(variables) == {'params'} and set(flax_params) == {'Conv_0', 'Conv_1', 'Head_0'}
+  haiku_net = hk.without_apply_rng(hk.transform(forward))
+  layers = {'c0': flax_params['Conv_0'], 'c1': flax_params['Conv_1'], 'd': flax_params['Head_0']['Dense_0']}
+  haiku_params = {name: {'w': p['kernel'], 'b': p['bias']} for name, p in layers.items()}
+  jax.tree.map(lambda a, b: np.testing.assert_equal(a.shape, b.shape), haiku_params,
+               jax.eval_shape(haiku_net.init, jax.random.PRNGKey(0), x))
+  # The same weights give the same function: flax's kernels are haiku's layouts, HWIO and (in, out).
+  np.testing.assert_allclose(FlaxNet().apply(variables, x), haiku_net.apply(haiku_params, x), rtol=1e-5, atol=1e-6)
+  flax_specs = [LayerSpec('Conv_0', 'conv', (6, 6, 2)), LayerSpec('Conv_1', 'conv', (4, 4, 5), 2, 'SAME'),
+                LayerSpec('Head_0/Dense_0', 'dense', (16,))]
+  haiku_specs = [LayerSpec(name, s.kind, s.input_shape, s.stride, s.padding)
+                 for name, s in zip(('c0', 'c1', 'd'), flax_specs)]
+  return variables, flax_specs, haiku_params, haiku_specs
+
+
+def test_rho_estimator_on_flax_dense_and_conv_matches_svd_and_haiku():
+  variables, flax_specs, haiku_params, haiku_specs = _flax_and_haiku_nets()
+  flax_params = variables['params']
+  dense_kernel = np.asarray(flax_params['Head_0']['Dense_0']['kernel'])
+  conv_kernel = flax_params['Conv_1']['kernel']
+  # The conv operator read from the flax kernel is flax's convolution without its bias.
+  x = _rand(42, (4, 4, 5))
+  np.testing.assert_allclose(spectral.apply_operator(flax_specs[1], conv_kernel, x),
+                             _np_conv_batch(np.asarray(x)[None], np.asarray(conv_kernel), 2, 'SAME')[0],
+                             rtol=1e-4, atol=1e-5)
+  for selected in ([2], [1, 2], [0, 1, 2]):
+    flax_names = [flax_specs[i].name for i in selected]
+    haiku_names = [haiku_specs[i].name for i in selected]
+    # 300 power-iteration steps in one update.
+    flax_est = spectral.rho_estimator(flax_specs, flax_names, jax.random.PRNGKey(43), 300)
+    haiku_est = spectral.rho_estimator(haiku_specs, haiku_names, jax.random.PRNGKey(43), 300)
+    results = []
+    for est, params in ((flax_est, flax_params), (flax_est, variables), (haiku_est, haiku_params)):
+      r, state = est.update(params, est.init(params))
+      results.append((float(r), [np.asarray(v) for v in state.values()]))
+    exact = {2: _np_top_sigma(dense_kernel),
+             1: _np_top_sigma(_np_conv_matrix(flax_specs[1], np.asarray(conv_kernel))),
+             0: _np_top_sigma(_np_conv_matrix(flax_specs[0], np.asarray(flax_params['Conv_0']['kernel'])))}
+    np.testing.assert_allclose(results[0][0], np.prod([exact[i] for i in selected]), rtol=1e-3)
+    for other in results[1:]:  # flax's whole variables, and haiku's parameters of the same weights: the same rho
+      np.testing.assert_allclose(other[0], results[0][0], rtol=1e-6)
+      for a, b in zip(other[1], results[0][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The dense layer alone is the top singular value of its kernel.
+  est = spectral.rho_estimator(flax_specs, ['Head_0/Dense_0'], jax.random.PRNGKey(44), 300)
+  r, _ = jax.jit(est.update)(flax_params, est.init(flax_params))
+  np.testing.assert_allclose(float(r), np.linalg.svd(dense_kernel, compute_uv=False)[0], rtol=1e-4)
+
+
+def test_weight_lookup_names_what_it_found():
+  spec = LayerSpec('d', 'dense', (4,))
+  v = {'d': _unit(0, (4,))}
+  with pytest.raises(KeyError, match='no weight "w" \\(haiku\\) or "kernel" \\(flax\\)'):
+    spectral.estimate([spec], {'d': {'bias': jnp.ones(3)}}, v)
+  with pytest.raises(KeyError, match='both "w" and "kernel"'):
+    spectral.estimate([spec], {'d': {'w': jnp.ones((4, 3)), 'kernel': jnp.ones((4, 3))}}, v)
+  with pytest.raises(KeyError, match="'Outer_0/d' not found in params"):
+    spectral.estimate([LayerSpec('Outer_0/d', 'dense', (4,))], {'Outer_0': {'e': {'kernel': jnp.ones((4, 3))}}},
+                      {'Outer_0/d': v['d']})
+
+
+# ----------------------------------------------------------------------------
 # Errors.
 # ----------------------------------------------------------------------------
 

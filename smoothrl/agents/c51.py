@@ -165,6 +165,7 @@ def make_c51(config: C51Config, critic: method_lib.Critic, method: str | method_
     q_taken = jnp.take_along_axis(expected_q(logits, support), batch.action[:, None].astype(jnp.int32), axis=-1)
     return loss, (out, q_taken[:, 0])
 
-  learner_step = dqn.make_learner_step(critic, optimizer, loss_fn, target_every, rho_args)
+  per_update, _ = dqn.acting_passes(config, critic)  # `q_agent.init` replays the warm-up's acting steps
+  learner_step = dqn.make_learner_step(critic, optimizer, loss_fn, target_every, rho_args, 1 + per_update)
 
   return dqn.DQN(init, q_agent.act, learner_step, q_agent.q_values, critic)

@@ -24,7 +24,12 @@ from smoothrl.networks import spectral
 
 @dataclasses.dataclass(frozen=True)
 class DQNConfig:
-  """DQN hyperparameters; defaults are thesis Table E.1 (MinAtar)."""
+  """DQN hyperparameters; defaults are thesis Table E.1 (MinAtar).
+
+  `epsilon_decay_steps` counts from the start of training, warm-up included: epsilon is epsilon_end once that many
+  environment steps are taken, as in the thesis' code (snrl); Dopamine counts it from the end of warm-up. See
+  `epsilon_schedule`.
+  """
   gamma: float = 0.99
   update_period: int = 4
   target_update_period: int = 4_000
@@ -81,8 +86,20 @@ class DQN(NamedTuple):
 
 
 def epsilon_schedule(config: DQNConfig) -> optax.Schedule:
-  """Linear exploration schedule: epsilon_start during warm-up, then linear to epsilon_end over the decay steps."""
-  return optax.linear_schedule(config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps,
+  """The linear exploration schedule of thesis Table E.1 (epsilon 1.0 -> 0.01 over 250,000 steps, warm-up 5,000).
+
+  epsilon(t), with t the environment steps taken before the action (0 at the first), is epsilon_start up to
+  t = warmup_steps, falls linearly, and is epsilon_end from t = epsilon_decay_steps on:
+
+    epsilon(t) = start + (end - start) * clip((t - warmup_steps) / (epsilon_decay_steps - warmup_steps), 0, 1).
+
+  The decay steps count from the start of training, warm-up included, as in the thesis' code (snrl's
+  `linear_schedule(1.0, 0.01, 250000, 5000)`, which reaches 0.01 one action earlier); Dopamine counts them from the
+  end of warm-up instead. With epsilon_decay_steps <= warmup_steps, epsilon drops to epsilon_end one step after
+  warm-up. `launch.run.host.epsilon_at` is the same schedule in host arithmetic.
+  """
+  transition = max(config.epsilon_decay_steps - config.warmup_steps, 1)
+  return optax.linear_schedule(config.epsilon_start, config.epsilon_end, transition,
                                transition_begin=config.warmup_steps)
 
 
@@ -134,19 +151,33 @@ def make_optimizer(config: DQNConfig, method: str | method_lib.DynamicMethod,
   return optimizer, rho_args
 
 
+def acting_passes(config: DQNConfig, critic: method_lib.Critic) -> tuple[int, int]:
+  """The acting steps whose power iteration the agent replays: (per learner update, in `init`).
+
+  (0, 0) unless `critic.power_iteration_on_acting`. Otherwise: the `update_period` acting steps between two
+  updates, and the acting steps before the first update other than its own `update_period`. Both runners update
+  after the environment steps t with t > warmup_steps and t % update_period == 0, so the first update follows
+  (warmup_steps // update_period + 1) * update_period acting steps, all on the initial weights.
+  """
+  if not critic.power_iteration_on_acting:
+    return 0, 0
+  return config.update_period, (config.warmup_steps // config.update_period) * config.update_period
+
+
 def make_learner_step(critic: method_lib.Critic, optimizer: optax.GradientTransformationExtraArgs, loss_fn: LossFn,
-                      target_every: int, rho_args: RhoArgs = _rho_arg
+                      target_every: int, rho_args: RhoArgs = _rho_arg, passes: int = 1
                       ) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
   """The value-based learner step shared by DQN and C51.
 
-  Advances the power iteration of the selected layers, takes one optimiser step on
+  Advances the power iteration of the selected layers by `passes` forward passes (`critic.advance`: the update's
+  own, and those of the acting steps it replays, see `acting_passes`), takes one optimiser step on
   `loss_fn(params, state, spectral_state, batch) -> (loss, (critic_output, q_taken))` with `rho_args(rho)` (by
   default `rho=rho`) passed to the optimiser, and refreshes the target network (parameters, haiku state, spectral
   vectors) every `target_every` updates.
   """
 
   def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:
-    spectral_state = critic.advance(state.params, state.spectral)
+    spectral_state = critic.advance(state.params, state.spectral, passes)
     (loss, (out, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state, spectral_state, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params, **rho_args(out.rho))
@@ -178,12 +209,25 @@ def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_
 
   `method` is a method name, or the `DynamicMethod` the (dynamic) critic was built with (see `make_optimizer`). A
   gradient penalty in `regulariser` is added to the TD loss with coefficient `penalty_coef`.
+
+  With `critic.power_iteration_on_acting`, acting stays pure (`act` returns an action only) and the power
+  iteration of the acting steps is replayed where their weights are still current: the weights change only in a
+  learner step, so the `update_period` acting steps before update k + 1 all see theta_k, the parameters that
+  update's learner step starts from, and running their steps there, before the update's own (`acting_passes`),
+  takes the same power-iteration steps on the same weights in the same order, so the vectors, sigma, rho, loss,
+  gradients and target copy are those of advancing on every acting pass (PyTorch's training-mode forward). `init`
+  replays the warm-up's acting steps on the initial weights. Only sigma as acting itself sees it differs: acting
+  uses the vectors of the last update, up to `update_period` passes behind. (snrl's acting calls its network only
+  on greedy steps, so it advances on about 1 - epsilon of them, and its target network, also in training mode,
+  advances its own vectors on the frozen target weights; here they stay as copied at the refresh.)
   """
   optimizer, rho_args = make_optimizer(config, method, learning_rate, adam_eps)
   target_every = config.target_update_period // config.update_period
+  per_update, at_init = acting_passes(config, critic)
 
   def init(key: jax.Array, obs: jax.Array) -> DQNState:
     params, net_state, spectral_state = critic.init(key, obs)
+    spectral_state = critic.advance(params, spectral_state, at_init)
     return DQNState(params, params, net_state, net_state, spectral_state, spectral_state,
                     optimizer.init(params), jnp.zeros((), jnp.int32))
 
@@ -191,6 +235,9 @@ def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_
     return critic.apply(actor.params, actor.net_state, actor.spectral, obs, False).q
 
   def act(actor: DQNState | ActorState, key: jax.Array, obs: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """Epsilon-greedy: with probability epsilon a uniform action (the greedy one included), so the greedy action has
+    probability 1 - epsilon + epsilon / |A| and every other epsilon / |A|, as in snrl's and Dopamine's acting (thesis
+    Eq 7.6 writes 1 - epsilon and epsilon / (|A| - 1))."""
     greedy = jnp.argmax(q_values(actor, obs[None])[0])
     explore_key, action_key = jax.random.split(key)
     random_action = jax.random.randint(action_key, (), 0, num_actions)
@@ -208,6 +255,6 @@ def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_
       loss += regulariser.penalty_coef * smoothness.gradient_penalty(q_fn, batch.obs, regulariser.gradient_penalty)
     return loss, (out, q_taken)
 
-  learner_step = make_learner_step(critic, optimizer, loss_fn, target_every, rho_args)
+  learner_step = make_learner_step(critic, optimizer, loss_fn, target_every, rho_args, 1 + per_update)
 
   return DQN(init, act, learner_step, q_values, critic)

@@ -27,6 +27,11 @@ class NetworkConfig:
   the MinAtar reference network (a 10x10 input becomes 8x8 after one convolution). `conv_impl` picks how
   convolutions are computed, with the same parameters and outputs: 'patches' (a matmul over shifted slices, fast in
   compiled loops on a CPU) or 'xla' (XLA's convolution); see `Conv2D`.
+
+  `obs_scale` multiplies the observations as the critic's first operation; the thesis is silent on it. MinAtar's
+  observations are already 0/1 (1.0, the default); the thesis' reference code (snrl's `AtariNet`) and Dopamine divide
+  Atari's uint8 frames by 255, and `ATARI_NETWORK` does the same with 1/255. The smoothness measure differentiates
+  with respect to the observation as the environment gives it, so it includes this factor.
   """
   conv_layers: int = 2
   conv_channels: int | tuple[int, ...] = 16
@@ -35,6 +40,7 @@ class NetworkConfig:
   padding: Literal['VALID', 'SAME'] = 'VALID'
   hidden: int = 128
   conv_impl: Literal['patches', 'xla'] = 'patches'
+  obs_scale: float = 1.0
 
   def per_layer(self, field: str) -> tuple[int, ...]:
     """`conv_channels`, `kernel_size` or `stride` of every convolution (one value may serve them all)."""
@@ -45,9 +51,10 @@ class NetworkConfig:
     return values
 
 
-# Thesis Table E.5 (Hessel et al.): the Atari critic, with 84x84x4 inputs.
+# Thesis Table E.5 (Hessel et al.): the Atari critic, with 84x84x4 uint8 inputs scaled to [0, 1] as the reference
+# code (snrl) and Dopamine scale them.
 ATARI_NETWORK = NetworkConfig(conv_layers=3, conv_channels=(32, 64, 64), kernel_size=(8, 4, 3), stride=(4, 2, 1),
-                              hidden=512)
+                              hidden=512, obs_scale=1 / 255)
 
 
 def layer_names(config: NetworkConfig) -> tuple[str, ...]:
@@ -145,15 +152,18 @@ def _patches(x: jax.Array, k: int, s: int) -> jax.Array:
 def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = False) -> hk.TransformedWithState:
   """Builds the critic: `apply(params, state, None, obs, is_training, scales=None) -> (q_values, state)`.
 
-  `obs` is a batch of (H, W, C) images (or of flat vectors when `conv_layers == 0`). `scales` maps layer names to
-  divisors of their weights (`spectral_norm.scales`), applied to the layers' outputs before their biases; layers
-  it does not name are left as they are. With `batch_norm`, a batch normalisation follows the ReLU of every hidden
+  `obs` is a batch of (H, W, C) images (or of flat vectors when `conv_layers == 0`), multiplied by
+  `config.obs_scale` before the first layer. `scales` maps layer names to divisors of their weights
+  (`spectral_norm.scales`), applied to the layers' outputs before their biases; layers it does not name are left as
+  they are. With `batch_norm`, a batch normalisation follows the ReLU of every hidden
   layer (the thesis' baseline, Appendix E.1.2); its statistics are haiku state.
   """
 
   def forward(obs: jax.Array, is_training: bool, scales: Mapping[str, jax.Array] | None = None) -> jax.Array:
     scale = lambda name: None if scales is None else scales.get(name)
     x = obs.astype(jnp.float32)
+    if config.obs_scale != 1.0:
+      x = x * config.obs_scale
     per_layer = zip(*(config.per_layer(f) for f in ('conv_channels', 'kernel_size', 'stride')))
     for i, (c, k, s) in enumerate(per_layer):
       name = f'conv_{i}'

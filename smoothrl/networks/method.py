@@ -39,7 +39,14 @@ class MethodConfig:
     lipschitz: K; SN divides a layer's weights by max(sigma / K, 1), or by sigma / K when `sn_always`.
     sn_always: divide by sigma / K even when sigma < K (Miyato et al.), not only when sigma > K.
     sn_grad_through_sigma: backpropagate through sigma (off in the thesis' RL runs, Appendix E.2.1).
-    power_iterations: power-iteration steps per learner update on each selected layer.
+    power_iterations: power-iteration steps per forward pass that advances the vectors (one learner update, and
+      with `power_iteration_on_acting` one acting step too) on each selected layer.
+    power_iteration_on_acting: also advance the vectors once per acting step, as PyTorch's
+      `torch.nn.utils.spectral_norm` does on every forward pass in training mode, which the thesis' code (snrl)
+      ran its training-time acting in (on its greedy steps; Appendix E.2.1 is silent). Off (the default): the
+      vectors advance once per learner update. Acting stays a pure function of the agent state: the agent replays
+      the acting steps' power iteration where the weights they saw are still current, in the next learner step
+      (`dqn.make_learner_step`), and the warm-up's in `init`; see `dqn.make_dqn` for the exact equivalence.
   """
   method: Literal['none', 'sn', 'divout', 'divgrad', 'muleps'] = 'none'
   layers: tuple[int, ...] = (-2,)
@@ -47,6 +54,7 @@ class MethodConfig:
   sn_always: bool = False
   sn_grad_through_sigma: bool = False
   power_iterations: int = 1
+  power_iteration_on_acting: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +113,11 @@ class Critic(NamedTuple):
 
   init(key, obs) -> (params, net_state, spectral_state)
   apply(params, net_state, spectral_state, obs, is_training) -> CriticOutput
-  advance(params, spectral_state) -> spectral_state: power iteration on the selected layers.
+  advance(params, spectral_state, passes=1) -> spectral_state: power iteration on the selected layers, the
+    `passes * power_iterations` steps of `passes` forward passes (a static int >= 0) on the same weights.
   measure(params, spectral_state) -> (sigmas of every layer, spectral_state)
   selected: the layers the method acts on; every layer for a dynamic critic, whose `layer_mask` selects.
+  power_iteration_on_acting: `MethodConfig.power_iteration_on_acting`, for the agent to read.
   """
   init: Callable[..., tuple[hk.Params, hk.State, spectral.SpectralState]]
   apply: Callable[..., CriticOutput]
@@ -115,6 +125,7 @@ class Critic(NamedTuple):
   measure: Callable[..., tuple[dict[str, jax.Array], spectral.SpectralState]]
   specs: tuple[LayerSpec, ...]
   selected: tuple[str, ...]
+  power_iteration_on_acting: bool = False
 
 
 def _initialiser(net: hk.TransformedWithState, specs: Sequence[LayerSpec]):
@@ -167,11 +178,11 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
       q = spectral_norm.divout(q, rho)
     return CriticOutput(q, net_state, jnp.asarray(rho, jnp.float32))
 
-  def advance(params: hk.Params, spectral_state: spectral.SpectralState) -> spectral.SpectralState:
-    if not selected_specs:
+  def advance(params: hk.Params, spectral_state: spectral.SpectralState, passes: int = 1) -> spectral.SpectralState:
+    if not selected_specs or passes == 0:
       return spectral_state
     _, updated = spectral.estimate(selected_specs, params, vectors(spectral_state, selected_specs),
-                                   method.power_iterations)
+                                   passes * method.power_iterations)
     return {**spectral_state, **updated}
 
   def measure(params: hk.Params, spectral_state: spectral.SpectralState):
@@ -183,7 +194,7 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
       spectral_state = {**spectral_state, **updated}
     return jax.lax.stop_gradient(sigmas), spectral_state
 
-  return Critic(init, apply, advance, measure, specs, selected)
+  return Critic(init, apply, advance, measure, specs, selected, method.power_iteration_on_acting)
 
 
 def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], method: MethodConfig,
@@ -225,8 +236,10 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
     q = jnp.where(is_divout, spectral_norm.divout(q, rho), q)
     return CriticOutput(q, net_state, rho)
 
-  def advance(params: hk.Params, spectral_state: spectral.SpectralState) -> spectral.SpectralState:
-    _, updated = spectral.estimate(specs, params, spectral_state, method.power_iterations)
+  def advance(params: hk.Params, spectral_state: spectral.SpectralState, passes: int = 1) -> spectral.SpectralState:
+    if passes == 0:
+      return spectral_state
+    _, updated = spectral.estimate(specs, params, spectral_state, passes * method.power_iterations)
     return {name: jnp.where(selected[name], updated[name], spectral_state[name]) for name in names}
 
   def measure(params: hk.Params, spectral_state: spectral.SpectralState):
@@ -236,4 +249,4 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
     vectors = {name: jnp.where(selected[name], spectral_state[name], updated[name]) for name in names}
     return jax.lax.stop_gradient(sigmas), vectors
 
-  return Critic(init, apply, advance, measure, specs, names)
+  return Critic(init, apply, advance, measure, specs, names, method.power_iteration_on_acting)

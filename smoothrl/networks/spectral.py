@@ -14,6 +14,12 @@ between calls as explicit state (`SpectralState`). The iteration itself never
 carries gradients; σ = ‖A v‖ with v held constant is differentiable in the
 weights, so callers choose whether σ is a constant by wrapping it in
 `jax.lax.stop_gradient`.
+
+Parameters may be haiku's (`params[name]['w']`) or flax.linen's
+(`params[name]['kernel']`, nested module names written 'Outer_0/Dense_0', and
+the variables `{'params': ...}` of `Module.init` accepted as they are). Both
+libraries store dense weights as (in, out) and conv kernels as HWIO, so one
+spec describes the same operator in either.
 """
 
 from __future__ import annotations
@@ -133,17 +139,38 @@ def _check_specs(specs: Sequence[LayerSpec]) -> None:
     _check_spec(spec)
 
 
+# A layer's weight: haiku's `w`, or flax.linen's `kernel` (Dense (in, out), Conv HWIO, as haiku's).
+WEIGHT_NAMES = ('w', 'kernel')
+
+
+def _layer_params(params: Params, name: str) -> Mapping[str, Any]:
+  """The parameters of layer `name`: `params[name]` (haiku's flat module names, or a top-level flax module), or the
+  flax nesting `params['Block_0']['Dense_0']` for `name` 'Block_0/Dense_0'. Flax's variables
+  `{'params': ...}` (what `Module.init` returns) are looked into when `name` is not at the top."""
+  if name not in params and 'params' in params and isinstance(params['params'], Mapping):
+    params = params['params']
+  if name in params:
+    return params[name]
+  node: Any = params
+  for part in name.split('/'):
+    if not isinstance(node, Mapping) or part not in node:
+      raise KeyError(
+          f'Layer {name!r} not found in params; available modules: '
+          f'{sorted(params)}.')
+    node = node[part]
+  return node
+
+
 def _weight(params: Params, spec: LayerSpec) -> Any:
-  """Fetches and validates `params[spec.name]['w']`."""
-  if spec.name not in params:
+  """Fetches and validates the weight of layer `spec.name`: `w` (haiku) or `kernel` (flax)."""
+  layer = _layer_params(params, spec.name)
+  found = [k for k in WEIGHT_NAMES if k in layer]
+  if len(found) != 1:
+    what = 'both "w" and "kernel"' if found else 'no weight "w" (haiku) or "kernel" (flax)'
     raise KeyError(
-        f'Layer {spec.name!r} not found in params; available modules: '
-        f'{sorted(params)}.')
-  if 'w' not in params[spec.name]:
-    raise KeyError(
-        f'Layer {spec.name!r} has no weight "w" in params; it has '
-        f'{sorted(params[spec.name])}.')
-  w = params[spec.name]['w']
+        f'Layer {spec.name!r} has {what} in params; it has '
+        f'{sorted(layer)}.')
+  w = layer[found[0]]
   _check_weight(spec, w)
   return w
 
@@ -394,9 +421,9 @@ def estimate(
   """Advances every layer's vector on the current weights and returns σ's.
 
   Args:
-    specs: the layers to estimate; each must have `params[name]['w']`. Other
-      modules in `params` are ignored.
-    params: haiku-style parameters.
+    specs: the layers to estimate; each must have a weight in `params`
+      (`params[name]['w']`, or flax's `['kernel']`). Other modules are ignored.
+    params: haiku or flax.linen parameters (see the module docstring).
     state: the vectors, with keys exactly the names in `specs`.
     num_iterations: static number of power-iteration steps per layer (>= 0).
 
@@ -493,6 +520,10 @@ def rho_estimator(
 
   Only the named layers get vectors and are estimated; other specs are
   ignored. With an empty selection ρ is always 1 and the state is empty.
+
+  `init` and `update` take haiku or flax.linen parameters (a flax model's
+  `variables['params']` or its whole `variables`); spec names are the module
+  names, 'Outer_0/Dense_0' for nested flax modules.
 
   Args:
     specs: layer descriptions; must include every name in `names`.

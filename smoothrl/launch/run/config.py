@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from typing import Any
 
 from smoothrl import envs
+from smoothrl import keys
 from smoothrl.optimizers import EPS_PLACEMENTS
 from smoothrl.networks.method import METHODS, MethodConfig, RegulariserConfig
 from smoothrl.agents.c51 import SupportConfig
@@ -100,47 +102,50 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-    return _build(cls, data, path='')
+    return _build(cls, data)
 
 
-_NESTED = {'network': NetworkConfig, 'method': MethodConfig, 'regulariser': RegulariserConfig, 'dqn': DQNConfig,
-           'c51': SupportConfig, 'atari': AtariConfig}
-
-
-def _build(cls, data: dict[str, Any], path: str):
-  """Builds a (nested) config dataclass from a dict, refusing unknown fields."""
+def _build(cls: type, data: Any, path: str = ''):
+  """Builds a (nested) config dataclass from a mapping, refusing unknown fields; lists become tuples."""
   if not isinstance(data, dict):
     raise ConfigError(f'{path or "config"}: expected a mapping, got {type(data).__name__}')
   fields = {f.name: f for f in dataclasses.fields(cls)}
   unknown = sorted(set(data) - set(fields))
   if unknown:
     raise ConfigError(f'{path or "config"}: unknown field(s) {unknown}; valid: {sorted(fields)}')
+  hints = typing.get_type_hints(cls)
   kwargs = {}
   for name, value in data.items():
-    sub = _NESTED.get(name) if cls is TrainConfig else None
-    if sub is not None:
-      kwargs[name] = _build(sub, value, f'{path}{name}.')
-    elif isinstance(value, list):
-      kwargs[name] = tuple(value)
+    if dataclasses.is_dataclass(hints[name]):
+      kwargs[name] = _build(hints[name], value, f'{path}{name}.')
     else:
-      kwargs[name] = value
+      kwargs[name] = tuple(value) if isinstance(value, list) else value
   return cls(**kwargs)
 
 
-def replace(config: TrainConfig, **updates: Any) -> TrainConfig:
-  """Returns `config` with fields replaced; dotted names ('dqn.learning_rate') reach nested configs."""
-  data = config.to_dict()
+def replace(config: Any, **updates: Any) -> Any:
+  """Returns the config dataclass `config` with fields replaced; dotted names ('dqn.learning_rate') reach nested
+  configs; lists become tuples. The one setter of config fields (the CLI, presets and sweeps use it)."""
+  top: dict[str, Any] = {}
+  nested: dict[str, dict[str, Any]] = {}
+  names = {f.name for f in dataclasses.fields(config)}
   for key, value in updates.items():
-    *parents, leaf = key.split('.')
-    node = data
-    for parent in parents:
-      if parent not in node or not isinstance(node[parent], dict):
-        raise ConfigError(f'unknown config section {parent!r} in {key!r}')
-      node = node[parent]
-    if leaf not in node:
+    section, _, leaf = key.partition('.')
+    if section not in names:
+      raise ConfigError(f'unknown config field {key!r}' if not leaf else f'unknown config section {section!r} in {key!r}')
+    value = tuple(value) if isinstance(value, list) else value
+    if not leaf:
+      top[section] = value
+      continue
+    sub = getattr(config, section)
+    if not dataclasses.is_dataclass(sub):
+      raise ConfigError(f'unknown config section {section!r} in {key!r}')
+    if leaf not in {f.name for f in dataclasses.fields(sub)}:
       raise ConfigError(f'unknown config field {key!r}')
-    node[leaf] = value
-  return TrainConfig.from_dict(data)
+    nested.setdefault(section, {})[leaf] = value
+  for section, values in nested.items():
+    top[section] = dataclasses.replace(top.get(section, getattr(config, section)), **values)
+  return dataclasses.replace(config, **top) if top else config
 
 
 _ATARI_NETWORK = {f'network.{k}': v for k, v in dataclasses.asdict(ATARI_NETWORK).items()}
@@ -177,6 +182,9 @@ def preset(name: str) -> TrainConfig:
   return replace(TrainConfig(), **PRESETS[name])
 
 
+MAX_CONV_LAYERS = 64  # far deeper than any observation allows; bounds what validation builds per layer
+
+
 def validate(config: TrainConfig) -> None:
   """Checks everything that can be checked before work starts; raises one ConfigError listing every problem."""
   problems: list[str] = []
@@ -193,6 +201,12 @@ def validate(config: TrainConfig) -> None:
   except ValueError as e:
     problems.append(str(e))
   check(isinstance(c.steps, int) and c.steps > 0, f'steps must be a positive integer, got {c.steps!r}')
+  # Environments and numpy take seeds below 2**32 (Atari's below 2**31); evaluation seeds seed + EVAL_SEED_OFFSET.
+  bits = 31 if isinstance(c.env, str) and c.env.startswith('atari/') else 32
+  seeds = 2**bits - keys.EVAL_SEED_OFFSET
+  check(isinstance(c.seed, int) and not isinstance(c.seed, bool) and 0 <= c.seed < seeds,
+        f'seed must be an integer from 0 to {seeds - 1:,} (evaluation seeds it + {keys.EVAL_SEED_OFFSET:,}, below '
+        f'2**{bits}), got {c.seed!r}')
   check(c.eval_period > 0, f'eval_period must be positive, got {c.eval_period}')
   check(c.eval_steps > 0, f'eval_steps must be positive, got {c.eval_steps}')
   check(0.0 <= c.eval_epsilon <= 1.0, f'eval_epsilon must be in [0, 1], got {c.eval_epsilon}')
@@ -221,9 +235,10 @@ def validate(config: TrainConfig) -> None:
   check(0 <= d.adam_b1 < 1 and 0 <= d.adam_b2 < 1, f'Adam betas must be in [0, 1), got {d.adam_b1}, {d.adam_b2}')
   check(d.eps_placement in EPS_PLACEMENTS,
         f'unknown eps_placement {d.eps_placement!r}; valid: {", ".join(EPS_PLACEMENTS)}')
-  check(n.conv_layers >= 0, f'network.conv_layers must be >= 0, got {n.conv_layers}')
+  depth_ok = isinstance(n.conv_layers, int) and 0 <= n.conv_layers <= MAX_CONV_LAYERS  # checked before it sizes lists
+  check(depth_ok, f'network.conv_layers must be in [0, {MAX_CONV_LAYERS}], got {n.conv_layers!r}')
   check(n.hidden > 0, f'network.hidden must be positive, got {n.hidden}')
-  for field in ('conv_channels', 'kernel_size', 'stride'):
+  for field in ('conv_channels', 'kernel_size', 'stride') if depth_ok else ():
     try:
       values = n.per_layer(field)
     except (ValueError, TypeError) as e:
@@ -232,9 +247,13 @@ def validate(config: TrainConfig) -> None:
     check(all(isinstance(v, int) and v > 0 for v in values), f'network.{field} must be positive integers, got '
           f'{getattr(n, field)}')
   check(n.padding in PADDINGS, f'unknown padding {n.padding!r}; valid: {", ".join(PADDINGS)}')
+  check(isinstance(n.obs_scale, (int, float)) and not isinstance(n.obs_scale, bool) and n.obs_scale > 0,
+        f'network.obs_scale must be a positive number, got {n.obs_scale!r}')
   check(m.method in METHODS, f'unknown method {m.method!r}; valid: {", ".join(METHODS)}')
   check(m.lipschitz > 0, f'method.lipschitz must be positive, got {m.lipschitz}')
   check(m.power_iterations >= 1, f'method.power_iterations must be >= 1, got {m.power_iterations}')
+  check(isinstance(m.power_iteration_on_acting, bool),
+        f'method.power_iteration_on_acting must be true or false, got {m.power_iteration_on_acting!r}')
   check(c.c51.num_atoms >= 2, f'c51.num_atoms must be at least 2, got {c.c51.num_atoms}')
   check(c.c51.v_min < c.c51.v_max, f'need c51.v_min < c51.v_max, got {c.c51.v_min}, {c.c51.v_max}')
   check(c.atari.protocol in ('noop', 'sticky'), f"unknown atari.protocol {c.atari.protocol!r}; valid: noop, sticky")
@@ -245,7 +264,7 @@ def validate(config: TrainConfig) -> None:
   check(r.penalty_coef >= 0, f'regulariser.penalty_coef must be non-negative, got {r.penalty_coef}')
   check(r.gradient_penalty == 'none' or r.penalty_coef > 0,
         f'gradient penalty {r.gradient_penalty!r} needs a positive regulariser.penalty_coef')
-  if m.method != 'none':
+  if m.method != 'none' and depth_ok:
     try:
       critics.resolve_layers(n, m.layers)
     except ValueError as e:
