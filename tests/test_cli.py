@@ -1,8 +1,10 @@
 """End to end through the command line: the files a short run writes, and refusals before any work starts."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,12 +54,89 @@ def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
     (['--method', 'weird'], "unknown method 'weird'"),
     (['--steps', '0'], 'steps must be a positive integer'),
     (['--seeds', '0-1', '--workers', '-1'], 'workers must be 0 (one per core) or positive'),
+    (['--seed', '-1'], 'seed must be an integer from 0 to 4,293,967,292 (evaluation seeds it + 1,000,003, below '
+                       '2**32), got -1'),
+    (['--seed', str(2**32)], 'got 4294967296'),
+    (['--seeds', '4293967292-4293967293'], 'got 4293967293'),  # the first seed is the largest there is
+    (['--env', 'atari/Pong', '--seed', str(2**31)], 'seed must be an integer from 0 to 2,146,483,644'),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
   out = tmp_path / 'never'
   assert cli.main(['train', '--out', str(out), *flags]) == 2
-  assert message in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert message in err and 'Traceback' not in err
+  assert err.strip().splitlines()[-1].startswith('smoothrl: ')
   assert not out.exists()
+
+
+def test_bad_seeds_leave_no_default_run_directory(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  assert cli.main(['train', '--seed', '-1', '--steps', '100', '--no-progress']) == 2
+  assert capsys.readouterr().err == ('smoothrl: invalid config: seed must be an integer from 0 to 4,293,967,292 '
+                                     '(evaluation seeds it + 1,000,003, below 2**32), got -1\n')
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('where', ['file', 'file/sub', 'file/sub/deeper'])
+def test_an_out_that_cannot_be_a_directory_is_refused(tmp_path, capsys, where):
+  (tmp_path / 'file').write_text('not a directory')
+  out = tmp_path / where
+  assert cli.main(['train', '--out', str(out), '--steps', '100', '--no-progress']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('smoothrl: --out ') and 'is a file, not a directory' in err and len(err.splitlines()) == 1
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['file']
+  assert (tmp_path / 'file').read_text() == 'not a directory'
+
+
+def test_an_out_in_a_directory_without_write_permission_is_refused(tmp_path, capsys, monkeypatch):
+  locked = tmp_path / 'locked'
+  locked.mkdir()
+  access = os.access
+  # As root every directory is writable, so the directory says it is not, as a read-only one does.
+  monkeypatch.setattr(os, 'access', lambda path, mode, **kw: False if Path(path) == locked else access(path, mode,
+                                                                                                       **kw))
+  for out in (locked, locked / 'run'):
+    assert cli.main(['train', '--out', str(out), '--steps', '100', '--no-progress']) == 2
+    assert capsys.readouterr().err == f'smoothrl: --out {out}: cannot write in {locked}\n'
+  assert not list(locked.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root may write in any directory')
+def test_a_read_only_directory_is_refused(tmp_path, capsys):
+  locked = tmp_path / 'locked'
+  locked.mkdir()
+  locked.chmod(0o500)
+  try:
+    assert cli.main(['train', '--out', str(locked / 'run'), '--steps', '100', '--no-progress']) == 2
+    assert 'cannot write in' in capsys.readouterr().err
+  finally:
+    locked.chmod(0o700)
+
+
+def test_members_per_program_is_an_option_not_a_config_field():
+  args = cli.parser().parse_args(['train', '--members-per-program', '2', '--seeds', '0-1'])
+  assert [c.seed for c in cli.configs_from_args(args)] == [0, 1]
+
+
+@pytest.mark.parametrize('command', [[], ['train'], ['sweep'], ['summary'], ['plot']])
+def test_every_command_has_help(capsys, command):
+  with pytest.raises(SystemExit) as info:
+    cli.main([*command, '--help'])
+  assert info.value.code == 0
+  out = capsys.readouterr().out
+  assert out.startswith(f'usage: smoothrl {command[0] if command else ""}'.rstrip())
+  if not command:
+    assert '95% confidence interval' in out  # the summary command's help, a literal '%'
+
+
+def test_help_from_the_installed_command():
+  script = Path(sys.executable).parent / 'smoothrl'
+  command = [str(script)] if script.exists() else [sys.executable, '-m', 'smoothrl.launch.cli']
+  proc = subprocess.run([*command, '--help'], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith('usage: smoothrl') and 'Traceback' not in proc.stderr
+  for name in ('train', 'sweep', 'summary', 'plot'):
+    assert name in proc.stdout
 
 
 def test_runs_larger_than_the_accelerator_are_refused_before_any_work(tmp_path, capsys, monkeypatch):

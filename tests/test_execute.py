@@ -1,8 +1,11 @@
 """Sweep execution: local processes, the compiled runner and a Ray cluster run the same spec; nothing is redone."""
 
+import concurrent.futures
 import json
 import os
+import re
 import sys
+import types
 
 import pytest
 
@@ -176,3 +179,122 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   assert len(table.strip().splitlines()) == 2 + 4  # header, rule, one row per method x lr setting
   for values in finals.values():
     assert f'{sum(values) / 2:.2f}' in table
+
+
+class _FakeRay:
+  """What `_RayPool` uses of Ray, recording the resources asked for; each task 'finishes' at once, unrun."""
+
+  def __init__(self):
+    self.initialized, self.init_kwargs, self.options, self.calls = False, None, None, []
+
+  def is_initialized(self):
+    return self.initialized
+
+  def init(self, **kwargs):
+    self.initialized, self.init_kwargs = True, kwargs
+
+  def remote(self, **options):
+    self.options = options
+
+    def decorate(fn):
+      fake = self
+
+      class Task:
+        def remote(self, *args):
+          fake.calls.append((fn.__name__, args[0]))
+          future = concurrent.futures.Future()
+          future.set_result({'state': 'pending', 'step': 0})
+          return types.SimpleNamespace(future=lambda: future)
+
+      return Task()
+
+    return decorate
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+  ray = _FakeRay()
+  monkeypatch.setitem(sys.modules, 'ray', ray)
+  return ray
+
+
+def test_the_ray_backend_asks_for_the_resources_of_each_run(tmp_path, fake_ray):
+  spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1]})
+  backends.run_sweep(spec, backend='ray', address='ray://head:10001', show_progress=False, cpus_per_run=2,
+                     gpus_per_run=0.5)
+  assert fake_ray.options == {'num_cpus': 2, 'num_gpus': 0.5, 'max_retries': 0}
+  assert fake_ray.init_kwargs == {'address': 'ray://head:10001', 'log_to_driver': False}
+  assert fake_ray.calls == [('_train_one', 'rl')] * 2
+  backends.run_sweep(spec, backend='ray', show_progress=False)  # defaults: one CPU, no GPU
+  assert fake_ray.options == {'num_cpus': 1, 'num_gpus': 0, 'max_retries': 0}
+
+
+def test_gpus_per_run_from_the_command_line(tmp_path, fake_ray, capsys):
+  from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
+  args = ['sweep', '--grid', 'seed=0-1', '--set', 'env=chain/4', '--set', 'network.conv_layers=0',
+          '--out', str(tmp_path / 'sweep'), '--no-progress']
+  assert cli.main([*args, '--backend', 'ray', '--gpus-per-run', '0.25', '--cpus-per-run', '4']) == 0
+  assert fake_ray.options == {'num_cpus': 4.0, 'num_gpus': 0.25, 'max_retries': 0}
+  capsys.readouterr()
+  fake_ray.options = None
+  for flags, problem in ((['--gpus-per-run', '1'], 'smoothrl: --gpus-per-run is an option of the ray backend, '
+                                                   'not of the local one'),
+                         (['--backend', 'compiled', '--cpus-per-run', '2'], 'smoothrl: --cpus-per-run is an '
+                                                                             'option of the ray backend')):
+    out = tmp_path / 'never'
+    assert cli.main([*args[:-3], '--out', str(out), '--no-progress', *flags]) == 2
+    assert capsys.readouterr().err.startswith(problem)
+    assert not out.exists() and fake_ray.options is None
+  for value in ('-1', 'nan', 'inf', 'lots'):
+    with pytest.raises(SystemExit) as info:
+      cli.main([*args, '--backend', 'ray', '--gpus-per-run', value])
+    assert info.value.code == 2
+    assert 'argument --gpus-per-run: expected a number >= 0' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('resources, problem', [
+    ({'gpus_per_run': -1}, 'gpus_per_run must be a finite number >= 0, got -1'),
+    ({'cpus_per_run': float('nan')}, 'cpus_per_run must be a finite number >= 0, got nan'),
+    ({'gpus_per_run': 1, 'backend': 'local'}, 'gpus_per_run is an option of the ray backend, not of the local one'),
+])
+def test_bad_resources_are_refused_before_anything_is_written(tmp_path, fake_ray, resources, problem):
+  resources = {'backend': 'ray', **resources}
+  with pytest.raises(ValueError, match=re.escape(problem)):
+    backends.run_sweep(_spec(tmp_path / 'sweep'), show_progress=False, **resources)
+  assert not (tmp_path / 'sweep').exists() and fake_ray.options is None
+
+
+def test_a_sweep_directory_that_cannot_be_one_is_refused(tmp_path):
+  (tmp_path / 'file').write_text('x')
+  for out in ('file', 'file/sub'):
+    with pytest.raises(ValueError, match='is a file, not a directory'):
+      backends.run_sweep(_spec(tmp_path / out), show_progress=False)
+  (tmp_path / 'sweep').mkdir()
+  (tmp_path / 'sweep' / 'runs').write_text('x')
+  with pytest.raises(ValueError, match='runs is a file, not a directory'):
+    backends.run_sweep(_spec(tmp_path / 'sweep'), show_progress=False)
+  assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*')) == ['file', 'sweep', 'sweep/runs']
+
+
+def test_the_compiled_backend_refuses_runs_it_cannot_compile_before_writing(tmp_path):
+  spec = _spec(tmp_path / 'sweep', steps=401)  # not a whole number of learner iterations (update period 2)
+  with pytest.raises(ValueError, match=r'the compiled runner needs multiples of dqn.update_period \(2\): steps'):
+    backends.run_sweep(spec, backend='compiled', show_progress=False)
+  assert not (tmp_path / 'sweep').exists()
+
+
+def test_a_spec_file_with_another_out(tmp_path, monkeypatch, capsys):
+  from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(backends, '_process_submitter',  # the run in this process
+                      lambda workers: lambda: concurrent.futures.ThreadPoolExecutor(1))
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'spec.yaml').write_text(
+      'name: moved\nout: runs/default\nbase: {env: chain/4, steps: 200, eval_period: 200, eval_steps: 20, '
+      'log_period: 100, sigma_log_period: 200, checkpoint_period: 0, network.conv_layers: 0, network.hidden: 8, '
+      'dqn.warmup_steps: 100}\ngrid: {seed: [0]}\n')
+  assert cli.main(['sweep', 'spec.yaml', '--out', 'elsewhere', '--no-progress']) == 0
+  assert 'index in elsewhere/index.json' in capsys.readouterr().out
+  assert not (tmp_path / 'runs').exists()
+  assert _index(tmp_path / 'elsewhere')['runs'][0]['state'] == 'done'
+  assert recorder.read_status(tmp_path / 'elsewhere/runs/seed=0') == {'state': 'done', 'step': 200}
+  assert (tmp_path / 'elsewhere/spec.yaml').read_text().startswith('name: moved\nout: elsewhere\n')

@@ -6,6 +6,7 @@ import itertools
 import math
 import pathlib
 import re
+import time
 
 import pytest
 
@@ -337,3 +338,96 @@ def test_figE3_spec():
   sn = [r.config.method for r in runs if r.config.method.method == 'sn']
   assert {m.layers for m in sn} == {(-2, -3, -4)} and {m.lipschitz for m in sn} == {1.0, 2.0, 10.0}
   assert {r.config.network for r in runs} == {config_lib.TrainConfig().network}  # Table E.3: all but the output
+
+
+# Bad input: files that are no specs, values of the wrong kind, sweeps too large to hold.
+
+@pytest.mark.parametrize('name, content, problem', [
+    ('missing.yaml', None, 'no such file'),
+    ('adir', 'directory', 'is a directory, not a spec file'),
+    ('random.yaml', bytes(range(128, 256)) * 4, 'not a text file (UTF-8)'),
+    ('image.png', b'\x89PNG\r\n\x1a\n' + bytes(range(256)), 'not a text file (UTF-8)'),
+    ('control.yaml', b'name: \x07\x00\n', 'not valid YAML'),
+    ('empty.yaml', b'', 'the file is empty'),
+    ('comments.yaml', b'# nothing but a comment\n', 'the file is empty'),
+    ('list.yaml', b'[1, 2]', 'expected a mapping with keys name, kind, out'),
+    ('words.yaml', b'just words', 'got str'),
+    ('deep.yaml', b'[' * 5000, 'nested too deeply'),
+])
+def test_files_that_are_no_specs(tmp_path, name, content, problem):
+  path = tmp_path / name
+  if content == 'directory':
+    path.mkdir()
+  elif content is not None:
+    path.write_bytes(content)
+  with pytest.raises(sweep.SweepError) as info:
+    sweep.load_spec(path)
+  assert info.value.source == str(path) and len(info.value.problems) == 1
+  assert problem in info.value.problems[0]
+
+
+def test_values_of_the_wrong_kind_are_problems_not_crashes():
+  _one(_problems({'name': 'n', 'kind': ['rl']}), "kind: unknown run kind ['rl']")
+  _one(_problems({'name': 'n', 'preset': {'a': 1}, 'grid': {'seed': [0]}}), "preset: unknown preset {'a': 1}")
+  _one(_problems({'name': 'n\n', 'grid': {'seed': [0]}}), "name: expected a name of letters")
+  _one(_problems({'name': 'n', 'out': 'a\0b', 'grid': {'seed': [0]}}), 'out: expected a directory path')
+  problems = _problems({'name': 'n', 'base': {'dqn.gamma': 10**400}, 'grid': {'seed': [-1, 0, 2**32]}})
+  _one(problems, 'base.dqn.gamma: expected a number, got 1000')
+  _one(problems, 'seed must be an integer from 0 to 4,293,967,292', 'got -1 (1 of 3 runs')
+  _one(problems, 'seed must be an integer from 0 to 4,293,967,292', 'got 4294967296 (1 of 3 runs')
+  # A depth that would build a billion layer names is refused as a number, before anything is built.
+  problems = _problems({'name': 'n', 'base': {'network.conv_layers': 10**9}, 'grid': {'seed': [0]}})
+  _one(problems, 'network.conv_layers must be in [0, 64], got 1000000000')
+
+
+def test_many_bad_values_are_listed_once_each_up_to_a_few():
+  problems = _problems({'name': 'n', 'grid': {'seed': [f'x{i}' for i in range(10_000)]}})
+  assert len(problems) == sweep._LISTED + 1
+  assert problems[-1] == 'grid.seed: 9,995 more values that are not an integer'
+
+
+def _timed_refusal(call) -> str:
+  start = time.perf_counter()
+  with pytest.raises(sweep.SweepError) as info:
+    call()
+  assert time.perf_counter() - start < 2.0
+  return str(info.value)
+
+
+def test_a_sweep_of_a_hundred_million_runs_is_refused_at_once(tmp_path):
+  rates = [(i + 1) * 1e-7 for i in range(10_000)]
+  grid = ['seed=0-9999', 'dqn.learning_rate=' + ','.join(f'{r:.7g}' for r in rates)]
+  message = _timed_refusal(lambda: sweep.grid_from_args(config_lib.TrainConfig(), grid))
+  assert 'the sweep has 100,000,000 runs, more than the 1,000,000 one sweep may hold' in message
+  # One range alone larger than a sweep is refused without building it.
+  message = _timed_refusal(lambda: sweep.grid_from_args(config_lib.TrainConfig(), ['seed=0-999999999999']))
+  assert 'seed=0-999999999999: 1,000,000,000,000 values, more than the 1,000,000 runs' in message
+  path = tmp_path / 'huge.yaml'
+  path.write_text(f'name: huge\ngrid:\n  seed: {list(range(10_000))}\n  dqn.learning_rate: {rates}\n')
+  message = _timed_refusal(lambda: sweep.load_spec(path))
+  assert 'the sweep has 100,000,000 runs' in message
+
+
+def test_the_out_of_a_spec_file_can_be_overridden(tmp_path):
+  path = tmp_path / 'spec.yaml'
+  path.write_text('name: y\nout: runs/y\ngrid:\n  seed: [0, 1]\n')
+  assert sweep.load_spec(path).out == 'runs/y'
+  spec = sweep.load_spec(path, out=str(tmp_path / 'elsewhere/'))
+  assert spec.out == str(tmp_path / 'elsewhere') and spec.name == 'y'
+  assert all(r.out.startswith(f'{tmp_path}/elsewhere/runs/') for r in sweep.expand(spec))
+  with pytest.raises(sweep.SweepError, match='out: expected a directory path'):
+    sweep.load_spec(path, out='')
+
+
+def test_grid_from_args_with_fixed_fields():
+  spec = sweep.grid_from_args(config_lib.TrainConfig(), ['seed=0-1'], out='o',
+                              fixed={'steps': 5000, 'dqn': {'learning_rate': 1e-3}})
+  assert spec.base_config().steps == 5000 and spec.base_config().dqn.learning_rate == 1e-3
+  with pytest.raises(sweep.SweepError) as info:
+    sweep.grid_from_args(config_lib.TrainConfig(), ['seed=0-1'], out='o',
+                         fixed={'dqn': 3, 'stepz': 1, 'out': 'x', 'seed': 2})
+  problems = info.value.problems
+  _one(problems, 'base.dqn: a config section, not a field')
+  _one(problems, "base.stepz: unknown field; did you mean 'steps'?")
+  _one(problems, 'base.out: set per run')
+  _one(problems, 'seed: given in both base and grid')

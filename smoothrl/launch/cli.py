@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,7 +42,7 @@ _HELP = {
     'gamma': 'discount factor', 'update_period': 'environment steps per learner update',
     'target_update_period': 'environment steps between target-network refreshes',
     'epsilon_start': 'exploration epsilon at the start', 'epsilon_end': 'final exploration epsilon',
-    'epsilon_decay_steps': 'steps (after warm-up) over which epsilon decays linearly',
+    'epsilon_decay_steps': 'the step at which epsilon reaches its end value, decaying linearly from the end of warm-up',
     'warmup_steps': 'steps of random acting before learning starts', 'replay_capacity': 'replay buffer size',
     'batch_size': 'transitions per update', 'loss': 'TD loss: mse (Table E.1) or huber (Table E.4)',
     'learning_rate': 'Adam learning rate', 'adam_eps': "Adam's epsilon", 'adam_b1': "Adam's beta1",
@@ -109,7 +111,10 @@ def _seeds(text: str) -> tuple[int, ...]:
   try:
     for part in text.split(','):
       low, _, high = part.strip().partition('-')
-      seeds.extend(range(int(low), int(high) + 1) if high else [int(low)])
+      values = range(int(low), int(high) + 1) if high else [int(low)]
+      if len(seeds) + len(values) > sweep.MAX_RUNS:  # counted before a range is built
+        raise argparse.ArgumentTypeError(f'more than {sweep.MAX_RUNS:,} seeds in {text!r}')
+      seeds.extend(values)
   except ValueError:
     raise argparse.ArgumentTypeError(f'seeds must look like 0-9 or 0,3,5, got {text!r}') from None
   if not seeds or len(set(seeds)) != len(seeds):
@@ -126,6 +131,35 @@ def _positive(text: str) -> int:
   if value < 1:
     raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
   return value
+
+
+def _resource(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    value = math.nan
+  if not math.isfinite(value) or value < 0:
+    raise argparse.ArgumentTypeError(f'expected a number >= 0, got {text!r}')
+  return value
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+  """Help with a literal '%' (as in '95%'): argparse %-formats help strings, so each '%' that starts neither '%%'
+  nor a '%(name)s' placeholder is escaped."""
+
+  def _get_help_string(self, action):
+    return re.sub(r'%%|%\(|%', lambda m: m.group() if len(m.group()) == 2 else '%%', super()._get_help_string(action))
+
+
+class _RawDescriptionHelpFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
+  """`_HelpFormatter` that keeps the description's and epilog's line breaks."""
+
+
+class _Parser(argparse.ArgumentParser):
+  """An argument parser, and the parsers of its subcommands, with `_HelpFormatter` unless told otherwise."""
+
+  def __init__(self, *args, formatter_class=_HelpFormatter, **kwargs):
+    super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
 
 def _bool(text: str) -> bool:
@@ -183,7 +217,7 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
                      description='Run every run of a sweep (a base config and lists whose cross product is taken). '
                      'The whole sweep is validated before anything runs. Re-running a sweep skips finished runs '
                      'and resumes stopped ones; failed runs are recorded in OUT/index.json and skipped unless '
-                     '--retry-failed.', formatter_class=argparse.RawDescriptionHelpFormatter,
+                     '--retry-failed.', formatter_class=_RawDescriptionHelpFormatter,
                      epilog=f'grid syntax: {sweep.GRID_SYNTAX}')
   p.add_argument('spec', nargs='?', help='a sweep spec (YAML); see specs/ for the thesis experiments')
   p.add_argument('--grid', action='append', default=[], metavar='FIELD=VALUES',
@@ -191,7 +225,8 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
   p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                  help='a fixed field of the base config for --grid sweeps, e.g. steps=5000 (repeatable)')
   p.add_argument('--preset', default=None, help='the base preset for --grid sweeps')
-  p.add_argument('--out', default=None, help='the sweep directory for --grid sweeps (default runs/sweep)')
+  p.add_argument('--out', default=None,
+                 help="the sweep directory (default: the spec's out, or runs/sweep for --grid sweeps)")
   p.add_argument('--backend', default='local', choices=backends.BACKENDS,
                  help='local worker processes, the compiled runner (runs that share a structure run as one '
                       'program), or a Ray cluster')
@@ -200,6 +235,11 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
                       'and the compiled backend on a CPU; default: one per core)')
   p.add_argument('--members-per-program', type=_positive, default=None, metavar='N', help=_MEMBERS_HELP)
   p.add_argument('--address', default=None, help='Ray cluster address (default: start a local one)')
+  p.add_argument('--cpus-per-run', type=_resource, default=None, metavar='N',
+                 help='CPUs the ray backend asks for each run (default 1)')
+  p.add_argument('--gpus-per-run', type=_resource, default=None, metavar='G',
+                 help='GPUs the ray backend asks for each run (default 0; a fraction shares a GPU: 0.25 runs four '
+                      'on one)')
   p.add_argument('--retry-failed', action='store_true', help='run failed runs again')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
   return p
@@ -224,7 +264,7 @@ def _results_parsers(sub) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog='smoothrl', description='Deep RL with smoothness-aware optimisation.')
+  p = _Parser(prog='smoothrl', description='Deep RL with smoothness-aware optimisation.')
   sub = p.add_subparsers(dest='command', required=True)
   _train_parser(sub)
   _sweep_parser(sub)
@@ -257,32 +297,54 @@ def _results_main(args: argparse.Namespace) -> int:
 
 
 def _sweep_spec(args: argparse.Namespace):
-  if args.spec and (args.grid or args.set or args.preset or args.out):
-    raise config_lib.ConfigError('give either a spec file or --grid/--set/--preset/--out, not both')
+  """The checked sweep of a spec file (its `out` replaced by `--out`) or of `--grid`, `--set` and `--preset`."""
+  if args.spec and (args.grid or args.set or args.preset):
+    raise config_lib.ConfigError('give either a spec file or --grid/--set/--preset, not both')
   if args.spec:
-    return sweep.load_spec(args.spec)
+    return sweep.load_spec(args.spec, out=args.out)
   if not args.grid:
     raise config_lib.ConfigError('nothing to sweep: give a spec file or at least one --grid FIELD=VALUES')
   base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
   fixed = {}
   for text in args.set:
     key, sep, value = text.partition('=')
-    if not sep:
+    if not sep or not key.strip():
       raise config_lib.ConfigError(f'--set {text!r}: expected FIELD=VALUE')
+    if key.strip() == 'out':
+      raise config_lib.ConfigError(f'--set {text!r}: the sweep directory is --out')
     fixed[key.strip()] = sweep.read_value(value)
-  base = config_lib.replace(base, **fixed, out=args.out or 'runs/sweep')
-  return sweep.grid_from_args(base, args.grid)
+  return sweep.grid_from_args(base, args.grid, out=args.out or 'runs/sweep', fixed=fixed)
+
+
+def _refuse(error: Exception) -> int:
+  """Prints why a command does not run on stderr, its last line `smoothrl: ...`; returns the exit status 2.
+
+  A message of one problem takes one line; a longer one is followed by a line that counts its problems.
+  """
+  lines = str(error).splitlines() or ['']
+  problems = [line[4:] for line in lines[1:] if line.startswith('  - ')]
+  if len(lines) == 2 and len(problems) == 1:
+    header = error.source if isinstance(error, sweep.SweepError) else lines[0].rstrip(':')
+    lines = [f'{header}: {problems[0]}']
+  print('smoothrl: ' + '\n'.join(lines), file=sys.stderr)
+  if len(lines) > 1:
+    count = f'{len(problems)} problems' if len(problems) > 1 else 'the problem'
+    print(f'smoothrl: nothing ran: {count} listed above', file=sys.stderr)
+  return 2
 
 
 def _sweep_main(args: argparse.Namespace) -> int:
   try:
+    for flag, value in (('--cpus-per-run', args.cpus_per_run), ('--gpus-per-run', args.gpus_per_run)):
+      if value is not None and args.backend != 'ray':
+        raise config_lib.ConfigError(f'{flag} is an option of the ray backend, not of the {args.backend} one')
     spec = _sweep_spec(args)
     counts = backends.run_sweep(spec, backend=args.backend, workers=args.workers, retry_failed=args.retry_failed,
                                address=args.address, show_progress=not args.no_progress,
-                               max_members=args.members_per_program)
+                               max_members=args.members_per_program, cpus_per_run=args.cpus_per_run,
+                               gpus_per_run=args.gpus_per_run)
   except config_lib.ConfigError as e:
-    print(f'smoothrl: {e}', file=sys.stderr)
-    return 2
+    return _refuse(e)
   print(f'sweep {spec.name}: {counts["done"]} done, {counts["failed"]} failed, {counts["pending"]} pending; '
         f'index in {spec.out}/{backends.INDEX}')
   failed = [r for r in json.loads((Path(spec.out) / backends.INDEX).read_text())['runs'] if r['state'] == 'failed']
@@ -296,8 +358,8 @@ def _sweep_main(args: argparse.Namespace) -> int:
 def configs_from_args(args: argparse.Namespace) -> list[config_lib.TrainConfig]:
   """The runs the flags describe: one, or one per seed of `--seeds` (each in OUT/seed_<s>)."""
   base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
-  updates: dict[str, Any] = {k: v for k, v in vars(args).items()
-                             if v is not None and k not in ('command', 'preset', 'no_progress', 'seeds', 'workers')}
+  options = ('command', 'preset', 'no_progress', 'seeds', 'workers', 'members_per_program', 'resume')
+  updates: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None and k not in options}
   config = config_lib.replace(base, **updates)
   if args.seeds is None:
     return [config]
@@ -316,10 +378,26 @@ def _attach_layer_values(argv: Sequence[str]) -> list[str]:
 
 
 def _resumed_config(run_dir: str) -> config_lib.TrainConfig:
+  """The checked config of the run in `run_dir`; ConfigError for a directory that holds no run to resume."""
+  if not Path(run_dir).is_dir():
+    raise config_lib.ConfigError(f'cannot resume {run_dir}: ' + ('not a directory' if Path(run_dir).exists() else
+                                                                 'no such directory'))
   path = Path(run_dir) / CONFIG_FILE
   if not path.exists():
     raise config_lib.ConfigError(f'cannot resume {run_dir}: it has no config.json')
-  return config_lib.TrainConfig.from_dict(json.loads(path.read_text()))
+  try:
+    data = json.loads(path.read_text(encoding='utf-8'))
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise config_lib.ConfigError(f'cannot resume {run_dir}: its config.json is not readable JSON ({e})') from None
+  try:
+    config = config_lib.TrainConfig.from_dict(data)
+    rl.validate(config)
+  except (TypeError, AttributeError) as e:  # JSON values of the wrong types
+    raise config_lib.ConfigError(f'cannot resume {run_dir}: its config.json has values of the wrong type ({e})'
+                                 ) from None
+  except config_lib.ConfigError as e:
+    raise config_lib.ConfigError(f'cannot resume {run_dir}: its config.json: {e}') from None
+  return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,21 +406,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _sweep_main(args)
   if args.command in ('plot', 'summary'):
     return _results_main(args)
-  try:
+  try:  # everything is checked before a directory is made
     configs = [_resumed_config(args.resume)] if args.resume else configs_from_args(args)
     for config in configs:
       rl.validate(config)
     workers.count(args.workers, len(configs))
+    for config in configs:
+      backends.check_directory(config.out, f'run directory {config.out}' if args.resume else f'--out {config.out}')
   except config_lib.ConfigError as e:
-    print(f'smoothrl: {e}', file=sys.stderr)
-    return 2
+    return _refuse(e)
   progress = not args.no_progress
   try:
     summaries = rl.train(configs, TrainOptions(show_progress=progress, resume=bool(args.resume), workers=args.workers,
                                                max_members=args.members_per_program))
   except config_lib.ConfigError as e:  # what only the device or a checkpoint can tell
-    print(f'smoothrl: {e}', file=sys.stderr)
-    return 2
+    return _refuse(e)
   failed = 0
   for config, summary in zip(configs, summaries):
     if summary.get('state') == 'failed':  # stopped alone (a non-finite loss); the other runs went on

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
+import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -77,20 +80,45 @@ def _train_one(kind_name: str, config_data: dict[str, Any]) -> dict[str, Any]:
   return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': recorder.read_status(config.out)['step']}
 
 
+def check_directory(path: str | os.PathLike, what: str) -> None:
+  """Raises `ConfigError` (its message starting with `what`) unless `path` is a directory this process may write
+  in, or one it may create: the nearest existing one of it and its parents must be a writable directory."""
+  text = os.fspath(path)
+  if not text.strip() or '\0' in text:
+    raise config_lib.ConfigError(f'{what}: expected a directory path, got {text!r}')
+  place = Path(text)
+  for place in (place, *place.parents):
+    if os.path.lexists(place):
+      break
+  if not place.is_dir():
+    kind = 'a file, not a directory' if place.is_file() else 'not a directory'
+    raise config_lib.ConfigError(f'{what}: {place} is {kind}')
+  if not os.access(place, os.W_OK | os.X_OK):
+    raise config_lib.ConfigError(f'{what}: cannot write in {place}')
+
+
 def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
               retry_failed: bool = False, address: str | None = None, show_progress: bool = True,
-              max_members: int | None = None) -> dict[str, int]:
+              max_members: int | None = None, cpus_per_run: float | None = None,
+              gpus_per_run: float | None = None) -> dict[str, int]:
   """Runs what is left of `spec`'s runs on `backend`; returns the final counts of runs per state.
 
   `workers` processes (default: one per core), each pinned to its share of the cores, run the `local` backend's
   runs and the `compiled` backend's members on a CPU side by side. `max_members` caps the `compiled` backend's
-  vmapped programs (`compiled.train_grid`).
+  vmapped programs (`compiled.train_grid`). The `ray` backend asks for `cpus_per_run` CPUs (default 1) and
+  `gpus_per_run` GPUs (default 0, fractions share one) for each run. Everything is checked before anything is
+  written: the runs, the options and the sweep directory.
   """
   if backend not in BACKENDS:
     raise config_lib.ConfigError(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}')
+  resources = _resources(backend, cpus_per_run, gpus_per_run)
   runs = sweep_lib.expand(spec)  # validates every run before anything starts
   workers = workers_lib.count(workers or 0, len(runs))
+  if backend == 'compiled':
+    _check_compiled(kinds.get(spec.kind), runs)
+  ray_pool = _RayPool(address, **resources) if backend == 'ray' else None
   out = Path(spec.out)
+  check_directory(out / 'runs', f'sweep directory {spec.out}')
   out.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out / 'spec.yaml', yaml.safe_dump(spec.to_dict(), sort_keys=False))
   index = Index(spec, runs, backend)
@@ -106,7 +134,7 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
       if backend == 'compiled':
         _run_compiled(kinds.get(spec.kind), todo, index, progress, workers, max_members)
       elif backend == 'ray':
-        _run_pool(spec.kind, todo, index, progress, _ray_submitter(address))
+        _run_pool(spec.kind, todo, index, progress, lambda: ray_pool)
       else:
         _run_pool(spec.kind, todo, index, progress, _process_submitter(workers))
     index.refresh()
@@ -139,28 +167,44 @@ def _process_submitter(workers: int) -> Callable[[], Any]:
   return lambda: workers_lib.pool(workers)
 
 
-def _ray_submitter(address: str | None) -> Callable[[], Any]:
-  return lambda: _RayPool(address)
+def _resources(backend: str, cpus_per_run: float | None, gpus_per_run: float | None) -> dict[str, float]:
+  """`ray.remote`'s resources of one run: `num_cpus` and `num_gpus`, checked; None takes the default."""
+  for name, value in (('cpus_per_run', cpus_per_run), ('gpus_per_run', gpus_per_run)):
+    if value is None:
+      continue
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+      raise config_lib.ConfigError(f'{name} must be a finite number >= 0, got {value!r}')
+    if backend != 'ray':
+      raise config_lib.ConfigError(f'{name} is an option of the ray backend, not of the {backend} one')
+  return {'num_cpus': 1 if cpus_per_run is None else cpus_per_run,
+          'num_gpus': 0 if gpus_per_run is None else gpus_per_run}
 
 
 class _RayPool:
-  """Ray tasks behind the executor interface the local backend uses."""
+  """Ray tasks behind the executor interface the local backend uses, each asking for `num_cpus` and `num_gpus`.
 
-  def __init__(self, address: str | None):
+  Made before the sweep writes anything: Ray is imported and its task, with the resources Ray checks, defined.
+  Entering the pool starts a local cluster or connects to the one at `address`, unless Ray is running already.
+  """
+
+  def __init__(self, address: str | None, num_cpus: float = 1, num_gpus: float = 0):
     try:
       import ray  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       raise config_lib.ConfigError('the ray backend needs Ray: pip install "ray==2.60.0"') from e
-    self.ray = ray
-    if not ray.is_initialized():
-      ray.init(address=address, log_to_driver=False)
-    self.remote = ray.remote(num_cpus=1, max_retries=0)(_train_one)
+    self.ray, self.address = ray, address
+    try:
+      self.remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(_train_one)
+    except (TypeError, ValueError) as e:  # resources Ray refuses
+      raise config_lib.ConfigError(f'ray refuses the resources per run: {e}') from None
 
   def submit(self, fn, kind_name, config_data):
     del fn  # always `_train_one`
     return self.remote.remote(kind_name, config_data).future()
 
   def __enter__(self):
+    if not self.ray.is_initialized():
+      self.ray.init(address=self.address, log_to_driver=False)
     return self
 
   def __exit__(self, *exc):
@@ -191,12 +235,30 @@ def _run_pool(kind_name: str, todo: list[sweep_lib.RunSpec], index: Index, progr
         progress.update(len(pending))
 
 
-def _run_compiled(kind: RunKind, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
-                  workers: int, max_members: int | None) -> None:
-  """Groups runs by structure (`kind.group`); each group is one compiled program (vmapped on accelerators, spread
-  over `workers` pinned processes on a CPU)."""
+def _check_compiled(kind: RunKind, runs: Sequence[sweep_lib.RunSpec]) -> None:
+  """Raises `ConfigError` unless the kind has compiled programs and each run is one (`kind.validate(c, True)`);
+  configs that differ only in seed and directory share the verdict."""
   if kind.group is None:
     raise config_lib.ConfigError(f'runs of kind {kind.name!r} have no compiled programs; use the local backend')
+  checked, found = set(), {}
+  for run in runs:
+    key = dataclasses.replace(run.config, seed=0, out='')
+    if key in checked:
+      continue
+    checked.add(key)
+    try:
+      kind.validate(run.config, True)
+    except ValueError as e:
+      found.setdefault(str(e), run.name)
+  if found:
+    raise config_lib.ConfigError('the compiled backend cannot run this sweep:\n  - ' + '\n  - '.join(
+        f'{problem} (e.g. {name})' for problem, name in found.items()))
+
+
+def _run_compiled(kind: RunKind, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
+                  workers: int, max_members: int | None) -> None:
+  """Groups runs by structure (`kind.group`, checked by `_check_compiled`); each group is one compiled program
+  (vmapped on accelerators, spread over `workers` pinned processes on a CPU)."""
   groups: dict[str, list[sweep_lib.RunSpec]] = {}
   for run in todo:
     groups.setdefault(kind.group(run.config), []).append(run)

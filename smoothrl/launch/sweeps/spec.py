@@ -56,6 +56,7 @@ TOP_LEVEL_KEYS = ('name', 'kind', 'out', 'preset', 'base', 'grid', 'zip', 'exclu
 
 _MAX_NAME = 120
 MAX_RUNS = 1_000_000  # runs one sweep may hold
+_LISTED = 5  # bad values of one list named each; the others are counted
 _SPEC_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 _UNSAFE = re.compile(r'[^A-Za-z0-9._+-]+')
 
@@ -212,7 +213,10 @@ def _coerce(value: Any, hint: Any) -> tuple[Any, str | None]:
     ok = isinstance(value, int) and not isinstance(value, bool)
   elif hint is float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    value = float(value) if ok else value
+    try:
+      value = float(value) if ok else value
+    except OverflowError:  # an integer beyond any float
+      ok = False
   elif hint is str:
     ok = isinstance(value, str)
   else:
@@ -270,28 +274,67 @@ _Loader.add_implicit_resolver(
     list('-+0123456789'))
 
 
-def read_value(text: str) -> Any:
-  """A YAML value read as a spec reads it ('1e-5' is a number, '[-2, -3]' a list), e.g. for FIELD=VALUE flags."""
-  loader = _Loader(text)
-  try:
-    return loader.get_single_data()
-  finally:
-    loader.dispose()
+def _yaml_problem(error: yaml.YAMLError) -> str:
+  """A YAML error on one line: where, what, and while doing what."""
+  if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+    mark = error.problem_mark
+    context = f' ({error.context})' if error.context else ''
+    return f'not valid YAML: line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}'
+  return 'not valid YAML: ' + ' '.join(str(error).split())
 
 
-def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
-  """Reads and checks the YAML sweep spec at `path`; raises `SweepError` listing every problem."""
-  source = os.fspath(path)
-  with open(source, encoding='utf-8') as f:
-    text = f.read()
-  loader = _Loader(text)
+def _load(text: str) -> tuple[Any, list[str]]:
+  """The YAML document in `text` and the keys it repeats; raises `_YamlProblem` naming what is wrong."""
   try:
-    data = loader.get_single_data()
+    loader = _Loader(text)
+    try:
+      return loader.get_single_data(), loader.repeated
+    finally:
+      loader.dispose()
   except yaml.YAMLError as e:
-    raise SweepError(source, [f'not valid YAML: {e}']) from None
-  finally:
-    loader.dispose()
-  return _parse(data, source, list(loader.repeated))
+    raise _YamlProblem(_yaml_problem(e)) from None
+  except RecursionError:
+    raise _YamlProblem('not valid YAML: nested too deeply') from None
+
+
+class _YamlProblem(Exception):
+  """Text that is no YAML document; the message says why, on one line."""
+
+
+def read_value(text: str) -> Any:
+  """A YAML value read as a spec reads it ('1e-5' is a number, '[-2, -3]' a list), e.g. for FIELD=VALUE flags;
+  `ConfigError` for text that is no YAML value."""
+  try:
+    return _load(text)[0]
+  except _YamlProblem as e:
+    raise config_lib.ConfigError(f'{text!r}: {e}') from None
+
+
+def load_spec(path: str | os.PathLike[str], out: str | None = None) -> SweepSpec:
+  """Reads and checks the YAML sweep spec at `path`, with `out` (when given) in place of the spec's own; raises
+  `SweepError` listing every problem, also for a file that cannot be read or is no YAML text."""
+  source = os.fspath(path)
+  try:
+    with open(source, encoding='utf-8') as f:
+      text = f.read()
+  except FileNotFoundError:
+    raise SweepError(source, ['no such file']) from None
+  except IsADirectoryError:
+    raise SweepError(source, ['is a directory, not a spec file']) from None
+  except UnicodeDecodeError as e:
+    raise SweepError(source, [f'not a text file (UTF-8): byte {e.start} is {e.object[e.start:e.start + 1]!r}']
+                     ) from None
+  except OSError as e:
+    raise SweepError(source, [f'cannot be read: {e.strerror or e}']) from None
+  try:
+    data, repeated = _load(text)
+  except _YamlProblem as e:
+    raise SweepError(source, [str(e)]) from None
+  if data is None:
+    raise SweepError(source, [f'the file is empty; a spec is a mapping with keys {", ".join(TOP_LEVEL_KEYS)}'])
+  if out is not None and isinstance(data, Mapping):
+    data = {**data, 'out': out}
+  return _parse(data, source, repeated)
 
 
 def parse_spec(mapping: Mapping[str, Any], source: str = '<spec>') -> SweepSpec:
@@ -353,15 +396,19 @@ def _values(key: str, values: Any, where: str, problems: list[str], hint: Any) -
   if not values:
     problems.append(f'{where}.{key}: empty list')
     return [], []
-  out, ok = [], []
+  out, ok, bad = [], [], 0
   for i, value in enumerate(values):
     coerced, error = _coerce(value, hint)
     if error and typing.get_origin(hint) is tuple and isinstance(value, int):
       error += f' (a selection is a list: write [{value}])'
     if error:
-      problems.append(f'{where}.{key}[{i}]: {error}')
+      bad += 1
+      if bad <= _LISTED:
+        problems.append(f'{where}.{key}[{i}]: {error}')
     out.append(coerced)
     ok.append(error is None)
+  if bad > _LISTED:
+    problems.append(f'{where}.{key}: {bad - _LISTED:,} more values that are not {_describe(hint)}')
   return out, ok
 
 
@@ -385,22 +432,22 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
   if name is None:
     problems.append("name: missing; give the sweep a name such as 'fig7_4'")
     name = 'sweep'
-  elif not isinstance(name, str) or not _SPEC_NAME.match(name):
+  elif not isinstance(name, str) or not _SPEC_NAME.fullmatch(name):
     problems.append(f"name: expected a name of letters, digits, '.', '_' and '-', got {name!r}")
     name = 'sweep'
   out = data.get('out', f'runs/{name}')
-  if not isinstance(out, str) or not out.strip():
+  if not isinstance(out, str) or not out.strip() or '\0' in out:
     problems.append(f'out: expected a directory path, got {out!r}')
     out = f'runs/{name}'
   out = out.rstrip('/') or '/'
   kind_name = data.get('kind', kinds.DEFAULT)
-  if kind_name not in kinds.KINDS:
+  if not isinstance(kind_name, str) or kind_name not in kinds.KINDS:
     problems.append(f'kind: unknown run kind {kind_name!r}; valid: {", ".join(kinds.KINDS)}')
     raise SweepError(source, problems)
   kind = kinds.KINDS[kind_name]
   known = fields(kind.config_type)
   preset = data.get('preset')
-  if preset is not None and preset not in kind.presets:
+  if preset is not None and (not isinstance(preset, str) or preset not in kind.presets):
     close = difflib.get_close_matches(str(preset), list(kind.presets), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else f'; valid: {", ".join(sorted(kind.presets))}'
     problems.append(f'preset: unknown preset {preset!r}{hint}')
@@ -509,13 +556,16 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
                    zipped=tuple(zipped), exclude=tuple(exclude), source=source)
   count = size(spec)
   if count > MAX_RUNS:  # refused before any run is built
-    raise SweepError(source, problems + [f'the sweep has {count:,} runs, more than the {MAX_RUNS:,} one sweep may '
-                                         'hold; split it into several sweeps'])
+    raise SweepError(source, problems + [_too_many(count)])
   _, found = _expand(spec)
   problems.extend(found)
   if problems:
     raise SweepError(source, problems)
   return spec
+
+
+def _too_many(count: int) -> str:
+  return f'the sweep has {count:,} runs, more than the {MAX_RUNS:,} one sweep may hold; split it into several sweeps'
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -595,7 +645,7 @@ def _config_problems(kind: RunKind, config: Any) -> list[str]:
     if text.startswith('invalid config:'):
       return [line.strip()[2:] for line in text.splitlines()[1:] if line.strip().startswith('- ')]
     return [text]
-  except (TypeError, ValueError) as e:
+  except (TypeError, ValueError, ArithmeticError) as e:
     return [f'cannot be checked: {e}']
   return []
 
@@ -630,14 +680,9 @@ def _expand(spec: SweepSpec) -> tuple[tuple[RunSpec, ...], tuple[str, ...]]:
     config = config_lib.replace(base, **dict(assignment), out=posixpath.join(spec.out, 'runs', name))
     runs.append(RunSpec(index, name, run_id, assignment, config))
 
-  # config.validate on every run; configs that differ only in seed and out share the verdict.
-  verdicts: dict[Any, list[str]] = {}
   found: dict[str, list[str]] = {}
-  for run in runs:
-    key = dataclasses.replace(run.config, seed=0, out='')
-    if key not in verdicts:
-      verdicts[key] = _config_problems(kind, run.config)
-    for problem in verdicts[key]:
+  for run in runs:  # config.validate on every run, whose seed is checked too
+    for problem in _config_problems(kind, run.config):
       found.setdefault(problem, []).append(run.name)
   for problem, where in found.items():
     problems.append(f'{problem} ({len(where)} of {len(runs)} runs, e.g. {where[0]})')
@@ -676,13 +721,14 @@ Each assignment is FIELD=VALUES with FIELD a dotted config field (dqn.learning_r
 Booleans are true/false. The grid is the cross product of all assignments, in the order given."""
 
 
-def _parse_token(token: str, hint: Any) -> list[Any]:
-  """One comma-separated token as values of `hint`'s type; unparsable text is passed on for the type check."""
+def _parse_token(token: str, hint: Any) -> Sequence[Any]:
+  """One comma-separated token as values of `hint`'s type (a range stays a `range`, unbuilt); unparsable text is
+  passed on for the type check."""
   if hint is int:
     match = re.fullmatch(r'\s*(-?\d+)\s*-\s*(-?\d+)\s*', token)
     if match:
       low, high = int(match.group(1)), int(match.group(2))
-      return list(range(low, high + 1)) if low <= high else [token]
+      return range(low, high + 1) if low <= high else [token]
     for kind in (int, float):
       try:
         return [kind(token)]
@@ -705,7 +751,7 @@ def _parse_token(token: str, hint: Any) -> list[Any]:
 
 
 def grid_from_args(base_config: Any, assignments: Sequence[str], *, name: str | None = None,
-                   out: str | None = None) -> SweepSpec:
+                   out: str | None = None, fixed: Mapping[str, Any] | None = None) -> SweepSpec:
   """A checked sweep over `base_config` from command-line assignments (syntax: `GRID_SYNTAX`).
 
   Args:
@@ -713,6 +759,7 @@ def grid_from_args(base_config: Any, assignments: Sequence[str], *, name: str | 
     assignments: strings such as 'dqn.learning_rate=1e-4,3e-4', 'seed=0-4' or 'method.layers=-2;-2,-3'.
     name: the sweep's name; by default the last part of `out`.
     out: the sweep directory; by default `base_config.out`.
+    fixed: fields set on top of `base_config` (e.g. from `--set`), checked as a spec's `base` is.
 
   Returns:
     The spec; `expand` gives its runs.
@@ -737,22 +784,33 @@ def grid_from_args(base_config: Any, assignments: Sequence[str], *, name: str | 
     if not raw.strip():
       problems.append(f'{key}: no values')
       continue
-    values: list[Any] = []
+    chunks: list[Sequence[Any]] = []
     if typing.get_origin(hint) is tuple:
       for group in raw.split(';'):
         items = [item.strip() for item in group.split(',') if item.strip()]
         try:
-          values.append([int(item) for item in items])
+          chunks.append([[int(item) for item in items]])
         except ValueError:
-          values.append(group)
+          chunks.append([group])
     else:
       for token in raw.split(','):
-        values.extend(_parse_token(token, hint) if hint is not None else [token.strip()])
-    grid[key] = values
+        chunks.append(_parse_token(token, hint) if hint is not None else [token.strip()])
+    count = sum(map(len, chunks))  # ranges are counted before they are built
+    if count > MAX_RUNS:
+      shown = raw if len(raw) <= 40 else raw[:37] + '...'
+      problems.append(f'{key}={shown}: {count:,} values, more than the {MAX_RUNS:,} runs one sweep may hold')
+      continue
+    grid[key] = [value for chunk in chunks for value in chunk]
+  count = math.prod(map(len, grid.values()))
+  if count > MAX_RUNS:  # refused before the values are checked one by one
+    raise SweepError('command-line grid', problems + [_too_many(count)])
 
   defaults = kind.config_type()
   base = {key: _plain(_get(base_config, key)) for key in known
           if key != 'out' and key not in grid and _get(base_config, key) != _get(defaults, key)}
+  overrides: dict[str, Any] = {}
+  _flatten(fixed or {}, '', 'base', problems, overrides)  # dotted, so that each replaces its field in `base`
+  base.update(overrides)
   out = out if out is not None else base_config.out
   if name is None:
     name = _UNSAFE.sub('-', posixpath.basename(out.rstrip('/')) or 'grid').strip('.-') or 'grid'
