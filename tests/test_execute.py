@@ -96,7 +96,7 @@ def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
   assert {'sensitivity_final.png', 'sensitivity_best.png'} <= {p.name for p in (tmp_path / 'figs').iterdir()}
   capsys.readouterr()
   assert cli.main(['summary', str(tmp_path)]) == 0  # the table counts them: both seeds of lr 1e30, no scores
-  lines = capsys.readouterr().out.splitlines()
+  lines = capsys.readouterr().out.split('\n\n')[0].splitlines()  # the table, before the aggregates
   assert lines[0].split()[-1] == 'failed'
   assert [line.split()[-4:] for line in lines if 'lr=1e30' in line] == [['0', '—', '—', '2']]
   assert [line.split()[3] + line.split()[-1] for line in lines if 'lr=0.001' in line] == ['20']
@@ -164,13 +164,16 @@ def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
                                          'seed': [0, 1]})
   assert backends.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 8
   assert cli.main(['plot', str(tmp_path / 'sweep'), '--out', str(tmp_path / 'figs')]) == 0
-  written = sorted(p.name for p in (tmp_path / 'figs').iterdir())
-  assert written == ['learning_curves.png', 'method_bars.png', 'sensitivity_best.png', 'sensitivity_final.png']
+  written = sorted(p.name for p in (tmp_path / 'figs').glob('*.png'))
+  assert written == ['aggregate_intervals.png', 'learning_curves.png', 'method_bars.png', 'performance_profiles.png',
+                     'sensitivity_best.png', 'sensitivity_final.png']
   for name in written:
     assert (tmp_path / 'figs' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert (tmp_path / 'figs' / name).with_suffix('.pdf').read_bytes()[:5] == b'%PDF-'
+    assert b'<svg' in (tmp_path / 'figs' / name).with_suffix('.svg').read_bytes()[:1000]
   capsys.readouterr()
   assert cli.main(['summary', str(tmp_path / 'sweep')]) == 0
-  table = capsys.readouterr().out
+  table = capsys.readouterr().out.split('\n\n')[0]  # the table, before the aggregates
   finals = {}
   for run in sweep.expand(spec):
     last = list(read_metrics(f'{run.out}/metrics.jsonl', 'eval'))[-1]['return_mean']
