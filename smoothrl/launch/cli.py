@@ -286,7 +286,12 @@ def _results_main(args: argparse.Namespace) -> int:
     return 2
   if args.command == 'plot':
     out = args.out or str(Path(args.paths[0]) / 'plots')
-    for path in plots.plot_runs(runs, out, normalise=not args.raw, failed=failed, aggregates=True):
+    try:
+      written = plots.plot_runs(runs, out, normalise=not args.raw, failed=failed, aggregates=True)
+    except config_lib.ConfigError as e:  # matplotlib not installed
+      print(f'smoothrl: {e}', file=sys.stderr)
+      return 2
+    for path in written:
       print('\n'.join(map(str, plots.figure_files(path))))
   else:
     print(results.summary_table(runs, normalise=not args.raw, failed=failed))

@@ -20,12 +20,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import matplotlib
 import numpy as np
-from matplotlib import colors as mcolors
-from matplotlib import ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+try:  # the `plots` extra; without it everything but drawing works
+  import matplotlib
+  from matplotlib import colors as mcolors
+  from matplotlib import ticker
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+except ImportError:  # pragma: no cover - matplotlib is installed wherever the tests run
+  matplotlib = None
 
 from smoothrl.launch.analysis import report
 from smoothrl.launch.analysis import results
@@ -35,6 +39,13 @@ from smoothrl.launch.analysis.results import Run, heatmap_grid, heatmap_grids  #
 
 __all__ = ['learning_curves', 'sensitivity_heatmap', 'sensitivity_curves', 'method_bars', 'performance_profiles',
            'aggregate_intervals', 'plot_all', 'plot_runs', 'figure_files', 'heatmap_grid', 'heatmap_grids']
+
+
+
+def _require_matplotlib() -> None:
+  if matplotlib is None:
+    raise config_lib.ConfigError('drawing figures needs matplotlib: pip install "smoothrl[plots]"')
+
 
 DPI = 120
 FORMATS = ('png', 'pdf', 'svg')  # what `_save` writes: the PNG at the path given, the others beside it
@@ -165,6 +176,7 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
   Returns:
     `path`.
   """
+  _require_matplotlib()
   groups = results.group_runs(runs)
   if not groups:
     raise ValueError('no runs to plot')
@@ -279,6 +291,7 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
   Returns:
     `path`.
   """
+  _require_matplotlib()
   grids = results.heatmap_grids(runs, x, y, metric, normalise, failed, for_figures=True)
   envs, unit = _averaged_games(runs, failed, normalise)
   finite = np.concatenate([g.values[np.isfinite(g.values)] for g in grids.values()])
@@ -350,6 +363,7 @@ def sensitivity_curves(runs: Sequence[Run], path: str | os.PathLike, x: str = 'd
   Returns:
     `path`.
   """
+  _require_matplotlib()
   other = 'dqn.adam_eps' if x != 'dqn.adam_eps' else 'dqn.learning_rate'
   grids = results.heatmap_grids(runs, x, other, metric, normalise, failed, for_figures=True)
   envs, unit = _averaged_games(runs, failed, normalise)
@@ -402,6 +416,7 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   Returns:
     `path`.
   """
+  _require_matplotlib()
   groups = results.group_runs(runs)
   if not groups:
     raise ValueError('no runs to plot')
@@ -490,6 +505,7 @@ def performance_profiles(runs: Sequence[Run], path: str | os.PathLike, metric: s
   Returns:
     `path`.
   """
+  _require_matplotlib()
   matrices = _matrices(runs, metric, normalise)
   taus, curves = report.profiles(matrices, reps=reps, confidence=confidence, seed=seed)
   over, suffix = _runs_text(matrices)
@@ -526,6 +542,7 @@ def aggregate_intervals(runs: Sequence[Run], path: str | os.PathLike, metric: st
   Returns:
     `path`.
   """
+  _require_matplotlib()
   matrices = _matrices(runs, metric, normalise)
   intervals = report.aggregates(matrices, reps, confidence, seed)
   names = list(report.aggregate_functions(matrices.unit))
@@ -581,6 +598,7 @@ def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike, normalise: bool =
   method. With `aggregates` (as `smoothrl plot` asks), `performance_profiles.png` and `aggregate_intervals.png` of
   the final scores across games and seeds when there are at least 2 settings or 2 games to aggregate.
   """
+  _require_matplotlib()
   out = Path(out_dir)
   written = [learning_curves(runs, out / 'learning_curves.png', normalise, max_lines=max_lines)]
   every = [*runs, *failed]
