@@ -181,3 +181,13 @@ def test_plot_writes_the_aggregate_figures_in_three_formats(sweep, tmp_path, cap
   svg = (out / 'aggregate_intervals.svg').read_text()
   for text in ('IQM', 'Median', 'Mean', 'Optimality gap', 'Adam', 'SN[-2]', 'over 3 runs per game'):
     assert text in svg, text
+
+
+def test_plot_without_matplotlib_says_what_to_install(sweep, tmp_path, capsys, monkeypatch):
+  from smoothrl.launch.analysis import plots  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(plots, 'matplotlib', None)  # as where the `plots` extra is not installed
+  assert cli.main(['plot', str(sweep), '--out', str(tmp_path / 'figs')]) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      'smoothrl: drawing figures needs matplotlib: pip install "smoothrl[plots]"')
+  assert not (tmp_path / 'figs').exists()
+  assert cli.main(['summary', str(sweep)]) == 0  # the rest works
