@@ -121,7 +121,7 @@ def called_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Callab
   call of the jitted step per update, on batch i mod count of the stacked `batches` (each already on the device)."""
   step = jax.jit(agent.learner_step)
   count = jax.tree.leaves(batches)[0].shape[0]
-  split = [jax.tree.map(lambda x: jnp.asarray(x[i]), batches) for i in range(count)]
+  split = [jax.tree.map(lambda x, i=i: jnp.asarray(x[i]), batches) for i in range(count)]
 
   def run(state):
     metrics = None

@@ -138,7 +138,7 @@ def main() -> None:
         f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
   print(f'DQN + SN[-2] on minatar/{args.game}, Table E.1 settings (update every {period} steps, batch 32)')
   print(f'{"":<40}{"env steps/s":>12}{"updates/s":>11}{"/ floor":>9}{"min per 5M-step run":>21}')
-  for name, k, rate in rows:  # `rate` counts the steps of all k runs together
+  for name, _, rate in rows:  # `rate` counts the steps of all the row's runs together
     print(f'{name:<40}{rate:>12.0f}{rate / period:>11.0f}{rate / period / floor:>9.2f}{5e6 / rate / 60:>21.1f}')
   print(f'{"learner only, scanned (floor)":<40}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
   print(f'{"learner only, one call per update":<40}{"":>12}{called:>11.0f}{called / floor:>9.2f}')

@@ -112,7 +112,7 @@ def test_frame_skip_and_max_pool_match_raw_emulator(game):
   action_set = raw.getMinimalActionSet()
   rng = np.random.default_rng(0)
   pooled_differs_from_last = 0
-  for t in range(150):
+  for _ in range(150):
     a = int(rng.integers(len(action_set)))
     before = env.ale.getEpisodeFrameNumber()
     ts = env.step(a)

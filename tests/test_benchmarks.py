@@ -41,7 +41,7 @@ def test_compiled_throughput_prints_every_row_and_the_ratios():
   for row in ('host runner, official MinAtar', 'compiled runner ', 'compiled runner, 2 vmapped',
               'learner only, scanned (floor)', 'learner only, one call per update',
               'learner sampling a full replay, scanned'):
-    _figure(re.escape(row) + r'.*?([\d.]+)\s*$', '\n'.join(l for l in out.splitlines() if l.startswith(row)))
+    _figure(re.escape(row) + r'.*?([\d.]+)\s*$', '\n'.join(line for line in out.splitlines() if line.startswith(row)))
   evaluation = _figure(r'evaluation: 20 phases .*?, ([\d.]+) min in all', out)
   training = _figure(r'compiled runner \d+ updates/s, ([\d.]+) min per 5M-step run', out)
   with_evaluation = _figure(r'\(([\d.]+) with its evaluations\)', out)

@@ -359,12 +359,12 @@ def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, t
   assert 'failed' not in results.summary_table(sweep_runs)
   lines = results.summary_table(sweep_runs, failed=failed).splitlines()
   assert lines[0].split()[-1] == 'failed'
-  row = lambda env, setting: next(l.split('  ') for l in lines if l.startswith(env) and setting in l)
+  row = lambda env, setting: next(line.split('  ') for line in lines if line.startswith(env) and setting in line)
   cells = lambda env, setting: [c.strip() for c in row(env, setting) if c.strip()]
   # Every seed of lr 0.1 diverged: a row without scores in each game, none in the mean over games.
   for env in ('minatar/breakout', 'minatar/asterix'):
     assert cells(env, 'lr=0.1 ')[-4:] == ['0', '—', '—', '2']
-  assert not any(l.startswith('mean of 2 games') and 'lr=0.1 ' in l for l in lines)
+  assert not any(line.startswith('mean of 2 games') and 'lr=0.1 ' in line for line in lines)
   # One seed of lr 1e-3, eps 1e-5 diverged after an evaluation: counted, its scores left out.
   late = cells('minatar/breakout', 'method=none lr=0.001 eps=1e-5')
   assert late[-1] == '1' and late[3] == '2'

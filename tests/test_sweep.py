@@ -52,8 +52,8 @@ def test_grid_times_zip_minus_excludes():
 
   got = {(r.config.method.method, r.config.method.layers, r.config.seed, r.config.network.conv_layers,
           r.config.network.conv_channels, r.config.network.hidden) for r in runs}
-  want = {(m, l, s) + a for m, l, s, a in itertools.product(
-      ['none', 'sn'], [(-2,), (-2, -3)], [0, 1, 2], zip(*ARCHS.values())) if (m, l) != ('none', (-2, -3))}
+  want = {(m, layers, s) + a for m, layers, s, a in itertools.product(
+      ['none', 'sn'], [(-2,), (-2, -3)], [0, 1, 2], zip(*ARCHS.values())) if (m, layers) != ('none', (-2, -3))}
   assert got == want and len(got) == len(runs)
   for run in runs:
     assert run.config.steps == 5000 and run.config.dqn.warmup_steps == 1000  # base

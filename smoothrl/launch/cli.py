@@ -20,6 +20,7 @@ from smoothrl.launch.analysis import plots
 from smoothrl.launch.analysis import report
 from smoothrl.launch.analysis import results
 from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import recorder
 from smoothrl.launch.run import rl
 from smoothrl.launch.run import workers
 from smoothrl.launch.run.kind import TrainOptions
@@ -417,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       rl.validate(config)
     workers.count(args.workers, len(configs))
     for config in configs:
-      backends.check_directory(config.out, f'run directory {config.out}' if args.resume else f'--out {config.out}')
+      recorder.check_directory(config.out, f'run directory {config.out}' if args.resume else f'--out {config.out}')
   except config_lib.ConfigError as e:
     return _refuse(e)
   progress = not args.no_progress

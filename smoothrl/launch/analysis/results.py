@@ -649,7 +649,7 @@ def best_per_method(groups: Sequence[Group], metric: str = 'final', normalise: b
     parts.setdefault(tuple(sorted((k, v) for k, v in g.params.items() if k.startswith('method.'))), []).append(g)
   method_labels = describe([dict(key) for key in parts])
   chosen: list[tuple[str, int, Group]] = []
-  for (key, members), method_label in zip(parts.items(), method_labels):
+  for members, method_label in zip(parts.values(), method_labels):
     best = rank_labels(members, metric, normalise)[0]
     settings = len({g.label for g in members})
     chosen += [(method_label, settings, g) for g in members if g.label == best]

@@ -76,6 +76,21 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> None:
   atomic_write_text(path, ''.join(kept))
 
 
+def check_directory(path: str | os.PathLike, what: str) -> None:
+  """Raises `ConfigError` (its message starting with `what`) unless `path` is a directory this process may write
+  in, or one it may create: the nearest existing one of it and its parents must be a writable directory."""
+  text = os.fspath(path)
+  if not text.strip() or '\0' in text:
+    raise ConfigError(f'{what}: expected a directory path, got {text!r}')
+  path = Path(text)
+  place = next((p for p in (path, *path.parents) if os.path.lexists(p)), path)
+  if not place.is_dir():
+    kind = 'a file, not a directory' if place.is_file() else 'not a directory'
+    raise ConfigError(f'{what}: {place} is {kind}')
+  if not os.access(place, os.W_OK | os.X_OK):
+    raise ConfigError(f'{what}: cannot write in {place}')
+
+
 def finished_summary(run_dir: str | os.PathLike, config_json: str) -> dict[str, Any] | None:
   """The summary of a run that already finished in `run_dir` with this config, else None.
 

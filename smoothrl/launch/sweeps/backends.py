@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -80,23 +79,6 @@ def _train_one(kind_name: str, config_data: dict[str, Any]) -> dict[str, Any]:
   return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': recorder.read_status(config.out)['step']}
 
 
-def check_directory(path: str | os.PathLike, what: str) -> None:
-  """Raises `ConfigError` (its message starting with `what`) unless `path` is a directory this process may write
-  in, or one it may create: the nearest existing one of it and its parents must be a writable directory."""
-  text = os.fspath(path)
-  if not text.strip() or '\0' in text:
-    raise config_lib.ConfigError(f'{what}: expected a directory path, got {text!r}')
-  place = Path(text)
-  for place in (place, *place.parents):
-    if os.path.lexists(place):
-      break
-  if not place.is_dir():
-    kind = 'a file, not a directory' if place.is_file() else 'not a directory'
-    raise config_lib.ConfigError(f'{what}: {place} is {kind}')
-  if not os.access(place, os.W_OK | os.X_OK):
-    raise config_lib.ConfigError(f'{what}: cannot write in {place}')
-
-
 def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
               retry_failed: bool = False, address: str | None = None, show_progress: bool = True,
               max_members: int | None = None, cpus_per_run: float | None = None,
@@ -118,7 +100,7 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
     _check_compiled(kinds.get(spec.kind), runs)
   ray_pool = _RayPool(address, **resources) if backend == 'ray' else None
   out = Path(spec.out)
-  check_directory(out / 'runs', f'sweep directory {spec.out}')
+  recorder.check_directory(out / 'runs', f'sweep directory {spec.out}')
   out.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out / 'spec.yaml', yaml.safe_dump(spec.to_dict(), sort_keys=False))
   index = Index(spec, runs, backend)
