@@ -15,6 +15,7 @@ from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run import recorder
 from smoothrl.launch.run import compiled
 from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import grouping
 from smoothrl.launch.run import host
 from smoothrl.launch.run.files import MetricsWriter
 
@@ -139,7 +140,7 @@ def test_vmapped_members_fill_the_device_program_by_program(tmp_path, monkeypatc
   configs = [chain_config(tmp_path / f'm{s}', seed=s) for s in range(3)]
   member = member_bytes(configs[0])
   # A device whose memory share holds two members' carries and not three.
-  monkeypatch.setattr(compiled, 'device_bytes', lambda: int(2.5 * member / compiled.MEMORY_SHARE))
+  monkeypatch.setattr(compiled, 'device_bytes', lambda: int(2.5 * member / grouping.MEMORY_SHARE))
   summaries = run_chain(configs, vmap_members=True)
   assert [s['members_together'] for s in summaries] == [2, 2, 1]
   assert all([r['step'] for r in records(c.out, 'eval')] == [800, 1_600] for c in configs)
@@ -193,7 +194,7 @@ def test_compiled_run_resumes_from_its_checkpoint(tmp_path):
   assert running == [{'state': 'running', 'step': 1_200}]  # where a resume would continue
   stopped = {'state': 'failed', 'step': 1_400, 'error': 'KeyboardInterrupt: stopped'}
   assert recorder.read_status(crashed.out) == stopped
-  assert checkpoint.load(crashed.out)['step'] == 1_200
+  assert checkpoint.load(crashed.out).step == 1_200
 
   summary = run_chain([crashed], resume=True)[0]
   assert summary['steps'] == 1_600 and recorder.read_status(crashed.out)['state'] == 'done'
@@ -223,14 +224,14 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_p
   config = chain_config(tmp_path, checkpoint_period=400)
   interrupt_at(1_000, lambda: run_chain([config]))
   saved = checkpoint.load(config.out)
-  replay = saved['carry'].replay  # as a checkpoint written with another observation layout would hold
+  carry = checkpoint.restore(saved.leaves['carry'], compiled.member_shapes(chain_program(config), config), config.out)
+  replay = carry.replay  # as a checkpoint written with another observation layout would hold
   data = replay.data._replace(obs=replay.data.obs[:, :-1])
-  saved['carry'] = saved['carry']._replace(replay=replay._replace(data=data))
-  checkpoint.save(config.out, saved)
+  checkpoint.save(config.out, saved.step, {'carry': carry._replace(replay=replay._replace(data=data))}, saved.meta)
   metrics = (tmp_path / 'metrics.jsonl').read_text()
 
   with pytest.raises(config_lib.ConfigError, match=r": replay\.data\.obs is float32\[2000, 3\], the run needs "
-                                                   r"float32\[2000, 4\]; remove .*checkpoint\.pkl"):
+                                                   r"float32\[2000, 4\]; remove .*checkpoint to start the run afresh"):
     run_chain([config], resume=True)
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # nothing touched
   status = recorder.read_status(config.out)

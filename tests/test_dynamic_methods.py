@@ -16,6 +16,7 @@ from smoothrl.agents import c51
 from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
+from smoothrl.envs.jax_chain import JaxChain
 from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run import compiled
 from smoothrl.launch.run import config as config_lib
@@ -243,6 +244,26 @@ def test_a_checkpoint_resumes_in_a_program_of_the_other_kind(tmp_path, tmp_path_
   interrupt_at(600, lambda: run_chain(together, vmap_members=True))  # the checkpoint at 400 exists, 800 not yet
   member = together[0]  # 'none': plain Adam alone, whose optimiser state differs in structure from the group's
   saved = checkpoint.load(member.out)
-  assert saved['step'] == 400 and len(saved['carry'].agent.opt_state) == 3
+  env = JaxChain(4)
+  program = lambda dynamic: compiled.Program(member, env, env, lambda c, hp: compiled.build_agent(c, hp, env), dynamic)
+  written, static = (compiled.member_shapes(program(dynamic), member) for dynamic in (True, False))
+  carry = checkpoint.restore(saved.leaves['carry'], written, member.out)  # the checkpoint's leaves, by their layout
+  assert saved.step == 400 and len(carry.agent.opt_state) == 3
+  # The static program's optimiser state has another structure around the same leaves, which it restores onto.
+  assert jax.tree.structure(static.agent.opt_state) != jax.tree.structure(written.agent.opt_state)
   assert run_chain([member], resume=True)[0]['members_together'] == 1
   _assert_same_metrics(_alone(0, tmp_path_factory).out, member.out)
+
+
+@pytest.mark.slow
+def test_checkpoints_of_static_programs_resume_together_in_a_dynamic_one(tmp_path, tmp_path_factory):
+  """The other way round: members checkpointed alone (static) finish together in a mixed (dynamic) group."""
+  members = [(i, c) for i, c in enumerate(_mixed(tmp_path, checkpoint_period=400)) if c.method.method in ('none',
+                                                                                                           'divgrad')]
+  for _, member in members:
+    interrupt_at(600, lambda member=member: run_chain([member]))
+    assert checkpoint.saved_step(member.out) == 400
+  summaries = run_chain([c for _, c in members], vmap_members=True, resume=True)
+  assert [s['members_together'] for s in summaries] == [2, 2]
+  for i, member in members:
+    _assert_same_metrics(_alone(i, tmp_path_factory).out, member.out)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -16,7 +15,9 @@ from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run import recorder
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import host
-from smoothrl.launch.run.files import CHECKPOINT_FILE, read_metrics
+from smoothrl.launch.run.files import CHECKPOINT_DIR, LEGACY_CHECKPOINT_FILE, read_metrics
+
+MANIFEST = f'{CHECKPOINT_DIR}/manifest.json'  # there once a checkpoint is whole
 
 FLAGS = ['--env', 'minatar/breakout', '--steps', '3000', '--warmup-steps', '500', '--eval-period', '1000',
          '--eval-steps', '200', '--log-period', '500', '--sigma-log-period', '1000', '--checkpoint-period', '1000',
@@ -39,14 +40,14 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
   deadline = time.time() + 300
   while time.time() < deadline:  # kill once a checkpoint exists and training has moved past it
     steps = [r['step'] for r in read_metrics(killed / 'metrics.jsonl')] if (killed / 'metrics.jsonl').exists() else []
-    if (killed / CHECKPOINT_FILE).exists() and steps and max(steps) > 2000:
+    if (killed / MANIFEST).exists() and steps and max(steps) > 2000:
       break
     time.sleep(0.2)
   else:
     pytest.fail('the run never reached its checkpoint')
   os.kill(victim.pid, signal.SIGKILL)
   victim.wait()
-  saved = checkpoint.load(killed)['step']  # what a killed run leaves behind: where a resume continues
+  saved = checkpoint.load(killed).step  # what a killed run leaves behind: where a resume continues
   assert saved >= 1000 and recorder.read_status(killed) == {'state': 'running', 'step': saved}
 
   resumed = _cli('--resume', str(killed), '--no-progress')
@@ -59,7 +60,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
   assert train == list(range(1000, 3001, 500))
   assert json.loads((killed / 'summary.json').read_text())['steps'] == 3000
   assert recorder.read_status(killed) == {'state': 'done', 'step': 3000}
-  assert not (killed / CHECKPOINT_FILE).exists()
+  assert not (killed / CHECKPOINT_DIR).exists()
 
   again = _cli('--resume', str(killed), '--no-progress')  # a finished run is left alone
   assert again.wait(timeout=120) == 0
@@ -106,28 +107,37 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
 
   interrupt_at(300, lambda: host.train(cfg, show_progress=False), host)
   saved = checkpoint.load(tmp_path)
-  assert saved['step'] == 200
-  params = saved['state'].params  # as a checkpoint of a critic with another hidden width would hold
-  params['hidden'] = {**params['hidden'], 'w': params['hidden']['w'][:, :8]}
-  checkpoint.save(tmp_path, saved)
+  assert saved.step == 200
+  paths = [leaf['path'] for leaf in checkpoint.read_manifest(tmp_path / CHECKPOINT_DIR)['trees']['state']]
+  state = list(saved.leaves['state'])  # as a checkpoint of a critic with another hidden width would hold
+  w = paths.index(".params['hidden']['w']")
+  state[w] = state[w][:, :8]
+  checkpoint.save(tmp_path, saved.step, {**saved.leaves, 'state': state}, saved.meta)
   metrics = (tmp_path / 'metrics.jsonl').read_text()
 
   with pytest.raises(config_lib.ConfigError, match=r"params\['hidden'\]\['w'\] is float32\[4, 8\], the run needs "
-                                                   r"float32\[4, 16\]; remove .*checkpoint\.pkl"):
+                                                   r"float32\[4, 16\]; remove .*checkpoint to start the run afresh"):
     host.train(cfg, show_progress=False, resume=True)
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # the records after the checkpoint kept
   status = recorder.read_status(tmp_path)
   assert status['state'] == 'failed' and 'does not fit this run' in status['error']
 
 
-def test_a_checkpoint_holds_its_step_ahead_and_one_without_it_still_loads(tmp_path):
-  payload = {'step': 300, 'params': np.arange(4.0)}
+def test_a_checkpoint_holds_its_step_in_its_manifest_and_a_pickle_one_is_refused(tmp_path):
+  params = np.arange(4.0)
   assert checkpoint.saved_step(tmp_path) is None and checkpoint.load(tmp_path) is None
-  checkpoint.save(tmp_path, payload)
-  with open(tmp_path / CHECKPOINT_FILE, 'rb') as f:
-    assert pickle.load(f) == 300  # read alone, before the arrays
+  checkpoint.save(tmp_path, 300, {'params': params}, {'episodes': 2})
+  assert json.loads((tmp_path / MANIFEST).read_text())['step'] == 300  # read alone, without the arrays
   assert checkpoint.saved_step(tmp_path) == 300
-  np.testing.assert_array_equal(checkpoint.load(tmp_path)['params'], payload['params'])
-  with open(tmp_path / CHECKPOINT_FILE, 'wb') as f:  # the payload alone, as earlier versions wrote it
-    pickle.dump({**payload, 'step': 200}, f)
-  assert checkpoint.saved_step(tmp_path) == 200 and checkpoint.load(tmp_path)['step'] == 200
+  saved = checkpoint.load(tmp_path)
+  assert (saved.step, saved.meta) == (300, {'episodes': 2})
+  np.testing.assert_array_equal(saved.leaves['params'][0], params)
+  for arrays in (tmp_path / CHECKPOINT_DIR).glob('arrays-*.npz'):
+    arrays.unlink()
+  assert checkpoint.saved_step(tmp_path) == 300  # the manifest alone
+  with pytest.raises(checkpoint.CheckpointError, match='is missing'):
+    checkpoint.load(tmp_path)
+  (tmp_path / LEGACY_CHECKPOINT_FILE).write_bytes(b'\x80\x05K\xc8.')  # a pickle, as earlier versions wrote: never read
+  for read in (checkpoint.saved_step, checkpoint.load):
+    with pytest.raises(checkpoint.CheckpointError, match='pickle checkpoint of an earlier smoothrl version'):
+      read(tmp_path)

@@ -8,7 +8,7 @@ writes, at the cost of storing observations twice (a 100k buffer of 10x10x4 uint
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +59,7 @@ class HostReplay:
 
   The host runner's replay for observations kept whole: `buffer` holds exactly what the compiled runner's does,
   so that both runners take the same learner updates; the host runner samples it with `sample` inside its jitted
-  learner call (`host.make_update`).
+  learner call (`host.make_update`). `get_state` and `set_state` save and restore it (checkpoints).
   """
 
   def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=jnp.uint8):
@@ -78,3 +78,28 @@ class HostReplay:
     transition = Transitions(self._obs, np.int32(action), np.float32(reward), np.float32(discount), next_obs)
     self.buffer = _add(self.buffer, transition)
     self._obs = next_obs
+
+  def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The buffer as (arrays, JSON-able metadata), for `set_state`: copies of every field of its slots, its head
+    and size, and the newest observation (the start of the next transition)."""
+    arrays = {name: np.array(x) for name, x in zip(Transitions._fields, jax.device_get(self.buffer.data))}
+    arrays.update(head=np.array(self.buffer.head), size=np.array(self.buffer.size))
+    if self._obs is not None:
+      arrays['newest'] = np.array(self._obs)
+    return arrays, {'newest': self._obs is not None}
+
+  def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Restores a state of `get_state` into a buffer of the same capacity and observations.
+
+    Raises:
+      ValueError: an array of the state does not fit this buffer (another capacity or observation shape or type).
+    """
+    wanted = {**dict(zip(Transitions._fields, self.buffer.data)), 'head': self.buffer.head, 'size': self.buffer.size}
+    for name, y in wanted.items():
+      x = arrays.get(name)
+      if x is None or (x.shape, x.dtype) != (y.shape, y.dtype):
+        got = 'missing' if x is None else f'{x.dtype}{list(x.shape)}'
+        raise ValueError(f'the saved replay\'s {name} is {got}, this buffer holds {y.dtype}{list(y.shape)}')
+    data = Transitions(*(jnp.array(arrays[name]) for name in Transitions._fields))  # copies: `add` donates them
+    self.buffer = DeviceReplay(data, jnp.array(arrays['head']), jnp.array(arrays['size']))
+    self._obs = np.array(arrays['newest']) if meta['newest'] else None

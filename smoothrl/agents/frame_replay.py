@@ -21,6 +21,8 @@ commits the pages as they are first written.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from smoothrl.agents.replay import Transitions
@@ -31,6 +33,9 @@ STACK_SIZE = 4
 # action (int32), reward (float32), discount (float32), position (uint8),
 # validity (bool).
 _SLOT_BYTES = 4 + 4 + 4 + 1 + 1
+
+# The arrays `get_state` saves.
+_STATE_ARRAYS = ('frames', 'action', 'reward', 'discount', 'history', 'valid')
 
 
 def memory_bytes(capacity: int, frame_shape: tuple[int, ...] = FRAME_SHAPE
@@ -54,6 +59,8 @@ class FrameReplayBuffer:
 
   With `check_stacks=True`, every added stack is compared with the one the
   buffer would rebuild (for tests and debugging; it costs a copy per step).
+
+  `get_state` and `set_state` save and restore the buffer (checkpoints).
   """
 
   def __init__(
@@ -203,3 +210,42 @@ class FrameReplayBuffer:
   def sample(self, rng: np.random.Generator, batch_size: int) -> Transitions:
     """Draws `batch_size` transitions uniformly, with replacement."""
     return self.gather(self.sample_indices(rng, batch_size))
+
+  def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The buffer as (arrays, JSON-able metadata), for `set_state`.
+
+    The arrays are the buffer's own, not copies (the frames of 1M
+    transitions are 7 GB): save them before the buffer next changes.
+    """
+    arrays = {name: getattr(self, name) for name in _STATE_ARRAYS}
+    meta = {'capacity': self.capacity, 'frame_shape': list(self.frame_shape),
+            'stack_size': self.stack_size, 'head': self.head,
+            'written': self.written, 'num_valid': self.num_valid}
+    return arrays, meta
+
+  def set_state(self, arrays: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> None:
+    """Restores a state of `get_state` into a buffer of the same capacity,
+    frame shape and stack size, copying its arrays into the buffer's.
+
+    Raises:
+      ValueError: the state is of a buffer of other settings, or its arrays
+        do not fit.
+    """
+    settings = (self.capacity, list(self.frame_shape), self.stack_size)
+    saved = (meta['capacity'], list(meta['frame_shape']), meta['stack_size'])
+    if saved != settings:
+      raise ValueError(
+          f'a saved replay of (capacity, frame shape, stack size) {saved} '
+          f'cannot be restored into one of {settings}')
+    for name in _STATE_ARRAYS:
+      x, y = arrays.get(name), getattr(self, name)
+      if x is None or (x.shape, x.dtype) != (y.shape, y.dtype):
+        got = 'missing' if x is None else f'{x.dtype}{list(x.shape)}'
+        raise ValueError(f'the saved replay\'s {name} is {got}, this buffer '
+                         f'holds {y.dtype}{list(y.shape)}')
+    for name in _STATE_ARRAYS:
+      np.copyto(getattr(self, name), arrays[name])
+    self.head = int(meta['head'])
+    self.written = int(meta['written'])
+    self.num_valid = int(meta['num_valid'])

@@ -199,8 +199,14 @@ class AtariEnv(dm_env.Environment):
   the current game), `episode_steps`, `lives`, `life_lost` (whether the last
   step lost a life), `last_noops` (no-op frames at the last reset).
 
-  Environments pickle (the emulator state with its random state), so runs can
-  be checkpointed.
+  `get_state()` and `set_state()` save and restore an environment as arrays
+  and JSON, without pickle, so runs can be checkpointed and resume exactly:
+  the emulator's state with its random state (ale-py's serialised `ALEState`,
+  as bytes), the frame stack, the counters and the no-op generator. ALE keeps
+  the action that sticky actions repeat outside its state; with sticky
+  actions (0 < repeat_action_probability < 1) the episode's start and actions
+  are saved too, and `set_state` replays the episode to recover it (see
+  `set_state`). Environments also pickle, through the same state.
   """
 
   def __init__(
@@ -272,6 +278,12 @@ class AtariEnv(dm_env.Environment):
     self.life_lost = False
     self.last_noops = 0
     self._needs_reset = True
+    # ALE keeps the action that sticky actions repeat outside its saved state:
+    # with sticky actions, the episode's start (after the no-ops, where that
+    # action is NOOP) and ALE actions since, which `set_state` replays.
+    self._replays = 0.0 < repeat_action_probability < 1.0
+    self._episode_start: bytes | None = None
+    self._episode_actions: list[int] = []
 
   def _load_ale(self) -> Any:
     ale_py = _import_ale()
@@ -332,6 +344,9 @@ class AtariEnv(dm_env.Environment):
       if ale.game_over():
         ale.reset_game()
     self.last_noops = noops
+    if self._replays:
+      self._episode_start = ale.cloneState(include_rng=True).serialize()
+      self._episode_actions = []
     ale.getScreenGrayscale(self._screens[0])
     self._frames = [np.zeros(FRAME_SHAPE, np.uint8)] * self._stack_size
     self.last_raw_reward = 0.0
@@ -348,11 +363,13 @@ class AtariEnv(dm_env.Environment):
     ale = self._ale
     ale_action = self._action_set[
         validate_action(action, len(self._action_set))]
+    if self._replays:
+      self._episode_actions.append(ale_action)
     reward = 0
     grabbed = 0
     game_over = False
     k = 0
-    for k in range(self._frame_skip):
+    for k in range(self._frame_skip):  # as `_replay`
       reward += ale.act(ale_action)
       game_over = ale.game_over()
       # The last two frames of the step, or the last one if the game ends
@@ -408,17 +425,103 @@ class AtariEnv(dm_env.Environment):
   def close(self) -> None:
     self._ale = None
 
+  def _settings(self) -> dict[str, Any]:
+    """The constructor's arguments."""
+    return {'game': self._game, 'seed': self._seed, 'protocol': self._protocol,
+            'noop_max': self._noop_max,
+            'repeat_action_probability': self._repeat_action_probability,
+            'frame_skip': self._frame_skip, 'stack_size': self._stack_size,
+            'max_episode_frames': self._max_episode_frames,
+            'full_action_space': self._full_action_space,
+            'terminal_on_life_loss': self._terminal_on_life_loss,
+            'clip_rewards': self._clip_rewards}
+
+  def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The environment's state as (arrays, JSON-able metadata), for `set_state`.
+
+    Arrays: the emulator's state with its random state
+    (`cloneState(include_rng=True).serialize()`, as uint8), the frame stack
+    and the last two screens; with sticky actions also the episode's start
+    state and its ALE actions. Metadata: the settings, the counters and the
+    no-op generator's state.
+    """
+    def as_array(state: bytes) -> np.ndarray:
+      return np.frombuffer(state, np.uint8).copy()
+
+    arrays = {'ale': as_array(self._ale.cloneState(include_rng=True).serialize()),
+              'frames': np.stack(self._frames), 'screens': self._screens.copy()}
+    if self._replays:
+      arrays['episode_actions'] = np.asarray(self._episode_actions, np.int32)
+      if self._episode_start is not None:
+        arrays['episode_start'] = as_array(self._episode_start)
+    meta = {'settings': self._settings(), 'needs_reset': self._needs_reset,
+            'noop_rng': self._noop_rng.bit_generator.state,
+            'last_raw_reward': self.last_raw_reward,
+            'episode_score': self.episode_score,
+            'episode_steps': self.episode_steps, 'lives': self.lives,
+            'life_lost': self.life_lost, 'last_noops': self.last_noops}
+    return arrays, meta
+
+  def set_state(self, arrays: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> None:
+    """Restores a state of `get_state` into an environment of the same settings.
+
+    The emulator is restored from its saved state, random state included.
+    With sticky actions, ALE's repeated action (the last one it applied, which
+    its state omits) is recovered by replaying the episode from its start,
+    where it is NOOP, with the same actions (at most `max_episode_frames`
+    emulator frames); the replay must end in the saved state exactly.
+
+    Raises:
+      ValueError: the state is of an environment of other settings, or the
+        replay does not end in the saved emulator state.
+    """
+    if meta['settings'] != self._settings():
+      raise ValueError(f'a saved state of AtariEnv({meta["settings"]}) cannot '
+                       f'be restored into {self!r}')
+    ale_py = _import_ale()
+    saved = arrays['ale'].astype(np.uint8).tobytes()
+    if self._replays and 'episode_start' in arrays:
+      self._ale.reset_game()  # the repeated action is NOOP, as it was then
+      self._ale.restoreState(
+          ale_py.ALEState(arrays['episode_start'].astype(np.uint8).tobytes()))
+      for ale_action in arrays['episode_actions'].tolist():
+        self._replay(ale_action)
+      if self._ale.cloneState(include_rng=True).serialize() != saved:
+        raise ValueError(
+            'replaying the saved episode did not end in the saved emulator '
+            'state: the state was saved by another version of ale-py or of '
+            'its ROM')
+    self._ale.restoreState(ale_py.ALEState(saved))
+    self._frames = list(np.array(arrays['frames'], np.uint8))
+    np.copyto(self._screens, arrays['screens'])
+    if self._replays:
+      self._episode_start = (arrays['episode_start'].astype(np.uint8).tobytes()
+                             if 'episode_start' in arrays else None)
+      self._episode_actions = arrays['episode_actions'].tolist()
+    self._noop_rng.bit_generator.state = meta['noop_rng']
+    self.last_raw_reward = float(meta['last_raw_reward'])
+    self.episode_score = float(meta['episode_score'])
+    self.episode_steps = int(meta['episode_steps'])
+    self.lives = int(meta['lives'])
+    self.life_lost = bool(meta['life_lost'])
+    self.last_noops = int(meta['last_noops'])
+    self._needs_reset = bool(meta['needs_reset'])
+
+  def _replay(self, ale_action: int) -> None:
+    """The emulator frames of one `step` with `ale_action`."""
+    for _ in range(self._frame_skip):
+      self._ale.act(ale_action)
+      if self._ale.game_over():
+        break
+
   def __getstate__(self) -> dict[str, Any]:
-    state = self.__dict__.copy()
-    state['_ale'] = self._ale.cloneState(include_rng=True).serialize()
-    return state
+    arrays, meta = self.get_state()
+    return {'arrays': arrays, 'meta': meta}
 
   def __setstate__(self, state: dict[str, Any]) -> None:
-    ale_state = state.pop('_ale')
-    self.__dict__.update(state)
-    ale_py = _import_ale()
-    self._ale = self._load_ale()
-    self._ale.restoreState(ale_py.ALEState(ale_state))
+    self.__init__(**state['meta']['settings'])
+    self.set_state(state['arrays'], state['meta'])
 
   def __repr__(self) -> str:
     return (f'AtariEnv(game={self._game!r}, seed={self._seed}, '

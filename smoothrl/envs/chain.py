@@ -40,6 +40,9 @@ class ChainEnv(dm_env.Environment):
   The observation is a one-hot float32 vector of the state, of shape (n,), or
   with `image=True` a one-hot float32 image of shape (1, n, 1) for conv
   networks.
+
+  `get_state()` and `set_state()` save and restore the position and counters
+  (checkpoints).
   """
 
   def __init__(
@@ -118,6 +121,32 @@ class ChainEnv(dm_env.Environment):
       self._needs_reset = True
       return dm_env.truncation(_ZERO, obs, discount=_ONE)
     return dm_env.transition(_ZERO, obs, discount=_ONE)
+
+  def _settings(self) -> dict[str, Any]:
+    return {'n': self._n, 'max_episode_steps': self._max_episode_steps,
+            'image': self._image}
+
+  def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The environment's state as (arrays, JSON-able metadata): no arrays;
+    the position, the episode's steps and whether a reset is due."""
+    return {}, {'settings': self._settings(), 'state': self._state,
+                'episode_steps': self._episode_steps,
+                'needs_reset': self._needs_reset}
+
+  def set_state(self, arrays: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> None:
+    """Restores a state of `get_state` into a chain of the same settings.
+
+    Raises:
+      ValueError: the state is of a chain with other settings.
+    """
+    del arrays  # none
+    if meta['settings'] != self._settings():
+      raise ValueError(f'a saved state of ChainEnv({meta["settings"]}) '
+                       f'cannot be restored into {self!r}')
+    self._state = int(meta['state'])
+    self._episode_steps = int(meta['episode_steps'])
+    self._needs_reset = bool(meta['needs_reset'])
 
   def observation_spec(self) -> specs.BoundedArray:
     return specs.BoundedArray(

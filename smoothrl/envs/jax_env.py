@@ -85,7 +85,8 @@ class DmEnv(dm_env.Environment):
   episode) uses `keys.at(key, t + 1)`; an episode that follows a finished one is the reset that `step_autoreset`
   made at the end of it. A `reset()` that abandons an unfinished episode starts the next one with
   `keys.at(keys.at(key, 0), n)`, n counting such resets. Observations are numpy arrays. Instances of equal
-  environments (see `envs.make_jax`) share one compiled reset and step.
+  environments (see `envs.make_jax`) share one compiled reset and step. `get_state` and `set_state` save and
+  restore the view (checkpoints).
   """
 
   def __init__(self, env: JaxEnv, key: jax.Array):

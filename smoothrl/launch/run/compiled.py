@@ -27,16 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothrl import keys as keys_lib
-from smoothrl.networks import method as method_lib
 from smoothrl.agents import device_replay
 from smoothrl.agents import dqn
 from smoothrl.agents import factory
 from smoothrl.agents.factory import HParams
 from smoothrl.agents.replay import Transitions
-from smoothrl.envs import jax_env
+from smoothrl import envs
 from smoothrl.envs.jax_env import JaxEnv
 from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run import recorder as recorder_lib
+from smoothrl.launch.run.grouping import device_bytes, members_per_program, method_key, structure_key
 from smoothrl.launch.run.policy import model_record
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import workers as workers_lib
@@ -44,7 +44,6 @@ from smoothrl.launch.run.files import (eval_record)
 from smoothrl.launch.run.progress import Progress
 from smoothrl.networks import smoothness
 
-MEMORY_SHARE = 0.5  # of the device's memory that members' carries may fill: room for XLA's temporaries and a copy
 
 
 class Carry(NamedTuple):
@@ -55,25 +54,6 @@ class Carry(NamedTuple):
   keys: keys_lib.Streams  # the run's key streams (`smoothrl.keys`), counted by step and update
   episode_return: jax.Array
   episode_length: jax.Array
-
-
-def structure_key(config: config_lib.TrainConfig) -> str:
-  """Configs with equal keys compile to the same program and can share one vmapped run.
-
-  They may differ in seed, learning rate, Adam eps, K, method and layers (`HParams`).
-  """
-  neutral = config_lib.TrainConfig()
-  same = config_lib.replace(config, seed=0, out='', **{'dqn.learning_rate': neutral.dqn.learning_rate,
-                                                        'dqn.adam_eps': neutral.dqn.adam_eps,
-                                                        'method.lipschitz': neutral.method.lipschitz,
-                                                        'method.method': neutral.method.method,
-                                                        'method.layers': neutral.method.layers})
-  return same.to_json()
-
-
-def method_key(config: config_lib.TrainConfig) -> tuple[str, tuple[str, ...]]:
-  """The method and the layers it acts on; members with one `method_key` can share a static program."""
-  return config.method.method, method_lib.selected_layers(config.network, config.method)
 
 
 class Program:
@@ -245,25 +225,6 @@ def member_shapes(program: Program, config: config_lib.TrainConfig) -> Carry:
 def member_bytes(program: Program, config: config_lib.TrainConfig) -> int:
   """Device memory of one member's carry (replay, agent and environment state) in `program`, in bytes."""
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(member_shapes(program, config)))
-
-
-def device_bytes() -> int | None:
-  """The memory XLA may allocate on the default device; None where the device does not say (a CPU)."""
-  stats = jax.devices()[0].memory_stats()
-  return stats.get('bytes_limit') if stats else None
-
-
-def members_per_program(member: int, device: int | None, share: float = MEMORY_SHARE) -> int | None:
-  """How many members of `member` bytes each one vmapped program may hold on a device of `device` bytes: as many
-  as fill `share` of it (None: no limit known). Raises ConfigError when not even one fits."""
-  if device is None:
-    return None
-  fits = int(share * device) // member
-  if fits < 1:
-    raise config_lib.ConfigError(f'one run needs {member / 2**20:,.0f} MiB of device memory for its replay and '
-                                 f'state, more than {share:.0%} of the device\'s {device / 2**20:,.0f} MiB; lower '
-                                 'dqn.replay_capacity')
-  return fits
 
 
 def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str], JaxEnv],
@@ -443,7 +404,7 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], reco
 def make_env(name: str) -> JaxEnv:
   """The JAX-native environment of a config's `env` name."""
   try:
-    return jax_env.make(name)
+    return envs.make_jax(name)
   except ValueError as e:
     raise config_lib.ConfigError(f'the compiled runner needs a JAX-native environment: {e}') from None
 

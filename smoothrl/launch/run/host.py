@@ -221,18 +221,26 @@ def _plain(value: Any) -> float | None:
 def _restore(saved: checkpoint.Saved, template: Any, replay: Replay, env: dm_env.Environment,
              eval_env: dm_env.Environment, run_dir: str) -> tuple[dqn.DQNState, _Loop]:
   """The agent state (on `template`, its shapes) and loop state of a checkpoint, with the replay and environments
-  (built afresh for the run) set to their saved states."""
+  (built afresh for the run) set to their saved states.
+
+  Raises:
+    ConfigError: the checkpoint does not fit the run (`checkpoint.misfit`), as one of another version's may not.
+  """
   state = checkpoint.restore(saved.leaves['state'], template, run_dir)
-  meta = saved.meta
-  for name, obj in zip(_OBJECTS, (replay, env, eval_env)):
-    prefix = f'{name}.'
-    obj.set_state({k[len(prefix):]: v[0] for k, v in saved.leaves.items() if k.startswith(prefix)}, meta[name])
-  np_rng = np.random.default_rng()
-  np_rng.bit_generator.state = meta['np_rng']
-  timestep = dm_env.TimeStep(dm_env.StepType(meta['step_type']), meta['reward'], meta['discount'],
-                             saved.leaves['observation'][0])
-  loop = _Loop(replay, timestep, np_rng, meta['episode_return'], meta['episode_length'], meta['episodes'],
-               collections.deque(meta['recent'], maxlen=20), meta['last_eval'], meta['elapsed'])
+  meta, what = saved.meta, 'its loop state'
+  try:
+    for name, obj in zip(_OBJECTS, (replay, env, eval_env)):
+      prefix, what = f'{name}.', f'its {name} state'
+      obj.set_state({k[len(prefix):]: v[0] for k, v in saved.leaves.items() if k.startswith(prefix)}, meta[name])
+    what = 'its loop state'
+    np_rng = np.random.default_rng()
+    np_rng.bit_generator.state = meta['np_rng']
+    timestep = dm_env.TimeStep(dm_env.StepType(meta['step_type']), meta['reward'], meta['discount'],
+                               saved.leaves['observation'][0])
+    loop = _Loop(replay, timestep, np_rng, meta['episode_return'], meta['episode_length'], meta['episodes'],
+                 collections.deque(meta['recent'], maxlen=20), meta['last_eval'], meta['elapsed'])
+  except (KeyError, TypeError, ValueError) as e:  # a field missing, of another type, or of other settings
+    raise checkpoint.misfit(run_dir, f'{what}: {type(e).__name__}: {e}') from e
   return jax.tree.map(jnp.asarray, state), loop
 
 

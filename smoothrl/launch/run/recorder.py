@@ -147,7 +147,8 @@ class Recorder:
 
   def write(self, record: Mapping[str, Any]) -> None:
     """Appends one metrics record (with `step` and `kind`)."""
-    assert self.writer is not None, 'Recorder.start first'
+    if self.writer is None:
+      raise RuntimeError(f'the recorder of {self.out} is not started, or already closed')
     self.writer.write(dict(record))
 
   @staticmethod
@@ -180,8 +181,10 @@ class Recorder:
     return self.failure
 
   def close(self) -> None:
+    """Closes the metrics file (and TensorBoard's); closing again does nothing."""
     if self.writer is not None:
       self.writer.close()
+      self.writer = None
 
   def __enter__(self) -> Recorder:
     return self
