@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow bench clean
+.PHONY: run test lint test-slow bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/smoothrl train --preset minatar-quick --env minatar/breakout --method sn --layers -2 --out runs/quickstart
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check smoothrl tests benchmarks
+	$(BIN)/ruff format --check smoothrl tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

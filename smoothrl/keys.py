@@ -16,11 +16,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-from jax.extend import random as jex_random
-from jax.interpreters import mlir
 import jax.numpy as jnp
 import numpy as np
-
+from jax.extend import random as jex_random
+from jax.interpreters import mlir
 
 # A run's evaluation draws from the key and environment seed `seed + EVAL_SEED_OFFSET`, never a training seed's.
 EVAL_SEED_OFFSET = 1_000_003
@@ -72,6 +71,7 @@ def unroll_threefry_on_cpu() -> None:
   """
   global _unrolled
   if not _unrolled:
-    mlir.register_lowering(jex_random.threefry2x32_p, mlir.lower_fun(threefry2x32, multiple_results=True),
-                           platform='cpu')
+    mlir.register_lowering(
+      jex_random.threefry2x32_p, mlir.lower_fun(threefry2x32, multiple_results=True), platform='cpu'
+    )
     _unrolled = True

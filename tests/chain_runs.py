@@ -10,19 +10,40 @@ from smoothrl.launch.run.files import read_metrics
 
 def chain_config(out, **fields):
   """A 1,600-step compiled DQN + SN run on `chain/4` writing to `out`; `fields` override (dotted names too)."""
-  cfg = config_lib.TrainConfig(env='chain/4', steps=1_600, eval_period=800, eval_steps=40, sigma_log_period=400,
-                               log_period=200, runner='compiled', out=str(out))
-  return config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 32, 'method.method': 'sn',
-                                    'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 800, 'dqn.epsilon_end': 0.1,
-                                    'dqn.update_period': 2, 'dqn.target_update_period': 100,
-                                    'dqn.learning_rate': 3e-3, 'dqn.replay_capacity': 2_000, **fields})
+  cfg = config_lib.TrainConfig(
+    env='chain/4',
+    steps=1_600,
+    eval_period=800,
+    eval_steps=40,
+    sigma_log_period=400,
+    log_period=200,
+    runner='compiled',
+    out=str(out),
+  )
+  return config_lib.replace(
+    cfg,
+    **{
+      'network.conv_layers': 0,
+      'network.hidden': 32,
+      'method.method': 'sn',
+      'dqn.warmup_steps': 200,
+      'dqn.epsilon_decay_steps': 800,
+      'dqn.epsilon_end': 0.1,
+      'dqn.update_period': 2,
+      'dqn.target_update_period': 100,
+      'dqn.learning_rate': 3e-3,
+      'dqn.replay_capacity': 2_000,
+      **fields,
+    },
+  )
 
 
 def run_chain(configs, **kwargs):
   """`compiled.train` on `chain/4` configs, without a progress line."""
   env = JaxChain(4)
-  return compiled.train(configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env),
-                        show_progress=False, **kwargs)
+  return compiled.train(
+    configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env), show_progress=False, **kwargs
+  )
 
 
 def chain_program(config):

@@ -13,8 +13,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / 'benchmarks'
 
 
 def _run(script, *args, returncode=0):
-  done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
-                        timeout=900, check=False)
+  done = subprocess.run(
+    [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=900, check=False
+  )
   assert done.returncode == returncode, done.stderr[-3000:]
   return done.stdout + done.stderr
 
@@ -36,11 +37,15 @@ def test_a_budget_too_small_to_measure_is_refused_before_any_work():
 
 @pytest.mark.slow
 def test_compiled_throughput_prints_every_row_and_the_ratios():
-  out = _run('compiled_throughput.py', '--steps', '15000', '--host-steps', '15000', '--members', '2',
-             '--rounds', '1')
-  for row in ('host runner, official MinAtar', 'compiled runner ', 'compiled runner, 2 vmapped',
-              'learner only, scanned (floor)', 'learner only, one call per update',
-              'learner sampling a full replay, scanned'):
+  out = _run('compiled_throughput.py', '--steps', '15000', '--host-steps', '15000', '--members', '2', '--rounds', '1')
+  for row in (
+    'host runner, official MinAtar',
+    'compiled runner ',
+    'compiled runner, 2 vmapped',
+    'learner only, scanned (floor)',
+    'learner only, one call per update',
+    'learner sampling a full replay, scanned',
+  ):
     _figure(re.escape(row) + r'.*?([\d.]+)\s*$', '\n'.join(line for line in out.splitlines() if line.startswith(row)))
   evaluation = _figure(r'evaluation: 20 phases .*?, ([\d.]+) min in all', out)
   training = _figure(r'compiled runner \d+ updates/s, ([\d.]+) min per 5M-step run', out)

@@ -31,10 +31,22 @@ def _imported(node: ast.AST, known: set[str]) -> set[str]:
 
 def test_optimizers_import_no_environment_ray_matplotlib_or_rlax_module():
   code = 'import json, sys; import smoothrl.optimizers; print(json.dumps(sorted(sys.modules)))'
-  loaded = json.loads(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                                     check=True).stdout)
-  heavy = ('rlax', 'matplotlib', 'ray', 'gymnasium', 'gymnax', 'minatar', 'ale_py', 'dm_env', 'haiku',
-           'tensorboardX', 'smoothrl.envs', 'smoothrl.launch', 'smoothrl.agents')
+  loaded = json.loads(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout)
+  heavy = (
+    'rlax',
+    'matplotlib',
+    'ray',
+    'gymnasium',
+    'gymnax',
+    'minatar',
+    'ale_py',
+    'dm_env',
+    'haiku',
+    'tensorboardX',
+    'smoothrl.envs',
+    'smoothrl.launch',
+    'smoothrl.agents',
+  )
   assert not [m for m in loaded if m.split('.')[0] in heavy or m.startswith(heavy)]
   assert 'optax' in loaded and 'smoothrl.optimizers.spectral_scaling' in loaded  # it did import
 
@@ -55,8 +67,10 @@ def test_launch_imports_its_own_modules_at_the_top():
 def test_no_import_circle():
   modules = _modules()
   known = set(modules)
-  graph = {name: {m for node in ast.walk(tree) for m in _imported(node, known) if m != name}  # lazy ones too
-           for name, tree in modules.items()}
+  graph = {
+    name: {m for node in ast.walk(tree) for m in _imported(node, known) if m != name}  # lazy ones too
+    for name, tree in modules.items()
+  }
   state: dict[str, str] = {}
 
   def visit(name: str, path: list[str]) -> None:

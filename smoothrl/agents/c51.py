@@ -32,11 +32,10 @@ import jax
 import jax.numpy as jnp
 import rlax
 
-from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
-from smoothrl.networks import smoothness
-from smoothrl.networks import spectral
+from smoothrl.networks import method as method_lib
+from smoothrl.networks import smoothness, spectral
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +49,7 @@ class C51Config(dqn.DQNConfig):
     v_min: the smallest atom z_0.
     v_max: the largest atom z_{N-1}.
   """
+
   num_atoms: int = 51
   v_min: float = -10.0
   v_max: float = 10.0
@@ -64,6 +64,7 @@ class C51Config(dqn.DQNConfig):
 @dataclasses.dataclass(frozen=True)
 class SupportConfig:
   """The categorical support of C51: `num_atoms` atoms evenly spaced on [v_min, v_max] (Bellemare et al. 2017)."""
+
   num_atoms: int = 51
   v_min: float = -10.0
   v_max: float = 10.0
@@ -83,8 +84,10 @@ def atoms(config: C51Config) -> jax.Array:
 def split_logits(output: jax.Array, num_actions: int, num_atoms: int) -> jax.Array:
   """Reshapes a critic output of width num_actions * num_atoms to logits of shape (..., num_actions, num_atoms)."""
   if output.shape[-1] != num_actions * num_atoms:
-    raise ValueError(f'a C51 critic needs output width num_actions * num_atoms = {num_actions} * {num_atoms} = '
-                     f'{num_actions * num_atoms}, got {output.shape[-1]}')
+    raise ValueError(
+      f'a C51 critic needs output width num_actions * num_atoms = {num_actions} * {num_atoms} = '
+      f'{num_actions * num_atoms}, got {output.shape[-1]}'
+    )
   return output.reshape(*output.shape[:-1], num_actions, num_atoms)
 
 
@@ -93,8 +96,14 @@ def expected_q(logits: jax.Array, support: jax.Array) -> jax.Array:
   return jnp.sum(jax.nn.softmax(logits, axis=-1) * support, axis=-1)
 
 
-def categorical_loss(logits: jax.Array, actions: jax.Array, rewards: jax.Array, discounts: jax.Array,
-                     target_logits: jax.Array, support: jax.Array) -> jax.Array:
+def categorical_loss(
+  logits: jax.Array,
+  actions: jax.Array,
+  rewards: jax.Array,
+  discounts: jax.Array,
+  target_logits: jax.Array,
+  support: jax.Array,
+) -> jax.Array:
   """Mean over the batch of the C51 cross-entropy (Bellemare et al. 2017, Eq 7 and Algorithm 1).
 
   Args:
@@ -110,8 +119,14 @@ def categorical_loss(logits: jax.Array, actions: jax.Array, rewards: jax.Array, 
     The scalar loss; no gradient flows through the projected target.
   """
   per_transition = jax.vmap(rlax.categorical_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0))(
-      support, logits, actions.astype(jnp.int32), rewards.astype(jnp.float32), discounts.astype(jnp.float32),
-      support, target_logits)
+    support,
+    logits,
+    actions.astype(jnp.int32),
+    rewards.astype(jnp.float32),
+    discounts.astype(jnp.float32),
+    support,
+    target_logits,
+  )
   return jnp.mean(per_transition)
 
 
@@ -119,17 +134,28 @@ def expected_q_critic(critic: method_lib.Critic, num_actions: int, support: jax.
   """The same critic with `apply(...).q` giving the expected values Q(s, a), shape (B, num_actions)."""
   num_atoms = support.shape[0]
 
-  def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
-            is_training: bool = False) -> method_lib.CriticOutput:
+  def apply(
+    params: hk.Params,
+    net_state: hk.State,
+    spectral_state: spectral.SpectralState,
+    obs: jax.Array,
+    is_training: bool = False,
+  ) -> method_lib.CriticOutput:
     out = critic.apply(params, net_state, spectral_state, obs, is_training)
     return out._replace(q=expected_q(split_logits(out.q, num_actions, num_atoms), support))
 
   return critic._replace(apply=apply)
 
 
-def make_c51(config: C51Config, critic: method_lib.Critic, method: str | method_lib.DynamicMethod,
-             num_actions: int, regulariser: method_lib.RegulariserConfig = method_lib.RegulariserConfig(),
-             learning_rate: float | jax.Array | None = None, adam_eps: float | jax.Array | None = None) -> dqn.DQN:
+def make_c51(
+  config: C51Config,
+  critic: method_lib.Critic,
+  method: str | method_lib.DynamicMethod,
+  num_actions: int,
+  regulariser: method_lib.RegulariserConfig = method_lib.RegulariserConfig(),
+  learning_rate: float | jax.Array | None = None,
+  adam_eps: float | jax.Array | None = None,
+) -> dqn.DQN:
   """Builds C51's functions for `critic`, whose output width must be num_actions * config.num_atoms.
 
   `init`, `act` and `q_values` are DQN's on the expected values Q(s, a); `learner_step` minimises
@@ -155,8 +181,10 @@ def make_c51(config: C51Config, critic: method_lib.Critic, method: str | method_
     out = critic.apply(params, state.net_state, spectral_state, batch.obs, True)
     logits = split_logits(out.q, num_actions, num_atoms)
     target_logits = split_logits(
-        critic.apply(state.target_params, state.target_net_state, state.target_spectral, batch.next_obs, False).q,
-        num_actions, num_atoms)
+      critic.apply(state.target_params, state.target_net_state, state.target_spectral, batch.next_obs, False).q,
+      num_actions,
+      num_atoms,
+    )
     discounts = config.gamma * jnp.asarray(batch.discount, jnp.float32)
     loss = categorical_loss(logits, batch.action, batch.reward, discounts, target_logits, support)
     if regulariser.gradient_penalty != 'none':

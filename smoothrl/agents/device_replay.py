@@ -27,9 +27,12 @@ def init(capacity: int, obs_shape: tuple[int, ...], obs_dtype=jnp.uint8) -> Devi
   if capacity < 1:
     raise ValueError(f'replay capacity must be positive, got {capacity}')
   data = Transitions(
-      obs=jnp.zeros((capacity, *obs_shape), obs_dtype), action=jnp.zeros(capacity, jnp.int32),
-      reward=jnp.zeros(capacity, jnp.float32), discount=jnp.zeros(capacity, jnp.float32),
-      next_obs=jnp.zeros((capacity, *obs_shape), obs_dtype))
+    obs=jnp.zeros((capacity, *obs_shape), obs_dtype),
+    action=jnp.zeros(capacity, jnp.int32),
+    reward=jnp.zeros(capacity, jnp.float32),
+    discount=jnp.zeros(capacity, jnp.float32),
+    next_obs=jnp.zeros((capacity, *obs_shape), obs_dtype),
+  )
   return DeviceReplay(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
@@ -99,7 +102,7 @@ class HostReplay:
       x = arrays.get(name)
       if x is None or (x.shape, x.dtype) != (y.shape, y.dtype):
         got = 'missing' if x is None else f'{x.dtype}{list(x.shape)}'
-        raise ValueError(f'the saved replay\'s {name} is {got}, this buffer holds {y.dtype}{list(y.shape)}')
+        raise ValueError(f"the saved replay's {name} is {got}, this buffer holds {y.dtype}{list(y.shape)}")
     data = Transitions(*(jnp.array(arrays[name]) for name in Transitions._fields))  # copies: `add` donates them
     self.buffer = DeviceReplay(data, jnp.array(arrays['head']), jnp.array(arrays['size']))
     self._obs = np.array(arrays['newest']) if meta['newest'] else None

@@ -8,7 +8,8 @@ environment and can be traced into `jax.lax.scan` or `jax.vmap`. The target netw
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import haiku as hk
 import jax
@@ -16,10 +17,9 @@ import jax.numpy as jnp
 import optax
 
 from smoothrl import optimizers
-from smoothrl.networks import method as method_lib
 from smoothrl.agents.replay import Transitions
-from smoothrl.networks import smoothness
-from smoothrl.networks import spectral
+from smoothrl.networks import method as method_lib
+from smoothrl.networks import smoothness, spectral
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class DQNConfig:
   environment steps are taken, as in the thesis' code (snrl); Dopamine counts it from the end of warm-up. See
   `epsilon_schedule`.
   """
+
   gamma: float = 0.99
   update_period: int = 4
   target_update_period: int = 4_000
@@ -60,6 +61,7 @@ class DQNState(NamedTuple):
 
 class ActorState(NamedTuple):
   """What acting reads: the online critic's parameters, haiku state and spectral vectors."""
+
   params: hk.Params
   net_state: hk.State
   spectral: spectral.SpectralState
@@ -78,6 +80,7 @@ class DQN(NamedTuple):
   learner_step(state, transitions) -> (state, metrics)
   q_values(actor, obs) -> Q(obs, .) for a batch, as acting sees them.
   """
+
   init: Callable[[jax.Array, jax.Array], DQNState]
   act: Callable[[DQNState | ActorState, jax.Array, jax.Array, jax.Array], jax.Array]
   learner_step: Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]
@@ -99,8 +102,9 @@ def epsilon_schedule(config: DQNConfig) -> optax.Schedule:
   warm-up. `launch.run.host.epsilon_at` is the same schedule in host arithmetic.
   """
   transition = max(config.epsilon_decay_steps - config.warmup_steps, 1)
-  return optax.linear_schedule(config.epsilon_start, config.epsilon_end, transition,
-                               transition_begin=config.warmup_steps)
+  return optax.linear_schedule(
+    config.epsilon_start, config.epsilon_end, transition, transition_begin=config.warmup_steps
+  )
 
 
 def td_targets(rewards: jax.Array, discounts: jax.Array, next_q: jax.Array, gamma: float) -> jax.Array:
@@ -127,9 +131,12 @@ def _rho_arg(rho: jax.Array) -> dict[str, jax.Array]:
   return {'rho': rho}
 
 
-def make_optimizer(config: DQNConfig, method: str | method_lib.DynamicMethod,
-                   learning_rate: float | jax.Array | None = None, adam_eps: float | jax.Array | None = None
-                   ) -> tuple[optax.GradientTransformationExtraArgs, RhoArgs]:
+def make_optimizer(
+  config: DQNConfig,
+  method: str | method_lib.DynamicMethod,
+  learning_rate: float | jax.Array | None = None,
+  adam_eps: float | jax.Array | None = None,
+) -> tuple[optax.GradientTransformationExtraArgs, RhoArgs]:
   """The optimiser of `method` and the extra arguments it takes, given the critic's rho. `learning_rate` and
   `adam_eps` (values that may be traced) replace the config's when given.
 
@@ -140,8 +147,9 @@ def make_optimizer(config: DQNConfig, method: str | method_lib.DynamicMethod,
   learning_rate = config.learning_rate if learning_rate is None else learning_rate
   adam_eps = config.adam_eps if adam_eps is None else adam_eps
   if not isinstance(method, method_lib.DynamicMethod):
-    return optimizers.make_optimizer(method, learning_rate, config.adam_b1, config.adam_b2, adam_eps,
-                                     config.eps_placement), _rho_arg
+    return optimizers.make_optimizer(
+      method, learning_rate, config.adam_b1, config.adam_b2, adam_eps, config.eps_placement
+    ), _rho_arg
   optimizer = optimizers.rho_scaled_adam(learning_rate, config.adam_b1, config.adam_b2, adam_eps, config.eps_placement)
   is_divgrad, is_muleps = method.is_method('divgrad'), method.is_method('muleps')
 
@@ -164,9 +172,14 @@ def acting_passes(config: DQNConfig, critic: method_lib.Critic) -> tuple[int, in
   return config.update_period, (config.warmup_steps // config.update_period) * config.update_period
 
 
-def make_learner_step(critic: method_lib.Critic, optimizer: optax.GradientTransformationExtraArgs, loss_fn: LossFn,
-                      target_every: int, rho_args: RhoArgs = _rho_arg, passes: int = 1
-                      ) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
+def make_learner_step(
+  critic: method_lib.Critic,
+  optimizer: optax.GradientTransformationExtraArgs,
+  loss_fn: LossFn,
+  target_every: int,
+  rho_args: RhoArgs = _rho_arg,
+  passes: int = 1,
+) -> Callable[[DQNState, Transitions], tuple[DQNState, dict[str, jax.Array]]]:
   """The value-based learner step shared by DQN and C51.
 
   Advances the power iteration of the selected layers by `passes` forward passes (`critic.advance`: the update's
@@ -179,30 +192,38 @@ def make_learner_step(critic: method_lib.Critic, optimizer: optax.GradientTransf
   def learner_step(state: DQNState, batch: Transitions) -> tuple[DQNState, dict[str, jax.Array]]:
     spectral_state = critic.advance(state.params, state.spectral, passes)
     (loss, (out, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state, spectral_state, batch)
+      state.params, state, spectral_state, batch
+    )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params, **rho_args(out.rho))
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1
     refresh = count % target_every == 0
     pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(refresh, n, o), new, old)
     new_state = DQNState(
-        params=params,
-        target_params=pick(params, state.target_params),
-        net_state=out.net_state,
-        target_net_state=pick(out.net_state, state.target_net_state),
-        spectral=spectral_state,
-        target_spectral=pick(spectral_state, state.target_spectral),
-        opt_state=opt_state,
-        updates=count)
+      params=params,
+      target_params=pick(params, state.target_params),
+      net_state=out.net_state,
+      target_net_state=pick(out.net_state, state.target_net_state),
+      spectral=spectral_state,
+      target_spectral=pick(spectral_state, state.target_spectral),
+      opt_state=opt_state,
+      updates=count,
+    )
     metrics = {'loss': loss, 'q_mean': jnp.mean(q_taken), 'rho': out.rho, 'grad_norm': optax.tree.norm(grads)}
     return new_state, metrics
 
   return learner_step
 
 
-def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_lib.DynamicMethod,
-             num_actions: int, regulariser: method_lib.RegulariserConfig = method_lib.RegulariserConfig(),
-             learning_rate: float | jax.Array | None = None, adam_eps: float | jax.Array | None = None) -> DQN:
+def make_dqn(
+  config: DQNConfig,
+  critic: method_lib.Critic,
+  method: str | method_lib.DynamicMethod,
+  num_actions: int,
+  regulariser: method_lib.RegulariserConfig = method_lib.RegulariserConfig(),
+  learning_rate: float | jax.Array | None = None,
+  adam_eps: float | jax.Array | None = None,
+) -> DQN:
   """Builds DQN's functions for `critic`; `method` picks the optimiser (DIVGRAD and MULEPS use rho).
 
   `learning_rate` and `adam_eps` (values that may be traced) replace the config's when given.
@@ -228,8 +249,16 @@ def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_
   def init(key: jax.Array, obs: jax.Array) -> DQNState:
     params, net_state, spectral_state = critic.init(key, obs)
     spectral_state = critic.advance(params, spectral_state, at_init)
-    return DQNState(params, params, net_state, net_state, spectral_state, spectral_state,
-                    optimizer.init(params), jnp.zeros((), jnp.int32))
+    return DQNState(
+      params,
+      params,
+      net_state,
+      net_state,
+      spectral_state,
+      spectral_state,
+      optimizer.init(params),
+      jnp.zeros((), jnp.int32),
+    )
 
   def q_values(actor: DQNState | ActorState, obs: jax.Array) -> jax.Array:
     return critic.apply(actor.params, actor.net_state, actor.spectral, obs, False).q
@@ -245,8 +274,7 @@ def make_dqn(config: DQNConfig, critic: method_lib.Critic, method: str | method_
 
   def loss_fn(params, state: DQNState, spectral_state, batch: Transitions):
     out = critic.apply(params, state.net_state, spectral_state, batch.obs, True)
-    next_q = critic.apply(state.target_params, state.target_net_state, state.target_spectral, batch.next_obs,
-                          False).q
+    next_q = critic.apply(state.target_params, state.target_net_state, state.target_spectral, batch.next_obs, False).q
     q_taken = jnp.take_along_axis(out.q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     targets = td_targets(batch.reward, batch.discount, next_q, config.gamma)
     loss = td_loss(q_taken, targets, config.loss)

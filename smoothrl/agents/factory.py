@@ -12,8 +12,7 @@ from typing import NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from smoothrl.agents import c51
-from smoothrl.agents import dqn
+from smoothrl.agents import c51, dqn
 from smoothrl.networks import critics
 from smoothrl.networks import method as method_lib
 
@@ -22,6 +21,7 @@ AGENTS = ('dqn', 'c51')
 
 class AgentConfig(Protocol):
   """The sections of a run config that describe its agent."""
+
   agent: str
   network: critics.NetworkConfig
   method: method_lib.MethodConfig
@@ -35,6 +35,7 @@ class HParams(NamedTuple):
 
   `method` (method id and layer mask) is None for a static program, whose critic fixes the method and layers.
   """
+
   learning_rate: jax.Array
   adam_eps: jax.Array
   lipschitz: jax.Array
@@ -44,12 +45,17 @@ class HParams(NamedTuple):
   def of(cls, config: AgentConfig, dynamic: bool = False) -> HParams:
     """`config`'s values; with `dynamic`, its method and layers as a `DynamicMethod` too."""
     method = method_lib.dynamic_method(config.method, config.network) if dynamic else None
-    return cls(jnp.float32(config.dqn.learning_rate), jnp.float32(config.dqn.adam_eps),
-               jnp.float32(config.method.lipschitz), method)
+    return cls(
+      jnp.float32(config.dqn.learning_rate),
+      jnp.float32(config.dqn.adam_eps),
+      jnp.float32(config.method.lipschitz),
+      method,
+    )
 
 
-def make_agent(config: AgentConfig, obs_shape: tuple[int, ...], num_actions: int,
-               hparams: HParams | None = None) -> dqn.DQN:
+def make_agent(
+  config: AgentConfig, obs_shape: tuple[int, ...], num_actions: int, hparams: HParams | None = None
+) -> dqn.DQN:
   """The agent of `config` for observations of `obs_shape` and `num_actions` actions.
 
   With `hparams`, its learning rate, Adam eps and K replace the config's, and its `method`, when set, gives the
@@ -60,10 +66,25 @@ def make_agent(config: AgentConfig, obs_shape: tuple[int, ...], num_actions: int
   hp = HParams.of(config) if hparams is None else hparams
   method = config.method.method if hp.method is None else hp.method
   width = num_actions * (config.c51.num_atoms if config.agent == 'c51' else 1)
-  critic = method_lib.make_critic(config.network, config.method, obs_shape, width,
-                                  batch_norm=config.regulariser.batch_norm, dynamic=hp.method, lipschitz=hp.lipschitz)
+  critic = method_lib.make_critic(
+    config.network,
+    config.method,
+    obs_shape,
+    width,
+    batch_norm=config.regulariser.batch_norm,
+    dynamic=hp.method,
+    lipschitz=hp.lipschitz,
+  )
   if config.agent == 'c51':
-    return c51.make_c51(c51.c51_config(config.dqn, config.c51), critic, method, num_actions, config.regulariser,
-                        learning_rate=hp.learning_rate, adam_eps=hp.adam_eps)
-  return dqn.make_dqn(config.dqn, critic, method, num_actions, config.regulariser, learning_rate=hp.learning_rate,
-                      adam_eps=hp.adam_eps)
+    return c51.make_c51(
+      c51.c51_config(config.dqn, config.c51),
+      critic,
+      method,
+      num_actions,
+      config.regulariser,
+      learning_rate=hp.learning_rate,
+      adam_eps=hp.adam_eps,
+    )
+  return dqn.make_dqn(
+    config.dqn, critic, method, num_actions, config.regulariser, learning_rate=hp.learning_rate, adam_eps=hp.adam_eps
+  )

@@ -38,8 +38,7 @@ _SLOT_BYTES = 4 + 4 + 4 + 1 + 1
 _STATE_ARRAYS = ('frames', 'action', 'reward', 'discount', 'history', 'valid')
 
 
-def memory_bytes(capacity: int, frame_shape: tuple[int, ...] = FRAME_SHAPE
-                 ) -> int:
+def memory_bytes(capacity: int, frame_shape: tuple[int, ...] = FRAME_SHAPE) -> int:
   """The bytes a `FrameReplayBuffer(capacity, frame_shape)` allocates."""
   return capacity * (int(np.prod(frame_shape)) + _SLOT_BYTES)
 
@@ -64,16 +63,14 @@ class FrameReplayBuffer:
   """
 
   def __init__(
-      self,
-      capacity: int,
-      frame_shape: tuple[int, ...] = FRAME_SHAPE,
-      stack_size: int = STACK_SIZE,
-      check_stacks: bool = False,
+    self,
+    capacity: int,
+    frame_shape: tuple[int, ...] = FRAME_SHAPE,
+    stack_size: int = STACK_SIZE,
+    check_stacks: bool = False,
   ):
     if capacity < stack_size + 1:
-      raise ValueError(
-          f'replay capacity must be at least stack_size + 1 = '
-          f'{stack_size + 1}, got {capacity}')
+      raise ValueError(f'replay capacity must be at least stack_size + 1 = {stack_size + 1}, got {capacity}')
     if not 1 <= stack_size <= 255:
       raise ValueError(f'stack_size must be in [1, 255], got {stack_size}')
     self.capacity = capacity
@@ -99,9 +96,7 @@ class FrameReplayBuffer:
 
   def _check_shape(self, obs: np.ndarray) -> None:
     if obs.shape != self.obs_shape:
-      raise ValueError(
-          f'expected an observation of shape {self.obs_shape}, got '
-          f'{obs.shape}')
+      raise ValueError(f'expected an observation of shape {self.obs_shape}, got {obs.shape}')
 
   def _write(self, obs: np.ndarray, history: int) -> None:
     self.head = (self.head + 1) % self.capacity
@@ -115,9 +110,10 @@ class FrameReplayBuffer:
       rebuilt = self._stacks(np.array([self.head]))[0]
       if not np.array_equal(rebuilt, obs):
         raise ValueError(
-            'the added stack differs from the one rebuilt from the stored '
-            'frames: stacks must shift by one frame per step and be '
-            'zero-padded at an episode start')
+          'the added stack differs from the one rebuilt from the stored '
+          'frames: stacks must shift by one frame per step and be '
+          'zero-padded at an episode start'
+        )
 
   def start_episode(self, obs: np.ndarray) -> None:
     """Writes an episode's first observation in a fresh slot."""
@@ -125,12 +121,11 @@ class FrameReplayBuffer:
     self._check_shape(obs)
     if obs[..., :-1].any():
       raise ValueError(
-          'the first observation of an episode must be zero-padded: its '
-          'frames before the newest must be zeros')
+        'the first observation of an episode must be zero-padded: its frames before the newest must be zeros'
+      )
     self._write(obs, 0)
 
-  def add(self, action: int, reward: float, discount: float,
-          next_obs: np.ndarray) -> None:
+  def add(self, action: int, reward: float, discount: float, next_obs: np.ndarray) -> None:
     """Completes the transition from the newest observation and writes s'."""
     if self.head < 0:
       raise RuntimeError('call start_episode before add')
@@ -140,8 +135,7 @@ class FrameReplayBuffer:
     self.action[slot] = action
     self.reward[slot] = reward
     self.discount[slot] = discount
-    self._write(next_obs,
-                min(int(self.history[slot]) + 1, self.stack_size - 1))
+    self._write(next_obs, min(int(self.history[slot]) + 1, self.stack_size - 1))
     # The successor's write may have wrapped onto the oldest slot; `slot`
     # itself is now complete.
     self.valid[slot] = True
@@ -183,12 +177,10 @@ class FrameReplayBuffer:
         out[keep, ..., k] = self.frames[src[keep]]
     return out
 
-  def sample_indices(self, rng: np.random.Generator, batch_size: int
-                     ) -> np.ndarray:
+  def sample_indices(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
     """Draws `batch_size` sampleable slots uniformly, with replacement."""
     if len(self) == 0:
-      raise RuntimeError(
-          'cannot sample from a replay buffer with no complete transition')
+      raise RuntimeError('cannot sample from a replay buffer with no complete transition')
     indices = rng.integers(0, self.written, batch_size)
     bad = ~self._sampleable(indices)
     while bad.any():
@@ -203,9 +195,9 @@ class FrameReplayBuffer:
     """
     indices = np.asarray(indices)
     frames = self._stacks(indices, extra=1)
-    return Transitions(frames[..., :-1], self.action[indices],
-                       self.reward[indices], self.discount[indices],
-                       frames[..., 1:])
+    return Transitions(
+      frames[..., :-1], self.action[indices], self.reward[indices], self.discount[indices], frames[..., 1:]
+    )
 
   def sample(self, rng: np.random.Generator, batch_size: int) -> Transitions:
     """Draws `batch_size` transitions uniformly, with replacement."""
@@ -218,13 +210,17 @@ class FrameReplayBuffer:
     transitions are 7 GB): save them before the buffer next changes.
     """
     arrays = {name: getattr(self, name) for name in _STATE_ARRAYS}
-    meta = {'capacity': self.capacity, 'frame_shape': list(self.frame_shape),
-            'stack_size': self.stack_size, 'head': self.head,
-            'written': self.written, 'num_valid': self.num_valid}
+    meta = {
+      'capacity': self.capacity,
+      'frame_shape': list(self.frame_shape),
+      'stack_size': self.stack_size,
+      'head': self.head,
+      'written': self.written,
+      'num_valid': self.num_valid,
+    }
     return arrays, meta
 
-  def set_state(self, arrays: dict[str, np.ndarray],
-                meta: dict[str, Any]) -> None:
+  def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Restores a state of `get_state` into a buffer of the same capacity,
     frame shape and stack size, copying its arrays into the buffer's.
 
@@ -236,14 +232,13 @@ class FrameReplayBuffer:
     saved = (meta['capacity'], list(meta['frame_shape']), meta['stack_size'])
     if saved != settings:
       raise ValueError(
-          f'a saved replay of (capacity, frame shape, stack size) {saved} '
-          f'cannot be restored into one of {settings}')
+        f'a saved replay of (capacity, frame shape, stack size) {saved} cannot be restored into one of {settings}'
+      )
     for name in _STATE_ARRAYS:
       x, y = arrays.get(name), getattr(self, name)
       if x is None or (x.shape, x.dtype) != (y.shape, y.dtype):
         got = 'missing' if x is None else f'{x.dtype}{list(x.shape)}'
-        raise ValueError(f'the saved replay\'s {name} is {got}, this buffer '
-                         f'holds {y.dtype}{list(y.shape)}')
+        raise ValueError(f"the saved replay's {name} is {got}, this buffer holds {y.dtype}{list(y.shape)}")
     for name in _STATE_ARRAYS:
       np.copyto(getattr(self, name), arrays[name])
     self.head = int(meta['head'])

@@ -78,5 +78,6 @@ class ReplayBuffer:
       indices[bad] = rng.integers(0, self.written, int(bad.sum()))
       bad = ~self.valid[indices]
     nxt = (indices + 1) % self.capacity
-    return Transitions(self.obs[indices], self.action[indices], self.reward[indices], self.discount[indices],
-                       self.obs[nxt])
+    return Transitions(
+      self.obs[indices], self.action[indices], self.reward[indices], self.discount[indices], self.obs[nxt]
+    )

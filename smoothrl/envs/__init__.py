@@ -11,17 +11,14 @@ JAX-native game; `chain/<n>` has one too). A new family is added by registering 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dm_env
-
 import jax
 
 from smoothrl import keys
-from smoothrl.envs import atari
-from smoothrl.envs import chain
-from smoothrl.envs import jax_env
-from smoothrl.envs import minatar
+from smoothrl.envs import atari, chain, jax_env, minatar
 from smoothrl.envs.atari import AtariEnv
 from smoothrl.envs.chain import ChainEnv
 from smoothrl.envs.jax_chain import JaxChain
@@ -43,6 +40,7 @@ class EnvFamily:
     jax_factory: builds the JAX-native environment from the name after
       `<family>/` and keyword arguments; None for a family without one.
   """
+
   names: tuple[str, ...]
   is_valid: Callable[[str], bool]
   factory: Callable[..., dm_env.Environment]
@@ -56,6 +54,7 @@ def _make_minatar(game: str, seed: int, **kwargs: Any) -> dm_env.Environment:
 def _jax_minatar(game: str, **kwargs: Any) -> JaxEnv:
   # gymnax (the `envs` extra) is imported only when a JAX-native MinAtar game is built.
   from smoothrl.envs import jax_minatar  # pylint: disable=g-import-not-at-top
+
   return jax_env.NoTruncation(jax_minatar.make(game, **kwargs))
 
 
@@ -81,26 +80,18 @@ def _jax_chain(rest: str, **kwargs: Any) -> JaxEnv:
 
 
 ENV_FAMILIES: dict[str, EnvFamily] = {
-    'minatar': EnvFamily(
-        names=minatar.GAMES,
-        is_valid=lambda game: game in minatar.GAMES,
-        factory=_make_minatar,
-        jax_factory=_jax_minatar),
-    'jax-minatar': EnvFamily(
-        names=minatar.GAMES,
-        is_valid=lambda game: game in minatar.GAMES,
-        factory=_make_jax_minatar,
-        jax_factory=_jax_minatar),
-    # The game list comes from ale-py's ROM index without importing ale-py.
-    'atari': EnvFamily(
-        names=atari.games(),
-        is_valid=lambda game: game in atari.games(),
-        factory=_make_atari),
-    'chain': EnvFamily(
-        names=('<n>',),
-        is_valid=_is_chain_length,
-        factory=_make_chain,
-        jax_factory=_jax_chain),
+  'minatar': EnvFamily(
+    names=minatar.GAMES, is_valid=lambda game: game in minatar.GAMES, factory=_make_minatar, jax_factory=_jax_minatar
+  ),
+  'jax-minatar': EnvFamily(
+    names=minatar.GAMES,
+    is_valid=lambda game: game in minatar.GAMES,
+    factory=_make_jax_minatar,
+    jax_factory=_jax_minatar,
+  ),
+  # The game list comes from ale-py's ROM index without importing ale-py.
+  'atari': EnvFamily(names=atari.games(), is_valid=lambda game: game in atari.games(), factory=_make_atari),
+  'chain': EnvFamily(names=('<n>',), is_valid=_is_chain_length, factory=_make_chain, jax_factory=_jax_chain),
 }
 
 
@@ -115,9 +106,7 @@ def register_family(name: str, family: EnvFamily) -> None:
 
 def list_envs() -> tuple[str, ...]:
   """The valid environment names (`<n>` stands for a positive integer)."""
-  return tuple(f'{family}/{rest}'
-               for family, spec in ENV_FAMILIES.items()
-               for rest in spec.names)
+  return tuple(f'{family}/{rest}' for family, spec in ENV_FAMILIES.items() for rest in spec.names)
 
 
 def _parse(name: str) -> tuple[EnvFamily, str]:
@@ -160,25 +149,26 @@ def make_jax(name: str, **kwargs: Any) -> JaxEnv:
   """
   family, rest = _parse(name)
   if family.jax_factory is None:
-    native = ', '.join(f'{f}/<{"n" if f == "chain" else "game"}>' for f, spec in ENV_FAMILIES.items()
-                       if spec.jax_factory is not None)
+    native = ', '.join(
+      f'{f}/<{"n" if f == "chain" else "game"}>' for f, spec in ENV_FAMILIES.items() if spec.jax_factory is not None
+    )
     raise ValueError(f'{name!r} has no JAX-native version; there is one for {native}')
   return family.jax_factory(rest, **kwargs)
 
 
 __all__ = [
-    'AtariEnv',
-    'ChainEnv',
-    'ENV_FAMILIES',
-    'EnvFamily',
-    'JaxEnv',
-    'MinAtarEnv',
-    'atari',
-    'chain',
-    'list_envs',
-    'make',
-    'make_jax',
-    'minatar',
-    'register_family',
-    'validate_name',
+  'AtariEnv',
+  'ChainEnv',
+  'ENV_FAMILIES',
+  'EnvFamily',
+  'JaxEnv',
+  'MinAtarEnv',
+  'atari',
+  'chain',
+  'list_envs',
+  'make',
+  'make_jax',
+  'minatar',
+  'register_family',
+  'validate_name',
 ]

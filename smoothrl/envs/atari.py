@@ -61,8 +61,8 @@ from pathlib import Path
 from typing import Any
 
 import dm_env
-from dm_env import specs
 import numpy as np
+from dm_env import specs
 
 from smoothrl.envs.minatar import validate_action
 
@@ -110,8 +110,7 @@ def check_game(game: str) -> str:
   if rom_id is None:
     if not _rom_ids():
       raise ImportError('Atari games need ale-py: pip install ale-py')
-    raise ValueError(
-        f'unknown Atari game {game!r}; valid: {", ".join(games())}')
+    raise ValueError(f'unknown Atari game {game!r}; valid: {", ".join(games())}')
   return rom_id
 
 
@@ -122,28 +121,24 @@ def _import_ale() -> Any:
 
 
 def _protocol_settings(
-    protocol: str,
-    noop_max: int | None,
-    repeat_action_probability: float | None,
+  protocol: str,
+  noop_max: int | None,
+  repeat_action_probability: float | None,
 ) -> tuple[int, float]:
   if protocol not in PROTOCOLS:
-    raise ValueError(
-        f'unknown Atari protocol {protocol!r}; valid: {", ".join(PROTOCOLS)}')
+    raise ValueError(f'unknown Atari protocol {protocol!r}; valid: {", ".join(PROTOCOLS)}')
   if noop_max is None:
     noop_max = NOOP_MAX if protocol == 'noop' else 0
   if repeat_action_probability is None:
-    repeat_action_probability = (
-        STICKY_ACTION_PROB if protocol == 'sticky' else 0.0)
+    repeat_action_probability = STICKY_ACTION_PROB if protocol == 'sticky' else 0.0
   if noop_max < 0:
     raise ValueError(f'noop_max must be non-negative, got {noop_max}')
   if not 0.0 <= repeat_action_probability <= 1.0:
-    raise ValueError('repeat_action_probability must be in [0, 1], got '
-                     f'{repeat_action_probability}')
+    raise ValueError(f'repeat_action_probability must be in [0, 1], got {repeat_action_probability}')
   return noop_max, float(repeat_action_probability)
 
 
-def _check_common(seed: int, frame_skip: int, stack_size: int,
-                  max_episode_frames: int | None) -> None:
+def _check_common(seed: int, frame_skip: int, stack_size: int, max_episode_frames: int | None) -> None:
   if not 0 <= seed < 2**31:
     raise ValueError(f'seed must be in [0, 2**31), got {seed}')
   if frame_skip < 1:
@@ -151,11 +146,10 @@ def _check_common(seed: int, frame_skip: int, stack_size: int,
   if stack_size < 1:
     raise ValueError(f'stack_size must be positive, got {stack_size}')
   if max_episode_frames is not None and max_episode_frames < 1:
-    raise ValueError(
-        f'max_episode_frames must be positive, got {max_episode_frames}')
+    raise ValueError(f'max_episode_frames must be positive, got {max_episode_frames}')
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
   """Indices and weights, both (n_out, k): out[i] = sum_k w[i, k] in[idx[i, k]].
 
@@ -175,8 +169,7 @@ def _area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
   return idx, w
 
 
-def area_resize(frame: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE
-                ) -> np.ndarray:
+def area_resize(frame: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) -> np.ndarray:
   """Resizes a 2-D `uint8` frame by area interpolation, rounding to nearest.
 
   Separable: rows first, then columns, each a weighted sum over the input
@@ -210,19 +203,19 @@ class AtariEnv(dm_env.Environment):
   """
 
   def __init__(
-      self,
-      game: str,
-      seed: int = 0,
-      protocol: str = 'noop',
-      *,
-      noop_max: int | None = None,
-      repeat_action_probability: float | None = None,
-      frame_skip: int = FRAME_SKIP,
-      stack_size: int = STACK_SIZE,
-      max_episode_frames: int | None = MAX_EPISODE_FRAMES,
-      full_action_space: bool = False,
-      terminal_on_life_loss: bool = False,
-      clip_rewards: bool = True,
+    self,
+    game: str,
+    seed: int = 0,
+    protocol: str = 'noop',
+    *,
+    noop_max: int | None = None,
+    repeat_action_probability: float | None = None,
+    frame_skip: int = FRAME_SKIP,
+    stack_size: int = STACK_SIZE,
+    max_episode_frames: int | None = MAX_EPISODE_FRAMES,
+    full_action_space: bool = False,
+    terminal_on_life_loss: bool = False,
+    clip_rewards: bool = True,
   ):
     """Loads and seeds the game.
 
@@ -245,8 +238,7 @@ class AtariEnv(dm_env.Environment):
       clip_rewards: whether `timestep.reward` is clipped to [-1, 1].
     """
     rom_id = check_game(game)
-    noop_max, repeat_action_probability = _protocol_settings(
-        protocol, noop_max, repeat_action_probability)
+    noop_max, repeat_action_probability = _protocol_settings(protocol, noop_max, repeat_action_probability)
     _check_common(seed, frame_skip, stack_size, max_episode_frames)
     self._game = game
     self._rom_id = rom_id
@@ -257,17 +249,15 @@ class AtariEnv(dm_env.Environment):
     self._frame_skip = frame_skip
     self._stack_size = stack_size
     self._max_episode_frames = max_episode_frames
-    self._max_episode_steps = (
-        None if max_episode_frames is None
-        else -(-max_episode_frames // frame_skip))
+    self._max_episode_steps = None if max_episode_frames is None else -(-max_episode_frames // frame_skip)
     self._full_action_space = full_action_space
     self._terminal_on_life_loss = terminal_on_life_loss
     self._clip_rewards = clip_rewards
     self._noop_rng = np.random.default_rng(seed)
     self._ale = self._load_ale()
     self._action_set = [
-        a.value for a in (self._ale.getLegalActionSet() if full_action_space
-                          else self._ale.getMinimalActionSet())]
+      a.value for a in (self._ale.getLegalActionSet() if full_action_space else self._ale.getMinimalActionSet())
+    ]
     height, width = self._ale.getScreenDims()
     self._screens = np.zeros((2, height, width), np.uint8)
     self._frames = [np.zeros(FRAME_SHAPE, np.uint8)] * stack_size
@@ -337,8 +327,7 @@ class AtariEnv(dm_env.Environment):
   def reset(self) -> dm_env.TimeStep:
     ale = self._ale
     ale.reset_game()
-    noops = (int(self._noop_rng.integers(0, self._noop_max + 1))
-             if self._noop_max else 0)
+    noops = int(self._noop_rng.integers(0, self._noop_max + 1)) if self._noop_max else 0
     for _ in range(noops):
       ale.act(0)  # NOOP
       if ale.game_over():
@@ -361,8 +350,7 @@ class AtariEnv(dm_env.Environment):
     if self._needs_reset:
       return self.reset()
     ale = self._ale
-    ale_action = self._action_set[
-        validate_action(action, len(self._action_set))]
+    ale_action = self._action_set[validate_action(action, len(self._action_set))]
     if self._replays:
       self._episode_actions.append(ale_action)
     reward = 0
@@ -391,50 +379,49 @@ class AtariEnv(dm_env.Environment):
     lives = ale.lives()
     self.life_lost = lives < self.lives
     self.lives = lives
-    clipped = np.float32(
-        max(-1, min(1, reward)) if self._clip_rewards else reward)
+    clipped = np.float32(max(-1, min(1, reward)) if self._clip_rewards else reward)
     if game_over:
       self._needs_reset = True
       # `dm_env.termination` with the discount typed as in `discount_spec`.
       return dm_env.TimeStep(dm_env.StepType.LAST, clipped, _ZERO, obs)
-    discount = (_ZERO if self._terminal_on_life_loss and self.life_lost
-                else _ONE)
-    if (self._max_episode_steps is not None
-        and self.episode_steps >= self._max_episode_steps):
+    discount = _ZERO if self._terminal_on_life_loss and self.life_lost else _ONE
+    if self._max_episode_steps is not None and self.episode_steps >= self._max_episode_steps:
       self._needs_reset = True
       return dm_env.TimeStep(dm_env.StepType.LAST, clipped, discount, obs)
     return dm_env.TimeStep(dm_env.StepType.MID, clipped, discount, obs)
 
   def observation_spec(self) -> specs.BoundedArray:
     return specs.BoundedArray(
-        shape=(*FRAME_SHAPE, self._stack_size), dtype=np.uint8, minimum=0,
-        maximum=255, name='observation')
+      shape=(*FRAME_SHAPE, self._stack_size), dtype=np.uint8, minimum=0, maximum=255, name='observation'
+    )
 
   def action_spec(self) -> specs.DiscreteArray:
-    return specs.DiscreteArray(
-        num_values=len(self._action_set), dtype=np.int32, name='action')
+    return specs.DiscreteArray(num_values=len(self._action_set), dtype=np.int32, name='action')
 
   def reward_spec(self) -> specs.Array:
     return specs.Array(shape=(), dtype=np.float32, name='reward')
 
   def discount_spec(self) -> specs.BoundedArray:
-    return specs.BoundedArray(
-        shape=(), dtype=np.float32, minimum=0.0, maximum=1.0,
-        name='discount')
+    return specs.BoundedArray(shape=(), dtype=np.float32, minimum=0.0, maximum=1.0, name='discount')
 
   def close(self) -> None:
     self._ale = None
 
   def _settings(self) -> dict[str, Any]:
     """The constructor's arguments."""
-    return {'game': self._game, 'seed': self._seed, 'protocol': self._protocol,
-            'noop_max': self._noop_max,
-            'repeat_action_probability': self._repeat_action_probability,
-            'frame_skip': self._frame_skip, 'stack_size': self._stack_size,
-            'max_episode_frames': self._max_episode_frames,
-            'full_action_space': self._full_action_space,
-            'terminal_on_life_loss': self._terminal_on_life_loss,
-            'clip_rewards': self._clip_rewards}
+    return {
+      'game': self._game,
+      'seed': self._seed,
+      'protocol': self._protocol,
+      'noop_max': self._noop_max,
+      'repeat_action_probability': self._repeat_action_probability,
+      'frame_skip': self._frame_skip,
+      'stack_size': self._stack_size,
+      'max_episode_frames': self._max_episode_frames,
+      'full_action_space': self._full_action_space,
+      'terminal_on_life_loss': self._terminal_on_life_loss,
+      'clip_rewards': self._clip_rewards,
+    }
 
   def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The environment's state as (arrays, JSON-able metadata), for `set_state`.
@@ -445,25 +432,33 @@ class AtariEnv(dm_env.Environment):
     state and its ALE actions. Metadata: the settings, the counters and the
     no-op generator's state.
     """
+
     def as_array(state: bytes) -> np.ndarray:
       return np.frombuffer(state, np.uint8).copy()
 
-    arrays = {'ale': as_array(self._ale.cloneState(include_rng=True).serialize()),
-              'frames': np.stack(self._frames), 'screens': self._screens.copy()}
+    arrays = {
+      'ale': as_array(self._ale.cloneState(include_rng=True).serialize()),
+      'frames': np.stack(self._frames),
+      'screens': self._screens.copy(),
+    }
     if self._replays:
       arrays['episode_actions'] = np.asarray(self._episode_actions, np.int32)
       if self._episode_start is not None:
         arrays['episode_start'] = as_array(self._episode_start)
-    meta = {'settings': self._settings(), 'needs_reset': self._needs_reset,
-            'noop_rng': self._noop_rng.bit_generator.state,
-            'last_raw_reward': self.last_raw_reward,
-            'episode_score': self.episode_score,
-            'episode_steps': self.episode_steps, 'lives': self.lives,
-            'life_lost': self.life_lost, 'last_noops': self.last_noops}
+    meta = {
+      'settings': self._settings(),
+      'needs_reset': self._needs_reset,
+      'noop_rng': self._noop_rng.bit_generator.state,
+      'last_raw_reward': self.last_raw_reward,
+      'episode_score': self.episode_score,
+      'episode_steps': self.episode_steps,
+      'lives': self.lives,
+      'life_lost': self.life_lost,
+      'last_noops': self.last_noops,
+    }
     return arrays, meta
 
-  def set_state(self, arrays: dict[str, np.ndarray],
-                meta: dict[str, Any]) -> None:
+  def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Restores a state of `get_state` into an environment of the same settings.
 
     The emulator is restored from its saved state, random state included.
@@ -477,27 +472,25 @@ class AtariEnv(dm_env.Environment):
         replay does not end in the saved emulator state.
     """
     if meta['settings'] != self._settings():
-      raise ValueError(f'a saved state of AtariEnv({meta["settings"]}) cannot '
-                       f'be restored into {self!r}')
+      raise ValueError(f'a saved state of AtariEnv({meta["settings"]}) cannot be restored into {self!r}')
     ale_py = _import_ale()
     saved = arrays['ale'].astype(np.uint8).tobytes()
     if self._replays and 'episode_start' in arrays:
       self._ale.reset_game()  # the repeated action is NOOP, as it was then
-      self._ale.restoreState(
-          ale_py.ALEState(arrays['episode_start'].astype(np.uint8).tobytes()))
+      self._ale.restoreState(ale_py.ALEState(arrays['episode_start'].astype(np.uint8).tobytes()))
       for ale_action in arrays['episode_actions'].tolist():
         self._replay(ale_action)
       if self._ale.cloneState(include_rng=True).serialize() != saved:
         raise ValueError(
-            'replaying the saved episode did not end in the saved emulator '
-            'state: the state was saved by another version of ale-py or of '
-            'its ROM')
+          'replaying the saved episode did not end in the saved emulator '
+          'state: the state was saved by another version of ale-py or of '
+          'its ROM'
+        )
     self._ale.restoreState(ale_py.ALEState(saved))
     self._frames = list(np.array(arrays['frames'], np.uint8))
     np.copyto(self._screens, arrays['screens'])
     if self._replays:
-      self._episode_start = (arrays['episode_start'].astype(np.uint8).tobytes()
-                             if 'episode_start' in arrays else None)
+      self._episode_start = arrays['episode_start'].astype(np.uint8).tobytes() if 'episode_start' in arrays else None
       self._episode_actions = arrays['episode_actions'].tolist()
     self._noop_rng.bit_generator.state = meta['noop_rng']
     self.last_raw_reward = float(meta['last_raw_reward'])
@@ -524,13 +517,15 @@ class AtariEnv(dm_env.Environment):
     self.set_state(state['arrays'], state['meta'])
 
   def __repr__(self) -> str:
-    return (f'AtariEnv(game={self._game!r}, seed={self._seed}, '
-            f'protocol={self._protocol!r}, noop_max={self._noop_max}, '
-            f'repeat_action_probability={self._repeat_action_probability}, '
-            f'frame_skip={self._frame_skip}, '
-            f'max_episode_frames={self._max_episode_frames}, '
-            f'full_action_space={self._full_action_space}, '
-            f'terminal_on_life_loss={self._terminal_on_life_loss})')
+    return (
+      f'AtariEnv(game={self._game!r}, seed={self._seed}, '
+      f'protocol={self._protocol!r}, noop_max={self._noop_max}, '
+      f'repeat_action_probability={self._repeat_action_probability}, '
+      f'frame_skip={self._frame_skip}, '
+      f'max_episode_frames={self._max_episode_frames}, '
+      f'full_action_space={self._full_action_space}, '
+      f'terminal_on_life_loss={self._terminal_on_life_loss})'
+    )
 
 
 class AtariVector:
@@ -559,21 +554,21 @@ class AtariVector:
   """
 
   def __init__(
-      self,
-      game: str,
-      num_envs: int,
-      seed: int = 0,
-      protocol: str = 'noop',
-      *,
-      noop_max: int | None = None,
-      repeat_action_probability: float | None = None,
-      frame_skip: int = FRAME_SKIP,
-      stack_size: int = STACK_SIZE,
-      max_episode_frames: int | None = MAX_EPISODE_FRAMES,
-      full_action_space: bool = False,
-      terminal_on_life_loss: bool = False,
-      clip_rewards: bool = True,
-      num_threads: int = 0,
+    self,
+    game: str,
+    num_envs: int,
+    seed: int = 0,
+    protocol: str = 'noop',
+    *,
+    noop_max: int | None = None,
+    repeat_action_probability: float | None = None,
+    frame_skip: int = FRAME_SKIP,
+    stack_size: int = STACK_SIZE,
+    max_episode_frames: int | None = MAX_EPISODE_FRAMES,
+    full_action_space: bool = False,
+    terminal_on_life_loss: bool = False,
+    clip_rewards: bool = True,
+    num_threads: int = 0,
   ):
     """Builds the copies; the arguments are those of `AtariEnv`.
 
@@ -593,8 +588,7 @@ class AtariVector:
       num_threads: worker threads; 0 lets ale-py choose.
     """
     rom_id = check_game(game)
-    noop_max, repeat_action_probability = _protocol_settings(
-        protocol, noop_max, repeat_action_probability)
+    noop_max, repeat_action_probability = _protocol_settings(protocol, noop_max, repeat_action_probability)
     _check_common(seed, frame_skip, stack_size, max_episode_frames)
     if num_envs < 1:
       raise ValueError(f'num_envs must be positive, got {num_envs}')
@@ -611,27 +605,25 @@ class AtariVector:
     self._clip_rewards = clip_rewards
     self._stack_size = stack_size
     self._env = vector_env.AtariVectorEnv(
-        rom_id,
-        num_envs,
-        num_threads=num_threads,
-        # ale-py draws no-ops from {0, ..., noop_max - 1}.
-        noop_max=noop_max + 1 if noop_max else 0,
-        repeat_action_probability=repeat_action_probability,
-        full_action_space=full_action_space,
-        frameskip=frame_skip,
-        stack_num=stack_size,
-        img_height=FRAME_SHAPE[0],
-        img_width=FRAME_SHAPE[1],
-        grayscale=True,
-        maxpool=True,
-        use_fire_reset=False,
-        episodic_life=False,
-        life_loss_info=False,
-        reward_clipping=False,
-        max_num_frames_per_episode=(
-            max_episode_frames if max_episode_frames is not None
-            else 2**30),
-        autoreset_mode='NextStep',
+      rom_id,
+      num_envs,
+      num_threads=num_threads,
+      # ale-py draws no-ops from {0, ..., noop_max - 1}.
+      noop_max=noop_max + 1 if noop_max else 0,
+      repeat_action_probability=repeat_action_probability,
+      full_action_space=full_action_space,
+      frameskip=frame_skip,
+      stack_num=stack_size,
+      img_height=FRAME_SHAPE[0],
+      img_width=FRAME_SHAPE[1],
+      grayscale=True,
+      maxpool=True,
+      use_fire_reset=False,
+      episodic_life=False,
+      life_loss_info=False,
+      reward_clipping=False,
+      max_num_frames_per_episode=(max_episode_frames if max_episode_frames is not None else 2**30),
+      autoreset_mode='NextStep',
     )
     self._num_actions = int(self._env.single_action_space.n)
     self.last_raw_reward = np.zeros(num_envs, np.float32)
@@ -653,8 +645,7 @@ class AtariVector:
 
   def reset(self) -> dm_env.TimeStep:
     """Resets every copy (seeding them on the first call only)."""
-    seeds = (None if self._started
-             else np.arange(self._seed, self._seed + self._num_envs))
+    seeds = None if self._started else np.arange(self._seed, self._seed + self._num_envs)
     obs, info = self._env.reset(seed=seeds)
     self._started = True
     self._ended[:] = False
@@ -663,21 +654,25 @@ class AtariVector:
     self.lives = np.asarray(info['lives'], np.int32)
     n = self._num_envs
     return dm_env.TimeStep(
-        np.full(n, dm_env.StepType.FIRST, np.int8), np.zeros(n, np.float32),
-        np.ones(n, np.float32), self._observation(obs))
+      np.full(n, dm_env.StepType.FIRST, np.int8),
+      np.zeros(n, np.float32),
+      np.ones(n, np.float32),
+      self._observation(obs),
+    )
 
   def step(self, actions: Any) -> dm_env.TimeStep:
     """Steps every copy (copies that had ended are reset instead)."""
     if not self._started:
       return self.reset()
     actions = np.asarray(actions)
-    if (actions.shape != (self._num_envs,) or actions.dtype.kind not in 'iu'
-        or actions.min() < 0 or actions.max() >= self._num_actions):
-      raise ValueError(
-          f'actions must be {self._num_envs} integers in '
-          f'[0, {self._num_actions}), got {actions!r}')
-    obs, reward, terminated, truncated, info = self._env.step(
-        actions.astype(np.int32))
+    if (
+      actions.shape != (self._num_envs,)
+      or actions.dtype.kind not in 'iu'
+      or actions.min() < 0
+      or actions.max() >= self._num_actions
+    ):
+      raise ValueError(f'actions must be {self._num_envs} integers in [0, {self._num_actions}), got {actions!r}')
+    obs, reward, terminated, truncated, info = self._env.step(actions.astype(np.int32))
     restarted = self._ended.copy()
     raw = np.where(restarted, 0, reward).astype(np.float32)
     lives = np.asarray(info['lives'], np.int32)
@@ -688,33 +683,32 @@ class AtariVector:
     terminated = terminated & ~restarted
     truncated = truncated & ~terminated & ~restarted
     step_type = np.where(
-        restarted, dm_env.StepType.FIRST,
-        np.where(terminated | truncated, dm_env.StepType.LAST,
-                 dm_env.StepType.MID)).astype(np.int8)
+      restarted, dm_env.StepType.FIRST, np.where(terminated | truncated, dm_env.StepType.LAST, dm_env.StepType.MID)
+    ).astype(np.int8)
     discount = np.ones(self._num_envs, np.float32)
     discount[terminated] = 0.0
     if self._terminal_on_life_loss:
       discount[life_lost] = 0.0
     self._ended = terminated | truncated
     clipped = np.clip(raw, -1.0, 1.0) if self._clip_rewards else raw
-    return dm_env.TimeStep(step_type, clipped.astype(np.float32), discount,
-                           self._observation(obs))
+    return dm_env.TimeStep(step_type, clipped.astype(np.float32), discount, self._observation(obs))
 
   def observation_spec(self) -> specs.BoundedArray:
     """The spec of one copy's observation."""
     return specs.BoundedArray(
-        shape=(*FRAME_SHAPE, self._stack_size), dtype=np.uint8, minimum=0,
-        maximum=255, name='observation')
+      shape=(*FRAME_SHAPE, self._stack_size), dtype=np.uint8, minimum=0, maximum=255, name='observation'
+    )
 
   def action_spec(self) -> specs.DiscreteArray:
     """The spec of one copy's action."""
-    return specs.DiscreteArray(
-        num_values=self._num_actions, dtype=np.int32, name='action')
+    return specs.DiscreteArray(num_values=self._num_actions, dtype=np.int32, name='action')
 
   def close(self) -> None:
     self._env.close()
 
   def __repr__(self) -> str:
-    return (f'AtariVector(game={self._game!r}, num_envs={self._num_envs}, '
-            f'seed={self._seed}, protocol={self._protocol!r}, '
-            f'noop_max={self._noop_max})')
+    return (
+      f'AtariVector(game={self._game!r}, num_envs={self._num_envs}, '
+      f'seed={self._seed}, protocol={self._protocol!r}, '
+      f'noop_max={self._noop_max})'
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import dm_env
-from dm_env import specs
 import numpy as np
+from dm_env import specs
 
 LEFT = 0
 RIGHT = 1
@@ -46,10 +46,10 @@ class ChainEnv(dm_env.Environment):
   """
 
   def __init__(
-      self,
-      n: int = 5,
-      max_episode_steps: int | None = None,
-      image: bool = False,
+    self,
+    n: int = 5,
+    max_episode_steps: int | None = None,
+    image: bool = False,
   ):
     """Builds the chain.
 
@@ -64,8 +64,7 @@ class ChainEnv(dm_env.Environment):
     if max_episode_steps is None:
       max_episode_steps = 4 * n
     if max_episode_steps < 1:
-      raise ValueError(
-          f'max_episode_steps must be positive, got {max_episode_steps}')
+      raise ValueError(f'max_episode_steps must be positive, got {max_episode_steps}')
     self._n = n
     self._max_episode_steps = max_episode_steps
     self._image = image
@@ -110,8 +109,7 @@ class ChainEnv(dm_env.Environment):
     if a == RIGHT and self._state == self._n - 1:
       self._needs_reset = True
       # `dm_env.termination` with the discount typed as in `discount_spec`.
-      return dm_env.TimeStep(
-          dm_env.StepType.LAST, _ONE, _ZERO, self._observation())
+      return dm_env.TimeStep(dm_env.StepType.LAST, _ONE, _ZERO, self._observation())
     if a == RIGHT:
       self._state += 1
     else:
@@ -123,18 +121,19 @@ class ChainEnv(dm_env.Environment):
     return dm_env.transition(_ZERO, obs, discount=_ONE)
 
   def _settings(self) -> dict[str, Any]:
-    return {'n': self._n, 'max_episode_steps': self._max_episode_steps,
-            'image': self._image}
+    return {'n': self._n, 'max_episode_steps': self._max_episode_steps, 'image': self._image}
 
   def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The environment's state as (arrays, JSON-able metadata): no arrays;
     the position, the episode's steps and whether a reset is due."""
-    return {}, {'settings': self._settings(), 'state': self._state,
-                'episode_steps': self._episode_steps,
-                'needs_reset': self._needs_reset}
+    return {}, {
+      'settings': self._settings(),
+      'state': self._state,
+      'episode_steps': self._episode_steps,
+      'needs_reset': self._needs_reset,
+    }
 
-  def set_state(self, arrays: dict[str, np.ndarray],
-                meta: dict[str, Any]) -> None:
+  def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Restores a state of `get_state` into a chain of the same settings.
 
     Raises:
@@ -142,30 +141,22 @@ class ChainEnv(dm_env.Environment):
     """
     del arrays  # none
     if meta['settings'] != self._settings():
-      raise ValueError(f'a saved state of ChainEnv({meta["settings"]}) '
-                       f'cannot be restored into {self!r}')
+      raise ValueError(f'a saved state of ChainEnv({meta["settings"]}) cannot be restored into {self!r}')
     self._state = int(meta['state'])
     self._episode_steps = int(meta['episode_steps'])
     self._needs_reset = bool(meta['needs_reset'])
 
   def observation_spec(self) -> specs.BoundedArray:
-    return specs.BoundedArray(
-        shape=self._obs_shape, dtype=np.float32, minimum=0.0, maximum=1.0,
-        name='observation')
+    return specs.BoundedArray(shape=self._obs_shape, dtype=np.float32, minimum=0.0, maximum=1.0, name='observation')
 
   def action_spec(self) -> specs.DiscreteArray:
-    return specs.DiscreteArray(
-        num_values=NUM_ACTIONS, dtype=np.int32, name='action')
+    return specs.DiscreteArray(num_values=NUM_ACTIONS, dtype=np.int32, name='action')
 
   def reward_spec(self) -> specs.Array:
     return specs.Array(shape=(), dtype=np.float32, name='reward')
 
   def discount_spec(self) -> specs.BoundedArray:
-    return specs.BoundedArray(
-        shape=(), dtype=np.float32, minimum=0.0, maximum=1.0,
-        name='discount')
+    return specs.BoundedArray(shape=(), dtype=np.float32, minimum=0.0, maximum=1.0, name='discount')
 
   def __repr__(self) -> str:
-    return (f'ChainEnv(n={self._n}, '
-            f'max_episode_steps={self._max_episode_steps}, '
-            f'image={self._image})')
+    return f'ChainEnv(n={self._n}, max_episode_steps={self._max_episode_steps}, image={self._image})'

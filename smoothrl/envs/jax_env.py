@@ -12,20 +12,21 @@ import functools
 from typing import Any, Protocol
 
 import dm_env
-from dm_env import specs
 import jax
 import jax.numpy as jnp
 import numpy as np
+from dm_env import specs
 
 from smoothrl import keys
 
+
 class JaxEnv(Protocol):
   """A pure-functional environment (gymnax style)."""
+
   num_actions: int
   obs_shape: tuple[int, ...]
 
-  def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
-    ...
+  def reset(self, key: jax.Array) -> tuple[jax.Array, Any]: ...
 
   def step_autoreset(self, key: jax.Array, state: Any, action: jax.Array):
     """-> (next_obs, obs_after_reset, state, reward, terminal, truncated).
@@ -140,8 +141,13 @@ class DmEnv(dm_env.Environment):
       arrays.update({f'{name}.{i}': np.array(x) for i, x in enumerate(jax.tree.leaves(tree))})
     if self._next is not None:
       arrays['next.obs'] = np.array(self._next[0])
-    meta = {'key': self._key_words(), 'steps': self._steps, 'abandoned': self._abandoned,
-            'started': self._state is not None, 'next': self._next is not None}
+    meta = {
+      'key': self._key_words(),
+      'steps': self._steps,
+      'abandoned': self._abandoned,
+      'started': self._state is not None,
+      'next': self._next is not None,
+    }
     return arrays, meta
 
   def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -151,8 +157,9 @@ class DmEnv(dm_env.Environment):
       ValueError: the state is of another key (another seed or stream), or its arrays do not fit this environment's.
     """
     if meta['key'] != self._key_words():
-      raise ValueError(f'a saved state of the key {meta["key"]} cannot be restored into a DmEnv of the key '
-                       f'{self._key_words()}')
+      raise ValueError(
+        f'a saved state of the key {meta["key"]} cannot be restored into a DmEnv of the key {self._key_words()}'
+      )
     obs, template = jax.eval_shape(self._env.reset, self._key)
 
     def tree(name: str) -> Any:
@@ -163,7 +170,7 @@ class DmEnv(dm_env.Environment):
           got = 'nothing' if x is None else f'{x.dtype}{list(x.shape)}'
           raise ValueError(f'saved {name}.{i} is {got}, this environment needs {y.dtype}{list(y.shape)}')
       if f'{name}.{len(wanted)}' in arrays:
-        raise ValueError(f'the saved {name} has more leaves than this environment\'s {len(wanted)}')
+        raise ValueError(f"the saved {name} has more leaves than this environment's {len(wanted)}")
       return jax.tree.unflatten(jax.tree.structure(template), [jnp.asarray(x) for x in leaves])
 
     self._state = tree('state') if meta['started'] else None
@@ -171,8 +178,10 @@ class DmEnv(dm_env.Environment):
     if meta['next']:
       next_obs = arrays['next.obs']
       if (next_obs.shape, next_obs.dtype) != (obs.shape, obs.dtype):
-        raise ValueError(f'saved next.obs is {next_obs.dtype}{list(next_obs.shape)}, this environment needs '
-                         f'{obs.dtype}{list(obs.shape)}')
+        raise ValueError(
+          f'saved next.obs is {next_obs.dtype}{list(next_obs.shape)}, this environment needs '
+          f'{obs.dtype}{list(obs.shape)}'
+        )
       self._next = (jnp.asarray(next_obs), tree('next.state'))
     self._steps, self._abandoned = int(meta['steps']), int(meta['abandoned'])
 

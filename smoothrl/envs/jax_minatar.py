@@ -78,17 +78,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-from gymnax.environments.minatar import asterix
-from gymnax.environments.minatar import breakout
-from gymnax.environments.minatar import freeway
-from gymnax.environments.minatar import seaquest
-from gymnax.environments.minatar import seaquest_helpers
-from gymnax.environments.minatar import space_invaders
+from gymnax.environments.minatar import asterix, breakout, freeway, seaquest, seaquest_helpers, space_invaders
 
 from smoothrl.envs import jax_env
 
@@ -122,6 +117,7 @@ class EnvState(NamedTuple):
     last_action: the action applied on the previous step (0 before the first
       step), repeated by sticky actions.
   """
+
   game: Any
   last_action: jax.Array
 
@@ -139,6 +135,7 @@ class AutoResetStep(NamedTuple):
     done: whether the step ended the episode (always a game termination: the
       games have no time limit).
   """
+
   next_obs: jax.Array
   obs: jax.Array
   state: EnvState
@@ -152,17 +149,15 @@ class _Asterix(asterix.MinAsterix):
   def step_env(self, key, state, action, params):
     spawn_now = state.spawn_timer == 0
     state = state.replace(
-        entities=jnp.where(
-            spawn_now, _asterix_spawn(key, state.entities), state.entities),
-        spawn_timer=jnp.where(
-            spawn_now, state.spawn_speed, state.spawn_timer))
+      entities=jnp.where(spawn_now, _asterix_spawn(key, state.entities), state.entities),
+      spawn_timer=jnp.where(spawn_now, state.spawn_speed, state.spawn_timer),
+    )
     state = asterix.step_agent(state, self.action_set[action])
     state, reward, done = asterix.step_entities(state)
     state = asterix.step_timers(state, params)
     state = state.replace(time=state.time + 1, terminal=done)
     info = {'discount': self.discount(state, params)}
-    return (self.get_obs(state), state, reward.astype(jnp.float32), done,
-            info)
+    return (self.get_obs(state), state, reward.astype(jnp.float32), done, info)
 
 
 def _asterix_spawn(key: jax.Array, entities: jax.Array) -> jax.Array:
@@ -176,10 +171,9 @@ def _asterix_spawn(key: jax.Array, entities: jax.Array) -> jax.Array:
   free = entities[:, 4] == 0
   scores = jax.random.uniform(key_slot, free.shape)
   slot = jnp.argmax(jnp.where(free, scores, -1.0))
-  entity = jnp.stack([
-      jnp.where(moves_right, 0, OBS_SIZE - 1), slot + 1, moves_right, is_gold,
-      jnp.ones_like(slot)
-  ]).astype(entities.dtype)
+  entity = jnp.stack(
+    [jnp.where(moves_right, 0, OBS_SIZE - 1), slot + 1, moves_right, is_gold, jnp.ones_like(slot)]
+  ).astype(entities.dtype)
   return jnp.where(jnp.any(free), entities.at[slot].set(entity), entities)
 
 
@@ -214,8 +208,7 @@ class _Seaquest(seaquest.MinSeaquest):
   traced with entity buffers of `capacity` rows (see
   `SEAQUEST_ENTITY_CAPACITY`)."""
 
-  def __init__(self, use_minimal_action_set: bool = True,
-               capacity: int = SEAQUEST_ENTITY_CAPACITY):
+  def __init__(self, use_minimal_action_set: bool = True, capacity: int = SEAQUEST_ENTITY_CAPACITY):
     super().__init__(use_minimal_action_set=use_minimal_action_set)
     self.capacity = capacity
 
@@ -234,24 +227,24 @@ class _Seaquest(seaquest.MinSeaquest):
   def _step_enemy_subs(self, state, params):
     hits_sub = seaquest._hits_sub  # pylint: disable=protected-access
     terminal_before = hits_sub(state.e_subs, state.e_subs_count, state)
-    subs, sub_count = seaquest_helpers.move_entities(
-        state.e_subs, state.e_subs_count, state.move_speed)
+    subs, sub_count = seaquest_helpers.move_entities(state.e_subs, state.e_subs_count, state.move_speed)
     terminal_after = hits_sub(subs, sub_count, state)
     # Subs fire before bullets are checked: the official game lets a sub that
     # moves onto a bullet fire on its way out.
     shoots = seaquest_helpers.active_mask(sub_count) & (subs[:, 4] == 0)
-    subs = subs.at[:, 4].set(
-        jnp.where(shoots, params.enemy_shot_interval,
-                  jnp.maximum(subs[:, 4] - 1, 0)))
-    e_bullets, e_bullet_count = seaquest_helpers.append_many(
-        state.e_bullets, state.e_bullet_count, subs[:, :3], shoots)
-    f_bullets, f_bullet_count, subs, sub_count, reward = (
-        seaquest_helpers.collide_bullets(
-            state.f_bullets, state.f_bullet_count, subs, sub_count))
+    subs = subs.at[:, 4].set(jnp.where(shoots, params.enemy_shot_interval, jnp.maximum(subs[:, 4] - 1, 0)))
+    e_bullets, e_bullet_count = seaquest_helpers.append_many(state.e_bullets, state.e_bullet_count, subs[:, :3], shoots)
+    f_bullets, f_bullet_count, subs, sub_count, reward = seaquest_helpers.collide_bullets(
+      state.f_bullets, state.f_bullet_count, subs, sub_count
+    )
     state = state.replace(
-        f_bullets=f_bullets, f_bullet_count=f_bullet_count, e_subs=subs,
-        e_subs_count=sub_count, e_bullets=e_bullets,
-        e_bullet_count=e_bullet_count)
+      f_bullets=f_bullets,
+      f_bullet_count=f_bullet_count,
+      e_subs=subs,
+      e_subs_count=sub_count,
+      e_bullets=e_bullets,
+      e_bullet_count=e_bullet_count,
+    )
     return state, reward, terminal_before | terminal_after
 
   def _step_timers(self, state, params):
@@ -260,29 +253,25 @@ class _Seaquest(seaquest.MinSeaquest):
     # oxygen (the terminal observation shows the gauge), no ramping.
     failed = (state.sub_y == 0) & ~state.surface & (state.diver_count == 0)
     kept = {
-        name: jnp.where(failed, getattr(state, name),
-                        getattr(next_state, name))
-        for name in ('oxygen', 'diver_count', 'surface', 'e_spawn_speed',
-                     'move_speed', 'ramp_index')
+      name: jnp.where(failed, getattr(state, name), getattr(next_state, name))
+      for name in ('oxygen', 'diver_count', 'surface', 'e_spawn_speed', 'move_speed', 'ramp_index')
     }
     return next_state.replace(**kept), reward, terminal
 
 
 _GYMNAX_GAMES = {
-    'asterix': _Asterix,
-    'breakout': breakout.MinBreakout,
-    'freeway': _Freeway,
-    'seaquest': _Seaquest,
-    'space_invaders': space_invaders.MinSpaceInvaders,
+  'asterix': _Asterix,
+  'breakout': breakout.MinBreakout,
+  'freeway': _Freeway,
+  'seaquest': _Seaquest,
+  'space_invaders': space_invaders.MinSpaceInvaders,
 }
 
 
 def check_game(game: str) -> None:
   """Raises `ValueError` naming the supported games if `game` is not one."""
   if game not in GAMES:
-    raise ValueError(
-        f'unknown or unsupported JAX MinAtar game {game!r}; supported: '
-        f'{", ".join(GAMES)}')
+    raise ValueError(f'unknown or unsupported JAX MinAtar game {game!r}; supported: {", ".join(GAMES)}')
 
 
 class JaxMinAtar(jax_env.EqualBySettings):
@@ -298,10 +287,10 @@ class JaxMinAtar(jax_env.EqualBySettings):
   """
 
   def __init__(
-      self,
-      game: str,
-      sticky_action_prob: float = STICKY_ACTION_PROB,
-      difficulty_ramping: bool = True,
+    self,
+    game: str,
+    sticky_action_prob: float = STICKY_ACTION_PROB,
+    difficulty_ramping: bool = True,
   ):
     """Builds the game.
 
@@ -314,22 +303,19 @@ class JaxMinAtar(jax_env.EqualBySettings):
     """
     check_game(game)
     if not 0.0 <= sticky_action_prob <= 1.0:
-      raise ValueError(
-          f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
+      raise ValueError(f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
     self._game = game
     self._sticky_action_prob = float(sticky_action_prob)
     self._difficulty_ramping = bool(difficulty_ramping)
     self._env = _GYMNAX_GAMES[game](use_minimal_action_set=False)
-    params = self._env.default_params.replace(
-        max_steps_in_episode=_NO_TIME_LIMIT)
+    params = self._env.default_params.replace(max_steps_in_episode=_NO_TIME_LIMIT)
     if hasattr(params, 'ramping'):
       params = params.replace(ramping=self._difficulty_ramping)
     self._params = params
     self._obs_shape = tuple(self._env.obs_shape)
     # Dtypes of the game state's leaves: every state returned is cast to them,
     # so states have one fixed type (as `lax.scan` carries require).
-    self._state_template = jax.eval_shape(
-        lambda: _canonical(self._env.reset_env(jax.random.key(0), params)[1]))
+    self._state_template = jax.eval_shape(lambda: _canonical(self._env.reset_env(jax.random.key(0), params)[1]))
     # One function object for `step_autoreset`'s reset branch, so that
     # `lax.cond` outside `jit` reuses its trace instead of tracing each call.
     self._reset_branch = self._reset_after
@@ -377,12 +363,12 @@ class JaxMinAtar(jax_env.EqualBySettings):
     return obs.astype(jnp.uint8)
 
   def _fix_types(self, game_state: Any) -> Any:
-    return jax.tree.map(
-        lambda x, t: jax.lax.convert_element_type(x, t.dtype), game_state,
-        self._state_template)
+    return jax.tree.map(lambda x, t: jax.lax.convert_element_type(x, t.dtype), game_state, self._state_template)
 
   def reset(
-      self, key: jax.Array, last_action: jax.Array | int = 0,
+    self,
+    key: jax.Array,
+    last_action: jax.Array | int = 0,
   ) -> tuple[jax.Array, EnvState]:
     """Starts an episode.
 
@@ -399,13 +385,14 @@ class JaxMinAtar(jax_env.EqualBySettings):
     if self._game == 'space_invaders':
       # Space Invaders keeps its ramping switch in the state, not the params.
       game_state = game_state.replace(ramping=self._difficulty_ramping)
-    state = EnvState(
-        game=self._fix_types(game_state),
-        last_action=jnp.asarray(last_action, jnp.int32))
+    state = EnvState(game=self._fix_types(game_state), last_action=jnp.asarray(last_action, jnp.int32))
     return obs.astype(jnp.uint8), state
 
   def step(
-      self, key: jax.Array, state: EnvState, action: jax.Array | int,
+    self,
+    key: jax.Array,
+    state: EnvState,
+    action: jax.Array | int,
   ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array]:
     """Applies `action` (or, with sticky actions, the previous one).
 
@@ -422,15 +409,15 @@ class JaxMinAtar(jax_env.EqualBySettings):
     action = jnp.asarray(action, jnp.int32)
     sticky = jax.random.uniform(key_sticky) < self._sticky_action_prob
     action = jnp.where(sticky, state.last_action, action)
-    obs, game_state, reward, done, _ = self._env.step_env(
-        key_game, state.game, action, self._params)
-    next_state = EnvState(game=self._fix_types(game_state),
-                          last_action=action)
-    return (obs.astype(jnp.uint8), next_state,
-            jnp.asarray(reward, jnp.float32), jnp.asarray(done, jnp.bool_))
+    obs, game_state, reward, done, _ = self._env.step_env(key_game, state.game, action, self._params)
+    next_state = EnvState(game=self._fix_types(game_state), last_action=action)
+    return (obs.astype(jnp.uint8), next_state, jnp.asarray(reward, jnp.float32), jnp.asarray(done, jnp.bool_))
 
   def step_autoreset(
-      self, key: jax.Array, state: EnvState, action: jax.Array | int,
+    self,
+    key: jax.Array,
+    state: EnvState,
+    action: jax.Array | int,
   ) -> AutoResetStep:
     """`step`, then a reset if the episode ended (see `AutoResetStep`).
 
@@ -440,8 +427,7 @@ class JaxMinAtar(jax_env.EqualBySettings):
     """
     key_step, key_reset = jax.random.split(key)
     next_obs, next_state, reward, done = self.step(key_step, state, action)
-    obs, state = jax.lax.cond(done, self._reset_branch, _kept,
-                              (key_reset, next_obs, next_state))
+    obs, state = jax.lax.cond(done, self._reset_branch, _kept, (key_reset, next_obs, next_state))
     return AutoResetStep(next_obs, obs, state, reward, done)
 
   def _reset_after(self, operands):
@@ -449,9 +435,11 @@ class JaxMinAtar(jax_env.EqualBySettings):
     return self.reset(key, state.last_action)
 
   def __repr__(self) -> str:
-    return (f'JaxMinAtar(game={self._game!r}, '
-            f'sticky_action_prob={self._sticky_action_prob}, '
-            f'difficulty_ramping={self._difficulty_ramping})')
+    return (
+      f'JaxMinAtar(game={self._game!r}, '
+      f'sticky_action_prob={self._sticky_action_prob}, '
+      f'difficulty_ramping={self._difficulty_ramping})'
+    )
 
 
 def _kept(operands):
@@ -461,30 +449,31 @@ def _kept(operands):
 
 def _canonical(tree: Any) -> Any:
   """Leaves as arrays with their default (not weak) dtypes."""
+
   def fix(x):
     x = jnp.asarray(x)
     return jax.lax.convert_element_type(x, x.dtype)
+
   return jax.tree.map(fix, tree)
 
 
 def make(
-    game: str,
-    sticky_action_prob: float = STICKY_ACTION_PROB,
-    difficulty_ramping: bool = True,
+  game: str,
+  sticky_action_prob: float = STICKY_ACTION_PROB,
+  difficulty_ramping: bool = True,
 ) -> JaxMinAtar:
   """Builds `game` with the official settings unless told otherwise."""
-  return JaxMinAtar(game, sticky_action_prob=sticky_action_prob,
-                    difficulty_ramping=difficulty_ramping)
+  return JaxMinAtar(game, sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)
 
 
 __all__ = [
-    'AutoResetStep',
-    'EnvState',
-    'FREEWAY_EPISODE_STEPS',
-    'GAMES',
-    'JaxMinAtar',
-    'NUM_ACTIONS',
-    'STICKY_ACTION_PROB',
-    'check_game',
-    'make',
+  'AutoResetStep',
+  'EnvState',
+  'FREEWAY_EPISODE_STEPS',
+  'GAMES',
+  'JaxMinAtar',
+  'NUM_ACTIONS',
+  'STICKY_ACTION_PROB',
+  'check_game',
+  'make',
 ]

@@ -11,8 +11,8 @@ import importlib
 from typing import Any
 
 import dm_env
-from dm_env import specs
 import numpy as np
+from dm_env import specs
 
 GAMES = ('asterix', 'breakout', 'freeway', 'seaquest', 'space_invaders')
 NUM_ACTIONS = 6
@@ -31,17 +31,14 @@ def _import_minatar() -> Any:
 def check_game(game: str) -> None:
   """Raises `ValueError` listing the valid games if `game` is not one."""
   if game not in GAMES:
-    raise ValueError(
-        f'unknown MinAtar game {game!r}; valid: {", ".join(GAMES)}')
+    raise ValueError(f'unknown MinAtar game {game!r}; valid: {", ".join(GAMES)}')
 
 
 def validate_action(action: Any, num_actions: int) -> int:
   """Returns `action` as a Python int, or raises if it is not in [0, n)."""
   arr = np.asarray(action)
   if arr.ndim != 0 or arr.dtype.kind not in 'iu':
-    raise ValueError(
-        f'action must be an integer scalar, got {action!r} '
-        f'(dtype {arr.dtype}, shape {arr.shape})')
+    raise ValueError(f'action must be an integer scalar, got {action!r} (dtype {arr.dtype}, shape {arr.shape})')
   a = int(arr)
   if not 0 <= a < num_actions:
     raise ValueError(f'action must be in [0, {num_actions}), got {a}')
@@ -67,8 +64,9 @@ def _encode(value: Any, name: str, arrays: dict[str, np.ndarray], seen: dict[int
     return value
   if type(value) in (list, dict, np.ndarray):
     if id(value) in seen:
-      raise TypeError(f'cannot save the MinAtar game: {name} and {seen[id(value)]} are one object, which would '
-                      'come back as two')
+      raise TypeError(
+        f'cannot save the MinAtar game: {name} and {seen[id(value)]} are one object, which would come back as two'
+      )
     seen[id(value)] = name
   if type(value) is list:
     return [_encode(v, f'{name}.{i}', arrays, seen) for i, v in enumerate(value)]
@@ -79,8 +77,10 @@ def _encode(value: Any, name: str, arrays: dict[str, np.ndarray], seen: dict[int
   if type(value) is np.ndarray and not value.dtype.hasobject:
     arrays[name] = value.copy()
     return {'array': name}
-  raise TypeError(f'cannot save the MinAtar game: {name} is a {type(value).__module__}.{type(value).__qualname__}, '
-                  'which get_state does not know how to save exactly')
+  raise TypeError(
+    f'cannot save the MinAtar game: {name} is a {type(value).__module__}.{type(value).__qualname__}, '
+    'which get_state does not know how to save exactly'
+  )
 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -142,12 +142,12 @@ class MinAtarEnv(dm_env.Environment):
   """
 
   def __init__(
-      self,
-      game: str,
-      seed: int = 0,
-      sticky_action_prob: float = 0.1,
-      difficulty_ramping: bool = True,
-      max_episode_steps: int | None = None,
+    self,
+    game: str,
+    seed: int = 0,
+    sticky_action_prob: float = 0.1,
+    difficulty_ramping: bool = True,
+    max_episode_steps: int | None = None,
   ):
     """Builds and seeds the game.
 
@@ -163,20 +163,17 @@ class MinAtarEnv(dm_env.Environment):
     """
     check_game(game)
     if not 0.0 <= sticky_action_prob <= 1.0:
-      raise ValueError(
-          f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
+      raise ValueError(f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
     if max_episode_steps is not None and max_episode_steps < 1:
-      raise ValueError(
-          f'max_episode_steps must be positive, got {max_episode_steps}')
+      raise ValueError(f'max_episode_steps must be positive, got {max_episode_steps}')
     self._game = game
     self._seed = seed
     self._sticky_action_prob = sticky_action_prob
     self._difficulty_ramping = difficulty_ramping
     self._max_episode_steps = max_episode_steps
     self._env = _import_minatar().Environment(
-        game,
-        sticky_action_prob=sticky_action_prob,
-        difficulty_ramping=difficulty_ramping)
+      game, sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping
+    )
     self._env.seed(seed)
     self._obs_shape = tuple(self._env.state_shape())
     self._episode_steps = 0
@@ -232,15 +229,19 @@ class MinAtarEnv(dm_env.Environment):
       self._needs_reset = True
       # `dm_env.termination` with the discount typed as in `discount_spec`.
       return dm_env.TimeStep(dm_env.StepType.LAST, reward, _ZERO, obs)
-    if (self._max_episode_steps is not None
-        and self._episode_steps >= self._max_episode_steps):
+    if self._max_episode_steps is not None and self._episode_steps >= self._max_episode_steps:
       self._needs_reset = True
       return dm_env.truncation(reward, obs, discount=_ONE)
     return dm_env.transition(reward, obs, discount=_ONE)
 
   def _settings(self) -> dict[str, Any]:
-    return {'game': self._game, 'seed': self._seed, 'sticky_action_prob': self._sticky_action_prob,
-            'difficulty_ramping': self._difficulty_ramping, 'max_episode_steps': self._max_episode_steps}
+    return {
+      'game': self._game,
+      'seed': self._seed,
+      'sticky_action_prob': self._sticky_action_prob,
+      'difficulty_ramping': self._difficulty_ramping,
+      'max_episode_steps': self._max_episode_steps,
+    }
 
   def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The environment's state as (arrays, JSON-able metadata), for `set_state`.
@@ -256,13 +257,17 @@ class MinAtarEnv(dm_env.Environment):
     arrays: dict[str, np.ndarray] = {}
     seen: dict[int, str] = {}
     meta: dict[str, Any] = {
-        'settings': self._settings(), 'episode_steps': self._episode_steps, 'needs_reset': self._needs_reset,
-        'random': _random_state(outer.random, 'random', arrays),
-        # One random state drives the game and the sticky actions once seeded.
-        'game_random': None if game.random is outer.random else _random_state(game.random, 'game.random', arrays),
-        'environment': {k: _encode(v, f'environment.{k}', arrays, seen) for k, v in vars(outer).items()
-                        if k not in _SAVED_APART},
-        'game': {k: _encode(v, f'game.{k}', arrays, seen) for k, v in vars(game).items() if k != 'random'}}
+      'settings': self._settings(),
+      'episode_steps': self._episode_steps,
+      'needs_reset': self._needs_reset,
+      'random': _random_state(outer.random, 'random', arrays),
+      # One random state drives the game and the sticky actions once seeded.
+      'game_random': None if game.random is outer.random else _random_state(game.random, 'game.random', arrays),
+      'environment': {
+        k: _encode(v, f'environment.{k}', arrays, seen) for k, v in vars(outer).items() if k not in _SAVED_APART
+      },
+      'game': {k: _encode(v, f'game.{k}', arrays, seen) for k, v in vars(game).items() if k != 'random'},
+    }
     return arrays, meta
 
   def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -275,15 +280,18 @@ class MinAtarEnv(dm_env.Environment):
     if meta['settings'] != self._settings():
       raise ValueError(f'a saved state of MinAtarEnv({meta["settings"]}) cannot be restored into {self!r}')
     outer, game = self._env, self._env.env
-    for what, obj, saved, apart in (('Environment', outer, meta['environment'], _SAVED_APART),
-                                    (type(game).__module__ + '.Env', game, meta['game'], ('random',))):
+    for what, obj, saved, apart in (
+      ('Environment', outer, meta['environment'], _SAVED_APART),
+      (type(game).__module__ + '.Env', game, meta['game'], ('random',)),
+    ):
       fields = {k for k in vars(obj) if k not in apart}
       if set(saved) != fields:
-        raise ValueError(f'the saved {what} has the fields {sorted(saved)}, this one {sorted(fields)}: a state '
-                         'saved with another version of minatar')
+        raise ValueError(
+          f'the saved {what} has the fields {sorted(saved)}, this one {sorted(fields)}: a state '
+          'saved with another version of minatar'
+        )
     if (meta['game_random'] is None) != (game.random is outer.random):
-      raise ValueError('the saved game and this one differ in whether the game shares the sticky actions\' '
-                       'random state')
+      raise ValueError("the saved game and this one differ in whether the game shares the sticky actions' random state")
     _set_random_state(outer.random, meta['random'], arrays['random'])
     if meta['game_random'] is not None:
       _set_random_state(game.random, meta['game_random'], arrays['game.random'])
@@ -294,24 +302,21 @@ class MinAtarEnv(dm_env.Environment):
     self._needs_reset = meta['needs_reset']
 
   def observation_spec(self) -> specs.BoundedArray:
-    return specs.BoundedArray(
-        shape=self._obs_shape, dtype=np.uint8, minimum=0, maximum=1,
-        name='observation')
+    return specs.BoundedArray(shape=self._obs_shape, dtype=np.uint8, minimum=0, maximum=1, name='observation')
 
   def action_spec(self) -> specs.DiscreteArray:
-    return specs.DiscreteArray(
-        num_values=NUM_ACTIONS, dtype=np.int32, name='action')
+    return specs.DiscreteArray(num_values=NUM_ACTIONS, dtype=np.int32, name='action')
 
   def reward_spec(self) -> specs.Array:
     return specs.Array(shape=(), dtype=np.float32, name='reward')
 
   def discount_spec(self) -> specs.BoundedArray:
-    return specs.BoundedArray(
-        shape=(), dtype=np.float32, minimum=0.0, maximum=1.0,
-        name='discount')
+    return specs.BoundedArray(shape=(), dtype=np.float32, minimum=0.0, maximum=1.0, name='discount')
 
   def __repr__(self) -> str:
-    return (f'MinAtarEnv(game={self._game!r}, seed={self._seed}, '
-            f'sticky_action_prob={self._sticky_action_prob}, '
-            f'difficulty_ramping={self._difficulty_ramping}, '
-            f'max_episode_steps={self._max_episode_steps})')
+    return (
+      f'MinAtarEnv(game={self._game!r}, seed={self._seed}, '
+      f'sticky_action_prob={self._sticky_action_prob}, '
+      f'difficulty_ramping={self._difficulty_ramping}, '
+      f'max_episode_steps={self._max_episode_steps})'
+    )

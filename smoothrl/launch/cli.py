@@ -13,18 +13,15 @@ import json
 import math
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from smoothrl.launch.analysis import plots
-from smoothrl.launch.analysis import report
-from smoothrl.launch.analysis import results
+from smoothrl.launch.analysis import plots, report, results
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import recorder
-from smoothrl.launch.run import rl
-from smoothrl.launch.run import workers
-from smoothrl.launch.run.kind import TrainOptions
+from smoothrl.launch.run import recorder, rl, workers
 from smoothrl.launch.run.files import CONFIG_FILE
+from smoothrl.launch.run.kind import TrainOptions
 from smoothrl.launch.sweeps import backends
 from smoothrl.launch.sweeps import spec as sweep
 
@@ -32,63 +29,75 @@ _FAILURES_LISTED = 10  # failed runs a sweep names with their reasons when it en
 
 # Flags for the DQN hyperparameters of thesis Table E.1, the network (Table E.6) and the smoothness method.
 _SECTIONS = {
-    'dqn': 'DQN hyperparameters (defaults: thesis Table E.1)',
-    'network': 'critic architecture (defaults: thesis Table E.3; Table E.6 varies depth and widths)',
-    'method': 'smoothness method (thesis Section 7.3)',
-    'regulariser': 'baselines the thesis compared SN with (Appendix E.1.2)',
-    'c51': 'C51 support (--agent c51; Bellemare et al. 2017)',
-    'atari': 'Atari protocol (atari/<Game> environments)',
+  'dqn': 'DQN hyperparameters (defaults: thesis Table E.1)',
+  'network': 'critic architecture (defaults: thesis Table E.3; Table E.6 varies depth and widths)',
+  'method': 'smoothness method (thesis Section 7.3)',
+  'regulariser': 'baselines the thesis compared SN with (Appendix E.1.2)',
+  'c51': 'C51 support (--agent c51; Bellemare et al. 2017)',
+  'atari': 'Atari protocol (atari/<Game> environments)',
 }
 _HELP = {
-    'gamma': 'discount factor', 'update_period': 'environment steps per learner update',
-    'target_update_period': 'environment steps between target-network refreshes',
-    'epsilon_start': 'exploration epsilon at the start', 'epsilon_end': 'final exploration epsilon',
-    'epsilon_decay_steps': 'the step at which epsilon reaches its end value, decaying linearly from the end of warm-up',
-    'warmup_steps': 'steps of random acting before learning starts', 'replay_capacity': 'replay buffer size',
-    'batch_size': 'transitions per update', 'loss': 'TD loss: mse (Table E.1) or huber (Table E.4)',
-    'learning_rate': 'Adam learning rate', 'adam_eps': "Adam's epsilon", 'adam_b1': "Adam's beta1",
-    'adam_b2': "Adam's beta2",
-    'eps_placement': "Adam's epsilon outside the square root (PyTorch, optax eps) or inside (thesis Eq 2.22)",
-    'conv_layers': 'number of convolutions',
-    'conv_channels': 'channels of every convolution, or one per convolution (e.g. 32,64,64)',
-    'kernel_size': 'convolution kernel size, or one per convolution (e.g. 8,4,3)',
-    'stride': 'convolution stride, or one per convolution (e.g. 4,2,1)',
-    'padding': 'convolution padding (VALID as the MinAtar reference network)',
-    'hidden': 'units of the hidden dense layer',
-    'conv_impl': 'how convolutions are computed, same parameters and outputs: patches (a matmul over shifted '
-                 'slices, fast in compiled loops on a CPU) or xla',
-    'method': 'none | sn | divout (Eq 7.13) | divgrad (Eq 7.28) | muleps (Eq 7.31)',
-    'layers': 'selected layers, indexed from the output, e.g. -2 or -2,-3 (-1 is the output layer)',
-    'lipschitz': 'K: SN divides weights by max(sigma/K, 1)',
-    'sn_always': 'SN divides by sigma/K even when sigma < K',
-    'sn_grad_through_sigma': 'backpropagate through sigma in SN (off in the thesis)',
-    'power_iterations': 'power-iteration steps per learner update',
-    'power_iteration_on_acting': 'also advance the power iteration once per acting step (PyTorch spectral_norm in '
-                                 'training mode, the thesis code); off: once per learner update',
-    'obs_scale': 'factor on the observations before the first layer (1/255 for Atari frames, as snrl and Dopamine)',
-    'gradient_penalty': 'none | norm_of_sum (||sum_i dQ_i/ds||) | sum_of_norms (sum_i ||dQ_i/ds||) | '
-                        'norm_of_max (||d max_i Q_i/ds||), added to the TD loss',
-    'penalty_coef': "the gradient penalty's coefficient zeta",
-    'batch_norm': 'batch normalisation after every hidden ReLU',
-    'protocol': 'noop (up to 30 no-op starts: Rainbow, the thesis) or sticky (sticky actions 0.25: Dopamine)',
-    'terminal_on_life_loss': 'a lost life ends the episode for learning (discount 0)',
-    'full_action_space': 'all 18 actions instead of the minimal set',
-    'max_episode_frames': 'episode cap in emulator frames',
-    'num_atoms': 'atoms of the categorical support', 'v_min': 'smallest atom', 'v_max': 'largest atom',
+  'gamma': 'discount factor',
+  'update_period': 'environment steps per learner update',
+  'target_update_period': 'environment steps between target-network refreshes',
+  'epsilon_start': 'exploration epsilon at the start',
+  'epsilon_end': 'final exploration epsilon',
+  'epsilon_decay_steps': 'the step at which epsilon reaches its end value, decaying linearly from the end of warm-up',
+  'warmup_steps': 'steps of random acting before learning starts',
+  'replay_capacity': 'replay buffer size',
+  'batch_size': 'transitions per update',
+  'loss': 'TD loss: mse (Table E.1) or huber (Table E.4)',
+  'learning_rate': 'Adam learning rate',
+  'adam_eps': "Adam's epsilon",
+  'adam_b1': "Adam's beta1",
+  'adam_b2': "Adam's beta2",
+  'eps_placement': "Adam's epsilon outside the square root (PyTorch, optax eps) or inside (thesis Eq 2.22)",
+  'conv_layers': 'number of convolutions',
+  'conv_channels': 'channels of every convolution, or one per convolution (e.g. 32,64,64)',
+  'kernel_size': 'convolution kernel size, or one per convolution (e.g. 8,4,3)',
+  'stride': 'convolution stride, or one per convolution (e.g. 4,2,1)',
+  'padding': 'convolution padding (VALID as the MinAtar reference network)',
+  'hidden': 'units of the hidden dense layer',
+  'conv_impl': 'how convolutions are computed, same parameters and outputs: patches (a matmul over shifted '
+  'slices, fast in compiled loops on a CPU) or xla',
+  'method': 'none | sn | divout (Eq 7.13) | divgrad (Eq 7.28) | muleps (Eq 7.31)',
+  'layers': 'selected layers, indexed from the output, e.g. -2 or -2,-3 (-1 is the output layer)',
+  'lipschitz': 'K: SN divides weights by max(sigma/K, 1)',
+  'sn_always': 'SN divides by sigma/K even when sigma < K',
+  'sn_grad_through_sigma': 'backpropagate through sigma in SN (off in the thesis)',
+  'power_iterations': 'power-iteration steps per learner update',
+  'power_iteration_on_acting': 'also advance the power iteration once per acting step (PyTorch spectral_norm in '
+  'training mode, the thesis code); off: once per learner update',
+  'obs_scale': 'factor on the observations before the first layer (1/255 for Atari frames, as snrl and Dopamine)',
+  'gradient_penalty': 'none | norm_of_sum (||sum_i dQ_i/ds||) | sum_of_norms (sum_i ||dQ_i/ds||) | '
+  'norm_of_max (||d max_i Q_i/ds||), added to the TD loss',
+  'penalty_coef': "the gradient penalty's coefficient zeta",
+  'batch_norm': 'batch normalisation after every hidden ReLU',
+  'protocol': 'noop (up to 30 no-op starts: Rainbow, the thesis) or sticky (sticky actions 0.25: Dopamine)',
+  'terminal_on_life_loss': 'a lost life ends the episode for learning (discount 0)',
+  'full_action_space': 'all 18 actions instead of the minimal set',
+  'max_episode_frames': 'episode cap in emulator frames',
+  'num_atoms': 'atoms of the categorical support',
+  'v_min': 'smallest atom',
+  'v_max': 'largest atom',
 }
 _RUN_HELP = {
-    'runner': 'host (a Python loop around jitted acting and learning; any environment) or compiled (the whole '
-              'loop in lax.scan on the JAX-native environment)',
-    'agent': 'agent to train: dqn or c51', 'env': 'environment, e.g. minatar/breakout', 'steps': 'environment steps',
-    'seed': 'random seed', 'out': 'run directory (created)',
-    'eval_period': 'steps between evaluation phases (one also runs at the end)',
-    'eval_steps': 'environment steps per evaluation phase', 'eval_epsilon': 'epsilon during evaluation',
-    'smoothness_states': 'visited states sampled per evaluation for the smoothness measure max ||dQ/ds|| '
-                         '(Appendix E.2.2; the thesis uses thousands)',
-    'log_period': 'steps between training-metric entries',
-    'sigma_log_period': 'steps between entries with the spectral norm of every critic layer',
-    'checkpoint_period': 'steps between checkpoints (a multiple of --log-period; 0 turns them off)',
-    'tensorboard': 'also write the metrics as TensorBoard scalars into OUT/tensorboard',
+  'runner': 'host (a Python loop around jitted acting and learning; any environment) or compiled (the whole '
+  'loop in lax.scan on the JAX-native environment)',
+  'agent': 'agent to train: dqn or c51',
+  'env': 'environment, e.g. minatar/breakout',
+  'steps': 'environment steps',
+  'seed': 'random seed',
+  'out': 'run directory (created)',
+  'eval_period': 'steps between evaluation phases (one also runs at the end)',
+  'eval_steps': 'environment steps per evaluation phase',
+  'eval_epsilon': 'epsilon during evaluation',
+  'smoothness_states': 'visited states sampled per evaluation for the smoothness measure max ||dQ/ds|| '
+  '(Appendix E.2.2; the thesis uses thousands)',
+  'log_period': 'steps between training-metric entries',
+  'sigma_log_period': 'steps between entries with the spectral norm of every critic layer',
+  'checkpoint_period': 'steps between checkpoints (a multiple of --log-period; 0 turns them off)',
+  'tensorboard': 'also write the metrics as TensorBoard scalars into OUT/tensorboard',
 }
 
 
@@ -123,8 +132,10 @@ def _seeds(text: str) -> tuple[int, ...]:
   return tuple(seeds)
 
 
-_MEMBERS_HELP = ('the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, '
-                 "the others in further programs after it (default: as many as the device's memory holds)")
+_MEMBERS_HELP = (
+  'the compiled runner with vmapped runs (on an accelerator): at most N of them in one program, '
+  "the others in further programs after it (default: as many as the device's memory holds)"
+)
 
 
 def _positive(text: str) -> int:
@@ -180,25 +191,44 @@ def _add_field(group, field: dataclasses.Field, dest: str, help_text: str) -> No
     kind = _int_or_ints
   default = field.default
   shown = ','.join(map(str, default)) if isinstance(default, tuple) else default
-  group.add_argument(flag, dest=dest, type=kind, default=None, metavar=field.name.upper(),
-                     help=f'{help_text} (default: {shown})')
+  group.add_argument(
+    flag, dest=dest, type=kind, default=None, metavar=field.name.upper(), help=f'{help_text} (default: {shown})'
+  )
 
 
 def _train_parser(sub) -> argparse.ArgumentParser:
-  p = sub.add_parser('train', help='train one agent', description='Train one agent and write its run directory: '
-                     'config.json, metrics.jsonl (one JSON object per line with "step" and "kind": episode, train, '
-                     'sigma, eval) and summary.json.')
-  p.add_argument('--preset', default=None, help=f'start from a preset: {", ".join(sorted(config_lib.PRESETS))} '
-                 '(flags override it)')
+  p = sub.add_parser(
+    'train',
+    help='train one agent',
+    description='Train one agent and write its run directory: '
+    'config.json, metrics.jsonl (one JSON object per line with "step" and "kind": episode, train, '
+    'sigma, eval) and summary.json.',
+  )
+  p.add_argument(
+    '--preset', default=None, help=f'start from a preset: {", ".join(sorted(config_lib.PRESETS))} (flags override it)'
+  )
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
-  p.add_argument('--resume', default=None, metavar='DIR',
-                 help="continue the run in DIR from its last checkpoint, with DIR's config.json (other flags are "
-                      'ignored); a finished run is left as it is')
-  p.add_argument('--seeds', type=_seeds, default=None, metavar='SEEDS',
-                 help='several seeds, e.g. 0-9 or 0,3,5: one run directory per seed, OUT/seed_<s>')
-  p.add_argument('--workers', type=int, default=0,
-                 help='with several seeds on a CPU: processes running them side by side, each pinned to its share '
-                      'of the cores (default 0: one per core; 1: one after another in this process)')
+  p.add_argument(
+    '--resume',
+    default=None,
+    metavar='DIR',
+    help="continue the run in DIR from its last checkpoint, with DIR's config.json (other flags are "
+    'ignored); a finished run is left as it is',
+  )
+  p.add_argument(
+    '--seeds',
+    type=_seeds,
+    default=None,
+    metavar='SEEDS',
+    help='several seeds, e.g. 0-9 or 0,3,5: one run directory per seed, OUT/seed_<s>',
+  )
+  p.add_argument(
+    '--workers',
+    type=int,
+    default=0,
+    help='with several seeds on a CPU: processes running them side by side, each pinned to its share '
+    'of the cores (default 0: one per core; 1: one after another in this process)',
+  )
   p.add_argument('--members-per-program', type=_positive, default=None, metavar='N', help=_MEMBERS_HELP)
   for field in dataclasses.fields(config_lib.TrainConfig):
     if field.name in _SECTIONS:
@@ -214,48 +244,88 @@ def _train_parser(sub) -> argparse.ArgumentParser:
 
 
 def _sweep_parser(sub) -> argparse.ArgumentParser:
-  p = sub.add_parser('sweep', help='run a sweep: a spec file, or a grid given on the command line',
-                     description='Run every run of a sweep (a base config and lists whose cross product is taken). '
-                     'The whole sweep is validated before anything runs. Re-running a sweep skips finished runs '
-                     'and resumes stopped ones; failed runs are recorded in OUT/index.json and skipped unless '
-                     '--retry-failed.', formatter_class=_RawDescriptionHelpFormatter,
-                     epilog=f'grid syntax: {sweep.GRID_SYNTAX}')
+  p = sub.add_parser(
+    'sweep',
+    help='run a sweep: a spec file, or a grid given on the command line',
+    description='Run every run of a sweep (a base config and lists whose cross product is taken). '
+    'The whole sweep is validated before anything runs. Re-running a sweep skips finished runs '
+    'and resumes stopped ones; failed runs are recorded in OUT/index.json and skipped unless '
+    '--retry-failed.',
+    formatter_class=_RawDescriptionHelpFormatter,
+    epilog=f'grid syntax: {sweep.GRID_SYNTAX}',
+  )
   p.add_argument('spec', nargs='?', help='a sweep spec (YAML); see specs/ for the thesis experiments')
-  p.add_argument('--grid', action='append', default=[], metavar='FIELD=VALUES',
-                 help='a field and its values, e.g. dqn.learning_rate=1e-4,3e-4 or seed=0-4 (repeatable)')
-  p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                 help='a fixed field of the base config for --grid sweeps, e.g. steps=5000 (repeatable)')
+  p.add_argument(
+    '--grid',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUES',
+    help='a field and its values, e.g. dqn.learning_rate=1e-4,3e-4 or seed=0-4 (repeatable)',
+  )
+  p.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='a fixed field of the base config for --grid sweeps, e.g. steps=5000 (repeatable)',
+  )
   p.add_argument('--preset', default=None, help='the base preset for --grid sweeps')
-  p.add_argument('--out', default=None,
-                 help="the sweep directory (default: the spec's out, or runs/sweep for --grid sweeps)")
-  p.add_argument('--backend', default='local', choices=backends.BACKENDS,
-                 help='local worker processes, the compiled runner (runs that share a structure run as one '
-                      'program), or a Ray cluster')
-  p.add_argument('--workers', type=int, default=None,
-                 help='processes running runs side by side, each pinned to its share of the cores (local backend, '
-                      'and the compiled backend on a CPU; default: one per core)')
+  p.add_argument(
+    '--out', default=None, help="the sweep directory (default: the spec's out, or runs/sweep for --grid sweeps)"
+  )
+  p.add_argument(
+    '--backend',
+    default='local',
+    choices=backends.BACKENDS,
+    help='local worker processes, the compiled runner (runs that share a structure run as one '
+    'program), or a Ray cluster',
+  )
+  p.add_argument(
+    '--workers',
+    type=int,
+    default=None,
+    help='processes running runs side by side, each pinned to its share of the cores (local backend, '
+    'and the compiled backend on a CPU; default: one per core)',
+  )
   p.add_argument('--members-per-program', type=_positive, default=None, metavar='N', help=_MEMBERS_HELP)
   p.add_argument('--address', default=None, help='Ray cluster address (default: start a local one)')
-  p.add_argument('--cpus-per-run', type=_resource, default=None, metavar='N',
-                 help='CPUs the ray backend asks for each run (default 1)')
-  p.add_argument('--gpus-per-run', type=_resource, default=None, metavar='G',
-                 help='GPUs the ray backend asks for each run (default 0; a fraction shares a GPU: 0.25 runs four '
-                      'on one)')
+  p.add_argument(
+    '--cpus-per-run',
+    type=_resource,
+    default=None,
+    metavar='N',
+    help='CPUs the ray backend asks for each run (default 1)',
+  )
+  p.add_argument(
+    '--gpus-per-run',
+    type=_resource,
+    default=None,
+    metavar='G',
+    help='GPUs the ray backend asks for each run (default 0; a fraction shares a GPU: 0.25 runs four on one)',
+  )
   p.add_argument('--retry-failed', action='store_true', help='run failed runs again')
   p.add_argument('--no-progress', action='store_true', help='do not draw the progress line')
   return p
 
 
 def _results_parsers(sub) -> None:
-  for name, text in (('plot', 'write figures of runs or sweeps, each as PNG, PDF and SVG: learning curves with '
-                      'confidence bands over seeds (MinAtar Normalised Score, Table E.2), learning-rate x Adam-eps '
-                      'sensitivity heatmaps per method (Figure 7.4) when the runs vary both (a sensitivity curve when '
-                      'they vary one), per-method bars when they vary the method, and performance profiles and '
-                      'interval estimates of IQM, mean, median and optimality gap across games and seeds'),
-                     ('summary', 'print mean and 95% confidence interval over seeds of the final and best '
-                      'evaluation scores of each config, then across games and seeds the IQM, mean, median and '
-                      'optimality gap of normalised final scores with stratified-bootstrap CIs and the probability '
-                      'of improvement over the baseline (Agarwal et al. 2021)')):
+  for name, text in (
+    (
+      'plot',
+      'write figures of runs or sweeps, each as PNG, PDF and SVG: learning curves with '
+      'confidence bands over seeds (MinAtar Normalised Score, Table E.2), learning-rate x Adam-eps '
+      'sensitivity heatmaps per method (Figure 7.4) when the runs vary both (a sensitivity curve when '
+      'they vary one), per-method bars when they vary the method, and performance profiles and '
+      'interval estimates of IQM, mean, median and optimality gap across games and seeds',
+    ),
+    (
+      'summary',
+      'print mean and 95% confidence interval over seeds of the final and best '
+      'evaluation scores of each config, then across games and seeds the IQM, mean, median and '
+      'optimality gap of normalised final scores with stratified-bootstrap CIs and the probability '
+      'of improvement over the baseline (Agarwal et al. 2021)',
+    ),
+  ):
     p = sub.add_parser(name, help=text.split(':')[0], description=text[0].upper() + text[1:] + '.')
     p.add_argument('paths', nargs='+', help='run directories or sweep directories')
     if name == 'plot':
@@ -345,14 +415,23 @@ def _sweep_main(args: argparse.Namespace) -> int:
       if value is not None and args.backend != 'ray':
         raise config_lib.ConfigError(f'{flag} is an option of the ray backend, not of the {args.backend} one')
     spec = _sweep_spec(args)
-    counts = backends.run_sweep(spec, backend=args.backend, workers=args.workers, retry_failed=args.retry_failed,
-                               address=args.address, show_progress=not args.no_progress,
-                               max_members=args.members_per_program, cpus_per_run=args.cpus_per_run,
-                               gpus_per_run=args.gpus_per_run)
+    counts = backends.run_sweep(
+      spec,
+      backend=args.backend,
+      workers=args.workers,
+      retry_failed=args.retry_failed,
+      address=args.address,
+      show_progress=not args.no_progress,
+      max_members=args.members_per_program,
+      cpus_per_run=args.cpus_per_run,
+      gpus_per_run=args.gpus_per_run,
+    )
   except config_lib.ConfigError as e:
     return _refuse(e)
-  print(f'sweep {spec.name}: {counts["done"]} done, {counts["failed"]} failed, {counts["pending"]} pending; '
-        f'index in {spec.out}/{backends.INDEX}')
+  print(
+    f'sweep {spec.name}: {counts["done"]} done, {counts["failed"]} failed, {counts["pending"]} pending; '
+    f'index in {spec.out}/{backends.INDEX}'
+  )
   failed = [r for r in json.loads((Path(spec.out) / backends.INDEX).read_text())['runs'] if r['state'] == 'failed']
   for run in failed[:_FAILURES_LISTED]:
     print(f'  failed: {run["name"]}: {run.get("error", "no reason recorded")}', file=sys.stderr)
@@ -386,8 +465,9 @@ def _attach_layer_values(argv: Sequence[str]) -> list[str]:
 def _resumed_config(run_dir: str) -> config_lib.TrainConfig:
   """The checked config of the run in `run_dir`; ConfigError for a directory that holds no run to resume."""
   if not Path(run_dir).is_dir():
-    raise config_lib.ConfigError(f'cannot resume {run_dir}: ' + ('not a directory' if Path(run_dir).exists() else
-                                                                 'no such directory'))
+    raise config_lib.ConfigError(
+      f'cannot resume {run_dir}: ' + ('not a directory' if Path(run_dir).exists() else 'no such directory')
+    )
   path = Path(run_dir) / CONFIG_FILE
   if not path.exists():
     raise config_lib.ConfigError(f'cannot resume {run_dir}: it has no config.json')
@@ -399,8 +479,9 @@ def _resumed_config(run_dir: str) -> config_lib.TrainConfig:
     config = config_lib.TrainConfig.from_dict(data)
     rl.validate(config)
   except (TypeError, AttributeError) as e:  # JSON values of the wrong types
-    raise config_lib.ConfigError(f'cannot resume {run_dir}: its config.json has values of the wrong type ({e})'
-                                 ) from None
+    raise config_lib.ConfigError(
+      f'cannot resume {run_dir}: its config.json has values of the wrong type ({e})'
+    ) from None
   except config_lib.ConfigError as e:
     raise config_lib.ConfigError(f'cannot resume {run_dir}: its config.json: {e}') from None
   return config
@@ -423,8 +504,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _refuse(e)
   progress = not args.no_progress
   try:
-    summaries = rl.train(configs, TrainOptions(show_progress=progress, resume=bool(args.resume), workers=args.workers,
-                                               max_members=args.members_per_program))
+    summaries = rl.train(
+      configs,
+      TrainOptions(
+        show_progress=progress, resume=bool(args.resume), workers=args.workers, max_members=args.members_per_program
+      ),
+    )
   except config_lib.ConfigError as e:  # what only the device or a checkpoint can tell
     return _refuse(e)
   failed = 0
@@ -434,9 +519,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f'seed {config.seed}: run failed: {summary["error"]}; records in {config.out}/', file=sys.stderr)
       continue
     final = summary['final_eval']
-    print(f'seed {config.seed}: evaluation return {final["return_mean"]:.2f} over {final["episodes"]} episodes '
-          f'(epsilon {config.eval_epsilon}) after {config.steps} steps; results in {config.out}/ '
-          '(config.json, metrics.jsonl, summary.json)')
+    print(
+      f'seed {config.seed}: evaluation return {final["return_mean"]:.2f} over {final["episodes"]} episodes '
+      f'(epsilon {config.eval_epsilon}) after {config.steps} steps; results in {config.out}/ '
+      '(config.json, metrics.jsonl, summary.json)'
+    )
   return 1 if failed else 0
 
 

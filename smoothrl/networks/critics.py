@@ -8,7 +8,8 @@ layer. Layer -1 is the output layer ('out'), -2 the hidden dense layer ('hidden'
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import haiku as hk
 import jax
@@ -33,6 +34,7 @@ class NetworkConfig:
   Atari's uint8 frames by 255, and `ATARI_NETWORK` does the same with 1/255. The smoothness measure differentiates
   with respect to the observation as the environment gives it, so it includes this factor.
   """
+
   conv_layers: int = 2
   conv_channels: int | tuple[int, ...] = 16
   kernel_size: int | tuple[int, ...] = 3
@@ -53,8 +55,9 @@ class NetworkConfig:
 
 # Thesis Table E.5 (Hessel et al.): the Atari critic, with 84x84x4 uint8 inputs scaled to [0, 1] as the reference
 # code (snrl) and Dopamine scale them.
-ATARI_NETWORK = NetworkConfig(conv_layers=3, conv_channels=(32, 64, 64), kernel_size=(8, 4, 3), stride=(4, 2, 1),
-                              hidden=512, obs_scale=1 / 255)
+ATARI_NETWORK = NetworkConfig(
+  conv_layers=3, conv_channels=(32, 64, 64), kernel_size=(8, 4, 3), stride=(4, 2, 1), hidden=512, obs_scale=1 / 255
+)
 
 
 def layer_names(config: NetworkConfig) -> tuple[str, ...]:
@@ -79,14 +82,16 @@ def resolve_layers(config: NetworkConfig, indices: Sequence[int]) -> tuple[str, 
   if duplicates:
     problems.append(f'duplicate layer indices {duplicates}')
   if problems:
-    raise ValueError(f'invalid layer selection {list(indices)}: {"; ".join(problems)}. '
-                     f'The critic has {depth} layers, indexed from the output: {listing}')
+    raise ValueError(
+      f'invalid layer selection {list(indices)}: {"; ".join(problems)}. '
+      f'The critic has {depth} layers, indexed from the output: {listing}'
+    )
   return tuple(names[i] for i in sorted(indices))
 
 
 def _truncated_normal(fan_in: int) -> hk.initializers.Initializer:
   """hk.Linear's and hk.Conv2D's default weight initialiser."""
-  return hk.initializers.TruncatedNormal(1.0 / fan_in ** 0.5)
+  return hk.initializers.TruncatedNormal(1.0 / fan_in**0.5)
 
 
 def _scale_and_bias(y: jax.Array, b: jax.Array, scale: jax.Array | None) -> jax.Array:
@@ -119,8 +124,15 @@ class Conv2D(hk.Module):
   that cost. 'xla' uses `jax.lax.conv_general_dilated`. `scale` divides the output before the bias, as in `Linear`.
   """
 
-  def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: str = 'VALID',
-               impl: Literal['patches', 'xla'] = 'patches', name: str | None = None):
+  def __init__(
+    self,
+    channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: str = 'VALID',
+    impl: Literal['patches', 'xla'] = 'patches',
+    name: str | None = None,
+  ):
     super().__init__(name=name)
     self.channels, self.kernel_size, self.stride, self.padding, self.impl = channels, kernel_size, stride, padding, impl
 
@@ -146,7 +158,8 @@ def _patches(x: jax.Array, k: int, s: int) -> jax.Array:
   """The k x k patches of NHWC `x` at stride `s` (no padding), features in (row, column, channel) order."""
   h, wd = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
   return jnp.concatenate(
-      [x[:, i:i + s * (h - 1) + 1:s, j:j + s * (wd - 1) + 1:s, :] for i in range(k) for j in range(k)], axis=-1)
+    [x[:, i : i + s * (h - 1) + 1 : s, j : j + s * (wd - 1) + 1 : s, :] for i in range(k) for j in range(k)], axis=-1
+  )
 
 
 def make_critic(config: NetworkConfig, num_actions: int, batch_norm: bool = False) -> hk.TransformedWithState:
@@ -195,8 +208,10 @@ def layer_specs(config: NetworkConfig, obs_shape: Sequence[int]) -> tuple[LayerS
     else:
       h, w = -(-h // stride), -(-w // stride)
     if h < 1 or w < 1:
-      raise ValueError(f'{config.conv_layers} {config.padding} convolutions (kernels {config.kernel_size}, strides '
-                       f'{config.stride}) leave no spatial extent on a {obs_shape[0]}x{obs_shape[1]} input')
+      raise ValueError(
+        f'{config.conv_layers} {config.padding} convolutions (kernels {config.kernel_size}, strides '
+        f'{config.stride}) leave no spatial extent on a {obs_shape[0]}x{obs_shape[1]} input'
+      )
     shape = (h, w, channels)
   flat = 1
   for dim in shape:

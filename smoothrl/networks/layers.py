@@ -17,6 +17,7 @@ class LayerSpec:
     stride: convolution stride (conv only).
     padding: 'VALID' or 'SAME' (conv only).
   """
+
   name: str
   kind: Literal['dense', 'conv']
   input_shape: tuple[int, ...]

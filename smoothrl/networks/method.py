@@ -12,15 +12,14 @@ choice gives the static critic's values.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from smoothrl.networks import critics
-from smoothrl.networks import spectral
-from smoothrl.networks import spectral_norm
+from smoothrl.networks import critics, spectral, spectral_norm
 from smoothrl.networks.layers import LayerSpec
 from smoothrl.optimizers.spectral_scaling import METHODS  # the one list of method names
 
@@ -48,6 +47,7 @@ class MethodConfig:
       the acting steps' power iteration where the weights they saw are still current, in the next learner step
       (`dqn.make_learner_step`), and the warm-up's in `init`; see `dqn.make_dqn` for the exact equivalence.
   """
+
   method: Literal['none', 'sn', 'divout', 'divgrad', 'muleps'] = 'none'
   layers: tuple[int, ...] = (-2,)
   lipschitz: float = 1.0
@@ -67,6 +67,7 @@ class RegulariserConfig:
     penalty_coef: the penalty's coefficient zeta.
     batch_norm: batch normalisation after the ReLU of every hidden layer.
   """
+
   gradient_penalty: Literal['none', 'norm_of_sum', 'sum_of_norms', 'norm_of_max'] = 'none'
   penalty_coef: float = 0.0
   batch_norm: bool = False
@@ -80,6 +81,7 @@ class DynamicMethod(NamedTuple):
     layer_mask: bool, shape (num_layers,): the selected layers, from input to output (`critics.layer_names`). All
       false for 'none', which selects nothing, as in a static critic.
   """
+
   method_id: jax.Array
   layer_mask: jax.Array
 
@@ -119,6 +121,7 @@ class Critic(NamedTuple):
   selected: the layers the method acts on; every layer for a dynamic critic, whose `layer_mask` selects.
   power_iteration_on_acting: `MethodConfig.power_iteration_on_acting`, for the agent to read.
   """
+
   init: Callable[..., tuple[hk.Params, hk.State, spectral.SpectralState]]
   apply: Callable[..., CriticOutput]
   advance: Callable[..., spectral.SpectralState]
@@ -139,9 +142,15 @@ def _initialiser(net: hk.TransformedWithState, specs: Sequence[LayerSpec]):
   return init
 
 
-def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape: Sequence[int],
-                num_actions: int, batch_norm: bool = False, dynamic: DynamicMethod | None = None,
-                lipschitz: float | jax.Array | None = None) -> Critic:
+def make_critic(
+  network: critics.NetworkConfig,
+  method: MethodConfig,
+  obs_shape: Sequence[int],
+  num_actions: int,
+  batch_norm: bool = False,
+  dynamic: DynamicMethod | None = None,
+  lipschitz: float | jax.Array | None = None,
+) -> Critic:
   """Builds the critic of `network` with `method` applied to the layers `method.layers`.
 
   With `dynamic`, the method and layers come from it instead (`method.method` and `method.layers` are ignored;
@@ -164,8 +173,13 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
 
   init = _initialiser(net, specs)
 
-  def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
-            is_training: bool = False) -> CriticOutput:
+  def apply(
+    params: hk.Params,
+    net_state: hk.State,
+    spectral_state: spectral.SpectralState,
+    obs: jax.Array,
+    is_training: bool = False,
+  ) -> CriticOutput:
     sigmas = spectral.sigmas_from_state(selected_specs, params, vectors(spectral_state, selected_specs))
     if not (method.method == 'sn' and method.sn_grad_through_sigma):
       sigmas = jax.lax.stop_gradient(sigmas)
@@ -181,15 +195,15 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
   def advance(params: hk.Params, spectral_state: spectral.SpectralState, passes: int = 1) -> spectral.SpectralState:
     if not selected_specs or passes == 0:
       return spectral_state
-    _, updated = spectral.estimate(selected_specs, params, vectors(spectral_state, selected_specs),
-                                   passes * method.power_iterations)
+    _, updated = spectral.estimate(
+      selected_specs, params, vectors(spectral_state, selected_specs), passes * method.power_iterations
+    )
     return {**spectral_state, **updated}
 
   def measure(params: hk.Params, spectral_state: spectral.SpectralState):
     sigmas = dict(spectral.sigmas_from_state(selected_specs, params, vectors(spectral_state, selected_specs)))
     if other_specs:
-      other, updated = spectral.estimate(other_specs, params, vectors(spectral_state, other_specs),
-                                         MEASURE_ITERATIONS)
+      other, updated = spectral.estimate(other_specs, params, vectors(spectral_state, other_specs), MEASURE_ITERATIONS)
       sigmas.update(other)
       spectral_state = {**spectral_state, **updated}
     return jax.lax.stop_gradient(sigmas), spectral_state
@@ -197,8 +211,13 @@ def make_critic(network: critics.NetworkConfig, method: MethodConfig, obs_shape:
   return Critic(init, apply, advance, measure, specs, selected, method.power_iteration_on_acting)
 
 
-def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], method: MethodConfig,
-                    dynamic: DynamicMethod, lipschitz: float | jax.Array) -> Critic:
+def _dynamic_critic(
+  net: hk.TransformedWithState,
+  specs: tuple[LayerSpec, ...],
+  method: MethodConfig,
+  dynamic: DynamicMethod,
+  lipschitz: float | jax.Array,
+) -> Critic:
   """The critic with the method and layers of `dynamic`, possibly traced.
 
   With sigma_l of every layer l (from the persistent vectors) and m_l = `dynamic.layer_mask[l]`:
@@ -221,8 +240,13 @@ def _dynamic_critic(net: hk.TransformedWithState, specs: tuple[LayerSpec, ...], 
 
   init = _initialiser(net, specs)
 
-  def apply(params: hk.Params, net_state: hk.State, spectral_state: spectral.SpectralState, obs: jax.Array,
-            is_training: bool = False) -> CriticOutput:
+  def apply(
+    params: hk.Params,
+    net_state: hk.State,
+    spectral_state: spectral.SpectralState,
+    obs: jax.Array,
+    is_training: bool = False,
+  ) -> CriticOutput:
     sigmas = spectral.sigmas_from_state(specs, params, spectral_state)
     held = jax.lax.stop_gradient(sigmas)
     if not method.sn_grad_through_sigma:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -13,9 +13,11 @@ def jacobian_norms(q_fn: Callable[[jax.Array], jax.Array], states: jax.Array) ->
 
   `q_fn` maps a batch of states to a batch of action values.
   """
+
   def single(s):
     jac = jax.jacrev(lambda x: q_fn(x[None])[0])(s)  # (actions, *state_shape)
     return jnp.sqrt(jnp.sum(jnp.square(jac.reshape(jac.shape[0], -1)), axis=-1))
+
   return jax.vmap(single)(states.astype(jnp.float32))
 
 

@@ -24,11 +24,11 @@ spec describes the same operator in either.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import functools
 import math
 import operator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -54,29 +54,21 @@ def _check_spec(spec: LayerSpec) -> None:
   if spec.kind == 'dense':
     if len(spec.input_shape) != 1:
       raise ValueError(
-          f'Layer {spec.name!r}: a dense layer needs input_shape of rank 1 '
-          f'(in,), got {tuple(spec.input_shape)}.')
+        f'Layer {spec.name!r}: a dense layer needs input_shape of rank 1 (in,), got {tuple(spec.input_shape)}.'
+      )
   elif spec.kind == 'conv':
     if len(spec.input_shape) != 3:
       raise ValueError(
-          f'Layer {spec.name!r}: a conv layer needs input_shape of rank 3 '
-          f'(H, W, C_in), got {tuple(spec.input_shape)}.')
+        f'Layer {spec.name!r}: a conv layer needs input_shape of rank 3 (H, W, C_in), got {tuple(spec.input_shape)}.'
+      )
     if not isinstance(spec.stride, (int, np.integer)) or spec.stride < 1:
-      raise ValueError(
-          f'Layer {spec.name!r}: stride must be a positive int, got '
-          f'{spec.stride!r}.')
+      raise ValueError(f'Layer {spec.name!r}: stride must be a positive int, got {spec.stride!r}.')
     if str(spec.padding).upper() not in ('VALID', 'SAME'):
-      raise ValueError(
-          f'Layer {spec.name!r}: padding must be "VALID" or "SAME", got '
-          f'{spec.padding!r}.')
+      raise ValueError(f'Layer {spec.name!r}: padding must be "VALID" or "SAME", got {spec.padding!r}.')
   else:
-    raise ValueError(
-        f'Layer {spec.name!r}: kind must be "dense" or "conv", got '
-        f'{spec.kind!r}.')
+    raise ValueError(f'Layer {spec.name!r}: kind must be "dense" or "conv", got {spec.kind!r}.')
   if any(int(d) < 1 for d in spec.input_shape):
-    raise ValueError(
-        f'Layer {spec.name!r}: input_shape must have positive dimensions, got '
-        f'{tuple(spec.input_shape)}.')
+    raise ValueError(f'Layer {spec.name!r}: input_shape must have positive dimensions, got {tuple(spec.input_shape)}.')
 
 
 def _check_weight(spec: LayerSpec, w: Any) -> None:
@@ -85,35 +77,32 @@ def _check_weight(spec: LayerSpec, w: Any) -> None:
   shape = tuple(jnp.shape(w))
   if spec.kind == 'dense':
     if len(shape) != 2:
-      raise ValueError(
-          f'Layer {spec.name!r}: a dense weight must have rank 2 (in, out), '
-          f'got shape {shape}.')
+      raise ValueError(f'Layer {spec.name!r}: a dense weight must have rank 2 (in, out), got shape {shape}.')
     if shape[0] != spec.input_shape[0]:
       raise ValueError(
-          f'Layer {spec.name!r}: dense weight of shape {shape} does not take '
-          f'inputs of shape {tuple(spec.input_shape)}.')
+        f'Layer {spec.name!r}: dense weight of shape {shape} does not take inputs of shape {tuple(spec.input_shape)}.'
+      )
   else:
     if len(shape) != 4:
-      raise ValueError(
-          f'Layer {spec.name!r}: a conv weight must have rank 4 '
-          f'(kh, kw, c_in, c_out), got shape {shape}.')
+      raise ValueError(f'Layer {spec.name!r}: a conv weight must have rank 4 (kh, kw, c_in, c_out), got shape {shape}.')
     if shape[2] != spec.input_shape[2]:
       raise ValueError(
-          f'Layer {spec.name!r}: conv weight of shape {shape} expects '
-          f'{shape[2]} input channels, input_shape is '
-          f'{tuple(spec.input_shape)}.')
-    if str(spec.padding).upper() == 'VALID' and (
-        shape[0] > spec.input_shape[0] or shape[1] > spec.input_shape[1]):
+        f'Layer {spec.name!r}: conv weight of shape {shape} expects '
+        f'{shape[2]} input channels, input_shape is '
+        f'{tuple(spec.input_shape)}.'
+      )
+    if str(spec.padding).upper() == 'VALID' and (shape[0] > spec.input_shape[0] or shape[1] > spec.input_shape[1]):
       raise ValueError(
-          f'Layer {spec.name!r}: kernel {shape[:2]} is larger than the input '
-          f'{tuple(spec.input_shape[:2])} with VALID padding.')
+        f'Layer {spec.name!r}: kernel {shape[:2]} is larger than the input '
+        f'{tuple(spec.input_shape[:2])} with VALID padding.'
+      )
 
 
 def _check_vector(spec: LayerSpec, v: Any, what: str = 'vector') -> None:
   if tuple(jnp.shape(v)) != tuple(spec.input_shape):
     raise ValueError(
-        f'Layer {spec.name!r}: {what} has shape {tuple(jnp.shape(v))}, '
-        f'expected input_shape {tuple(spec.input_shape)}.')
+      f'Layer {spec.name!r}: {what} has shape {tuple(jnp.shape(v))}, expected input_shape {tuple(spec.input_shape)}.'
+    )
 
 
 def _check_iterations(num_iterations: Any, minimum: int) -> int:
@@ -122,9 +111,7 @@ def _check_iterations(num_iterations: Any, minimum: int) -> int:
   try:
     n = operator.index(num_iterations)
   except TypeError as e:
-    raise TypeError(
-        f'num_iterations must be a static Python int, got '
-        f'{num_iterations!r}.') from e
+    raise TypeError(f'num_iterations must be a static Python int, got {num_iterations!r}.') from e
   if n < minimum:
     raise ValueError(f'num_iterations must be >= {minimum}, got {n}.')
   return n
@@ -154,9 +141,7 @@ def _layer_params(params: Params, name: str) -> Mapping[str, Any]:
   node: Any = params
   for part in name.split('/'):
     if not isinstance(node, Mapping) or part not in node:
-      raise KeyError(
-          f'Layer {name!r} not found in params; available modules: '
-          f'{sorted(params)}.')
+      raise KeyError(f'Layer {name!r} not found in params; available modules: {sorted(params)}.')
     node = node[part]
   return node
 
@@ -167,9 +152,7 @@ def _weight(params: Params, spec: LayerSpec) -> Any:
   found = [k for k in WEIGHT_NAMES if k in layer]
   if len(found) != 1:
     what = 'both "w" and "kernel"' if found else 'no weight "w" (haiku) or "kernel" (flax)'
-    raise KeyError(
-        f'Layer {spec.name!r} has {what} in params; it has '
-        f'{sorted(layer)}.')
+    raise KeyError(f'Layer {spec.name!r} has {what} in params; it has {sorted(layer)}.')
   w = layer[found[0]]
   _check_weight(spec, w)
   return w
@@ -181,8 +164,8 @@ def _check_state(specs: Sequence[LayerSpec], state: Mapping[str, Any]) -> None:
   extra = sorted(set(state) - names)
   if missing or extra:
     raise KeyError(
-        'Spectral state keys must match the spec names: '
-        f'missing vectors for {missing}, unexpected vectors for {extra}.')
+      f'Spectral state keys must match the spec names: missing vectors for {missing}, unexpected vectors for {extra}.'
+    )
   for spec in specs:
     _check_vector(spec, state[spec.name], 'state vector')
 
@@ -212,11 +195,12 @@ def _kernel_spec(spec: LayerSpec) -> LayerSpec:
   """A hashable, name-free copy of a validated spec."""
   conv = spec.kind == 'conv'
   return dataclasses.replace(
-      spec,
-      name='',
-      input_shape=tuple(int(d) for d in spec.input_shape),
-      stride=int(spec.stride) if conv else 1,
-      padding=str(spec.padding).upper() if conv else 'VALID')
+    spec,
+    name='',
+    input_shape=tuple(int(d) for d in spec.input_shape),
+    stride=int(spec.stride) if conv else 1,
+    padding=str(spec.padding).upper() if conv else 'VALID',
+  )
 
 
 def _op(spec: LayerSpec, w: jax.Array, x: jax.Array) -> jax.Array:
@@ -226,11 +210,12 @@ def _op(spec: LayerSpec, w: jax.Array, x: jax.Array) -> jax.Array:
   if spec.kind == 'dense':
     return x @ w
   out = jax.lax.conv_general_dilated(
-      x[None],
-      w,
-      window_strides=(spec.stride, spec.stride),
-      padding=spec.padding,
-      dimension_numbers=_CONV_DIMENSION_NUMBERS)
+    x[None],
+    w,
+    window_strides=(spec.stride, spec.stride),
+    padding=spec.padding,
+    dimension_numbers=_CONV_DIMENSION_NUMBERS,
+  )
   return out[0]
 
 
@@ -238,8 +223,7 @@ def _op_t(spec: LayerSpec, w: jax.Array, y: jax.Array) -> jax.Array:
   dtype = _compute_dtype(w, y)
   w = jnp.asarray(w, dtype)
   primal = jax.ShapeDtypeStruct(spec.input_shape, dtype)
-  (x,) = jax.linear_transpose(functools.partial(_op, spec, w), primal)(
-      jnp.asarray(y, dtype))
+  (x,) = jax.linear_transpose(functools.partial(_op, spec, w), primal)(jnp.asarray(y, dtype))
   return x
 
 
@@ -258,8 +242,7 @@ _transpose_jit = jax.jit(_op_t, static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _power_jit(spec: LayerSpec, n: int, w: jax.Array,
-               v: jax.Array) -> jax.Array:
+def _power_jit(spec: LayerSpec, n: int, w: jax.Array, v: jax.Array) -> jax.Array:
   w = jax.lax.stop_gradient(w)
   v = jax.lax.stop_gradient(v)
   if n == 1:
@@ -273,8 +256,7 @@ def _sigma_jit(spec: LayerSpec, w: jax.Array, v: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def _random_unit_jit(key: jax.Array, shape: tuple[int, ...],
-                     dtype: Any) -> jax.Array:
+def _random_unit_jit(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
   v = jax.random.normal(key, shape, dtype)
   return v / jnp.maximum(jnp.sqrt(_sq_norm(v)), _EPS)
 
@@ -282,8 +264,7 @@ def _random_unit_jit(key: jax.Array, shape: tuple[int, ...],
 @functools.partial(jax.jit, static_argnums=0)
 def _operator_matrix_jit(spec: LayerSpec, w: jax.Array) -> jax.Array:
   n_in = math.prod(spec.input_shape)
-  basis = jnp.eye(n_in, dtype=jnp.result_type(w)).reshape(
-      (n_in, *spec.input_shape))
+  basis = jnp.eye(n_in, dtype=jnp.result_type(w)).reshape((n_in, *spec.input_shape))
   outs = jax.vmap(functools.partial(_op, spec, w))(basis)
   return outs.reshape((n_in, -1)).T
 
@@ -322,9 +303,7 @@ def apply_transpose(spec: LayerSpec, w: jax.Array, y: jax.Array) -> jax.Array:
   """
   expected = output_shape(spec, w)
   if tuple(jnp.shape(y)) != expected:
-    raise ValueError(
-        f'Layer {spec.name!r}: output has shape {tuple(jnp.shape(y))}, '
-        f'expected {expected}.')
+    raise ValueError(f'Layer {spec.name!r}: output has shape {tuple(jnp.shape(y))}, expected {expected}.')
   return _transpose_jit(_kernel_spec(spec), w, y)
 
 
@@ -333,9 +312,10 @@ def output_shape(spec: LayerSpec, w: jax.Array) -> tuple[int, ...]:
   _check_weight(spec, w)
   dtype = jnp.result_type(w)
   out = jax.eval_shape(
-      functools.partial(_op, _kernel_spec(spec)),
-      jax.ShapeDtypeStruct(tuple(jnp.shape(w)), dtype),
-      jax.ShapeDtypeStruct(tuple(spec.input_shape), dtype))
+    functools.partial(_op, _kernel_spec(spec)),
+    jax.ShapeDtypeStruct(tuple(jnp.shape(w)), dtype),
+    jax.ShapeDtypeStruct(tuple(spec.input_shape), dtype),
+  )
   return tuple(out.shape)
 
 
@@ -345,9 +325,9 @@ def output_shape(spec: LayerSpec, w: jax.Array) -> tuple[int, ...]:
 
 
 def init_state(
-    key: jax.Array,
-    specs: Sequence[LayerSpec],
-    dtype: Any = jnp.float32,
+  key: jax.Array,
+  specs: Sequence[LayerSpec],
+  dtype: Any = jnp.float32,
 ) -> SpectralState:
   """Random unit-norm right-singular-vector estimates, one per layer.
 
@@ -365,17 +345,16 @@ def init_state(
     return {}
   keys = jax.random.split(key, len(specs))
   return {
-      spec.name: _random_unit_jit(k, tuple(int(d) for d in spec.input_shape),
-                                  jnp.dtype(dtype))
-      for k, spec in zip(keys, specs)
+    spec.name: _random_unit_jit(k, tuple(int(d) for d in spec.input_shape), jnp.dtype(dtype))
+    for k, spec in zip(keys, specs)
   }
 
 
 def power_iteration(
-    spec: LayerSpec,
-    w: jax.Array,
-    v: jax.Array,
-    num_iterations: int = 1,
+  spec: LayerSpec,
+  w: jax.Array,
+  v: jax.Array,
+  num_iterations: int = 1,
 ) -> jax.Array:
   """Advances the right-singular-vector estimate `v` of a layer.
 
@@ -413,10 +392,10 @@ def sigma(spec: LayerSpec, w: jax.Array, v: jax.Array) -> jax.Array:
 
 
 def estimate(
-    specs: Sequence[LayerSpec],
-    params: Params,
-    state: SpectralState,
-    num_iterations: int = 1,
+  specs: Sequence[LayerSpec],
+  params: Params,
+  state: SpectralState,
+  num_iterations: int = 1,
 ) -> tuple[dict[str, jax.Array], SpectralState]:
   """Advances every layer's vector on the current weights and returns σ's.
 
@@ -445,17 +424,14 @@ def estimate(
 
 
 def sigmas_from_state(
-    specs: Sequence[LayerSpec],
-    params: Params,
-    state: SpectralState,
+  specs: Sequence[LayerSpec],
+  params: Params,
+  state: SpectralState,
 ) -> dict[str, jax.Array]:
   """σ per layer from the current vectors, without advancing them."""
   _check_specs(specs)
   _check_state(specs, state)
-  return {
-      spec.name: sigma(spec, _weight(params, spec), state[spec.name])
-      for spec in specs
-  }
+  return {spec.name: sigma(spec, _weight(params, spec), state[spec.name]) for spec in specs}
 
 
 def rho(sigmas: Mapping[str, jax.Array], names: Sequence[str]) -> jax.Array:
@@ -464,8 +440,7 @@ def rho(sigmas: Mapping[str, jax.Array], names: Sequence[str]) -> jax.Array:
     raise TypeError(f'names must be a sequence of layer names, got {names!r}.')
   missing = [n for n in names if n not in sigmas]
   if missing:
-    raise KeyError(
-        f'No σ for layers {missing}; available: {sorted(sigmas)}.')
+    raise KeyError(f'No σ for layers {missing}; available: {sorted(sigmas)}.')
   result = jnp.asarray(1.0, jnp.float32)
   for name in names:
     result = result * sigmas[name]
@@ -506,15 +481,16 @@ class RhoEstimator(NamedTuple):
     update: `(params, state) -> (rho, new_state)`; ρ is a constant (no
       gradient) computed after advancing the vectors.
   """
+
   init: Callable[[Params], SpectralState]
   update: Callable[[Params, SpectralState], tuple[jax.Array, SpectralState]]
 
 
 def rho_estimator(
-    specs: Sequence[LayerSpec],
-    names: Sequence[str],
-    key: jax.Array,
-    num_iterations: int = 1,
+  specs: Sequence[LayerSpec],
+  names: Sequence[str],
+  key: jax.Array,
+  num_iterations: int = 1,
 ) -> RhoEstimator:
   """Builds a `RhoEstimator` for the layers `names`, described by `specs`.
 
@@ -542,21 +518,15 @@ def rho_estimator(
   by_name = {s.name: s for s in specs}
   unknown = [name for name in names if name not in by_name]
   if unknown:
-    raise ValueError(
-        f'Selected layers {unknown} are not in specs; known layers: '
-        f'{sorted(by_name)}.')
+    raise ValueError(f'Selected layers {unknown} are not in specs; known layers: {sorted(by_name)}.')
   selected = tuple(by_name[name] for name in dict.fromkeys(names))
 
   def init(params: Params) -> SpectralState:
-    dtypes = [
-        jnp.promote_types(jnp.result_type(_weight(params, s)), jnp.float32)
-        for s in selected
-    ]
+    dtypes = [jnp.promote_types(jnp.result_type(_weight(params, s)), jnp.float32) for s in selected]
     state = init_state(key, selected)
     return {s.name: state[s.name].astype(d) for s, d in zip(selected, dtypes)}
 
-  def update(params: Params,
-             state: SpectralState) -> tuple[jax.Array, SpectralState]:
+  def update(params: Params, state: SpectralState) -> tuple[jax.Array, SpectralState]:
     sigmas, new_state = estimate(selected, params, state, n)
     return jax.lax.stop_gradient(rho(sigmas, names)), new_state
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import haiku as hk
 import jax
@@ -19,21 +19,31 @@ def scale(sigma: jax.Array, lipschitz: float | jax.Array = 1.0, always: bool = F
   return ratio if always else jnp.maximum(ratio, 1.0)
 
 
-def scales(sigmas: Mapping[str, jax.Array], names: Sequence[str], lipschitz: float | jax.Array = 1.0,
-           always: bool = False) -> dict[str, jax.Array]:
+def scales(
+  sigmas: Mapping[str, jax.Array], names: Sequence[str], lipschitz: float | jax.Array = 1.0, always: bool = False
+) -> dict[str, jax.Array]:
   """`scale` of each named layer: what the critic divides their outputs before the bias by (`critics.Linear`)."""
   return {name: scale(sigmas[name], lipschitz, always) for name in names}
 
 
-def scales_where(sigmas: Mapping[str, jax.Array], active: Mapping[str, jax.Array],
-                 lipschitz: float | jax.Array = 1.0, always: bool = False) -> dict[str, jax.Array]:
+def scales_where(
+  sigmas: Mapping[str, jax.Array],
+  active: Mapping[str, jax.Array],
+  lipschitz: float | jax.Array = 1.0,
+  always: bool = False,
+) -> dict[str, jax.Array]:
   """`scales` with a (possibly traced) bool per layer: `scale` where `active[l]`, else an exact 1, so each choice
   of `active` gives the values of `scales` on the layers it selects."""
   return {name: jnp.where(on, scale(sigmas[name], lipschitz, always), 1.0) for name, on in active.items()}
 
 
-def normalise(params: hk.Params, sigmas: Mapping[str, jax.Array], names: Sequence[str],
-              lipschitz: float | jax.Array = 1.0, always: bool = False) -> hk.Params:
+def normalise(
+  params: hk.Params,
+  sigmas: Mapping[str, jax.Array],
+  names: Sequence[str],
+  lipschitz: float | jax.Array = 1.0,
+  always: bool = False,
+) -> hk.Params:
   """The named layers' weights divided by their `scale` (biases are left as they are, as in Miyato et al.).
 
   A network on these weights computes what the critic computes by dividing the layers' outputs instead. Whether

@@ -24,7 +24,7 @@ plain Adam. `adam` is plain Adam and ignores ``rho``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple
 
 import chex
 import jax
@@ -38,9 +38,7 @@ EPS_PLACEMENTS: tuple[str, ...] = ('outside', 'inside')
 def check_eps_placement(eps_placement: str) -> None:
   """Raises a ValueError unless `eps_placement` is 'outside' or 'inside'."""
   if eps_placement not in EPS_PLACEMENTS:
-    raise ValueError(
-        f'eps_placement must be one of {EPS_PLACEMENTS}, got {eps_placement!r}.'
-    )
+    raise ValueError(f'eps_placement must be one of {EPS_PLACEMENTS}, got {eps_placement!r}.')
 
 
 class AdamState(NamedTuple):
@@ -51,18 +49,19 @@ class AdamState(NamedTuple):
     mu: first moment m_t, the EMA of the gradients.
     nu: second moment v_t, the EMA of the squared gradients.
   """
+
   count: chex.Array
   mu: optax.Updates
   nu: optax.Updates
 
 
 def scale_by_adam(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_placement: EpsPlacement = 'outside',
-    eps_scale_power: float = 0.0,
-    rho_name: str = 'rho',
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  eps_placement: EpsPlacement = 'outside',
+  eps_scale_power: float = 0.0,
+  rho_name: str = 'rho',
 ) -> optax.GradientTransformationExtraArgs:
   r"""Rescales updates by Adam's bias-corrected moment ratio (thesis Eq 2.22).
 
@@ -94,25 +93,25 @@ def scale_by_adam(
 
   def init_fn(params: optax.Params) -> AdamState:
     return AdamState(
-        count=jnp.zeros([], jnp.int32),
-        mu=optax.tree.zeros_like(params),
-        nu=optax.tree.zeros_like(params),
+      count=jnp.zeros([], jnp.int32),
+      mu=optax.tree.zeros_like(params),
+      nu=optax.tree.zeros_like(params),
     )
 
   def update_fn(
-      updates: optax.Updates,
-      state: AdamState,
-      params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: AdamState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, AdamState]:
     del params
     rho = extra_args.get(rho_name)
     if scales_eps:
       if rho is None:
         raise ValueError(
-            'scale_by_adam(eps_scale_power='
-            f'{eps_scale_power}) needs the extra argument `{rho_name}`: call '
-            f'`update(updates, state, params, {rho_name}=rho)`.'
+          'scale_by_adam(eps_scale_power='
+          f'{eps_scale_power}) needs the extra argument `{rho_name}`: call '
+          f'`update(updates, state, params, {rho_name}=rho)`.'
         )
       eps_t = eps * jnp.power(jnp.asarray(rho), eps_scale_power)
     else:
@@ -139,11 +138,11 @@ def scale_by_adam(
 
 
 def adam(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_placement: EpsPlacement = 'outside',
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  eps_placement: EpsPlacement = 'outside',
 ) -> optax.GradientTransformationExtraArgs:
   """Adam (thesis Eq 2.22) with an explicit ε placement.
 
@@ -164,6 +163,6 @@ def adam(
     A `GradientTransformationExtraArgs` producing descent updates.
   """
   return optax.chain(
-      scale_by_adam(b1=b1, b2=b2, eps=eps, eps_placement=eps_placement),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_adam(b1=b1, b2=b2, eps=eps, eps_placement=eps_placement),
+    optax.scale_by_learning_rate(learning_rate),
   )

@@ -30,31 +30,29 @@ arguments, one per place ρ can enter, so the method itself can be data.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from smoothrl.optimizers.adam import EpsPlacement
-from smoothrl.optimizers.adam import adam
-from smoothrl.optimizers.adam import check_eps_placement
-from smoothrl.optimizers.adam import scale_by_adam
+from smoothrl.optimizers.adam import EpsPlacement, adam, check_eps_placement, scale_by_adam
 
 
 def _missing_rho_error(name: str, rho_name: str = 'rho') -> ValueError:
   """The error raised when a transform that needs ρ is updated without it."""
   return ValueError(
-      f'{name} needs the extra argument `{rho_name}` (the product of spectral '
-      f'norms): call `update(updates, state, params, {rho_name}=rho)`, or wrap '
-      'the optimiser with `inject_rho(tx, estimator)`.'
+    f'{name} needs the extra argument `{rho_name}` (the product of spectral '
+    f'norms): call `update(updates, state, params, {rho_name}=rho)`, or wrap '
+    'the optimiser with `inject_rho(tx, estimator)`.'
   )
 
 
 def scale_by_inverse_rho(
-    power: float = 1.0,
-    rho_name: str = 'rho',
+  power: float = 1.0,
+  rho_name: str = 'rho',
 ) -> optax.GradientTransformationExtraArgs:
   """Divides every update by ρᵖ: DIVGRAD's gradient scaling (thesis Eq 7.28).
 
@@ -70,10 +68,10 @@ def scale_by_inverse_rho(
   """
 
   def update_fn(
-      updates: optax.Updates,
-      state: optax.EmptyState,
-      params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: optax.EmptyState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, optax.EmptyState]:
     del params
     rho = extra_args.get(rho_name)
@@ -83,17 +81,15 @@ def scale_by_inverse_rho(
     updates = jax.tree.map(lambda g: g * inv.astype(g.dtype), updates)
     return updates, state
 
-  return optax.GradientTransformationExtraArgs(
-      optax.init_empty_state, update_fn
-  )
+  return optax.GradientTransformationExtraArgs(optax.init_empty_state, update_fn)
 
 
 def divgrad(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_placement: EpsPlacement = 'outside',
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  eps_placement: EpsPlacement = 'outside',
 ) -> optax.GradientTransformationExtraArgs:
   """DIVGRAD (thesis Eq 7.28) followed by Adam (Eq 2.22).
 
@@ -112,9 +108,9 @@ def divgrad(
     A `GradientTransformationExtraArgs` whose `update` requires `rho`.
   """
   return optax.chain(
-      scale_by_inverse_rho(1.0),
-      scale_by_adam(b1=b1, b2=b2, eps=eps, eps_placement=eps_placement),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_inverse_rho(1.0),
+    scale_by_adam(b1=b1, b2=b2, eps=eps, eps_placement=eps_placement),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
@@ -127,7 +123,7 @@ def default_rho_power(eps_placement: EpsPlacement) -> float:
   return 1.0 if eps_placement == 'outside' else 2.0
 
 
-def _rho_power(eps_placement: EpsPlacement, rho_power: Optional[float], caller: str) -> float:
+def _rho_power(eps_placement: EpsPlacement, rho_power: float | None, caller: str) -> float:
   """`rho_power`, or `default_rho_power(eps_placement)` for None; 0 (plain Adam) is refused."""
   if rho_power is None:
     rho_power = default_rho_power(eps_placement)
@@ -137,12 +133,12 @@ def _rho_power(eps_placement: EpsPlacement, rho_power: Optional[float], caller: 
 
 
 def muleps(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_placement: EpsPlacement = 'outside',
-    rho_power: Optional[float] = None,
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  eps_placement: EpsPlacement = 'outside',
+  rho_power: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """MULEPS (thesis Eqs 7.29-7.31): Adam with ε_t = ε·ρ_tᵏ at every step.
 
@@ -162,23 +158,26 @@ def muleps(
   """
   rho_power = _rho_power(eps_placement, rho_power, 'muleps')
   return optax.chain(
-      scale_by_adam(
-          b1=b1, b2=b2, eps=eps, eps_placement=eps_placement,
-          eps_scale_power=rho_power,
-      ),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_adam(
+      b1=b1,
+      b2=b2,
+      eps=eps,
+      eps_placement=eps_placement,
+      eps_scale_power=rho_power,
+    ),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
 def rho_scaled_adam(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_placement: EpsPlacement = 'outside',
-    rho_power: Optional[float] = None,
-    grad_rho_name: str = 'grad_rho',
-    eps_rho_name: str = 'eps_rho',
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  eps_placement: EpsPlacement = 'outside',
+  rho_power: float | None = None,
+  grad_rho_name: str = 'grad_rho',
+  eps_rho_name: str = 'eps_rho',
 ) -> optax.GradientTransformationExtraArgs:
   """Adam on g / ρ_g with ε_t = ε·ρ_εᵏ: DIVGRAD, MULEPS and Adam in one chain.
 
@@ -206,16 +205,18 @@ def rho_scaled_adam(
   """
   rho_power = _rho_power(eps_placement, rho_power, 'rho_scaled_adam')
   if grad_rho_name == eps_rho_name:
-    raise ValueError(
-        'rho_scaled_adam needs two different extra arguments, got '
-        f'{grad_rho_name!r} twice.')
+    raise ValueError(f'rho_scaled_adam needs two different extra arguments, got {grad_rho_name!r} twice.')
   return optax.chain(
-      scale_by_inverse_rho(1.0, rho_name=grad_rho_name),
-      scale_by_adam(
-          b1=b1, b2=b2, eps=eps, eps_placement=eps_placement,
-          eps_scale_power=rho_power, rho_name=eps_rho_name,
-      ),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_inverse_rho(1.0, rho_name=grad_rho_name),
+    scale_by_adam(
+      b1=b1,
+      b2=b2,
+      eps=eps,
+      eps_placement=eps_placement,
+      eps_scale_power=rho_power,
+      rho_name=eps_rho_name,
+    ),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
@@ -226,6 +227,7 @@ class RhoEstimatorLike(Protocol):
   returns the estimator's state (e.g. power-iteration vectors) and
   `update(params, state)` returns `(rho, new_state)`.
   """
+
   init: Callable[[optax.Params], Any]
   update: Callable[[optax.Params, Any], tuple[chex.Numeric, Any]]
 
@@ -237,13 +239,14 @@ class InjectRhoState(NamedTuple):
     estimator_state: the state of the ρ estimator.
     inner_state: the state of the wrapped transformation.
   """
+
   estimator_state: Any
   inner_state: optax.OptState
 
 
 def inject_rho(
-    tx: optax.GradientTransformation,
-    estimator: RhoEstimatorLike,
+  tx: optax.GradientTransformation,
+  estimator: RhoEstimatorLike,
 ) -> optax.GradientTransformationExtraArgs:
   """Feeds ρ, estimated from the current parameters, to `tx` at every step.
 
@@ -267,29 +270,22 @@ def inject_rho(
   tx = optax.with_extra_args_support(tx)
 
   def init_fn(params: optax.Params) -> InjectRhoState:
-    return InjectRhoState(
-        estimator_state=estimator.init(params), inner_state=tx.init(params)
-    )
+    return InjectRhoState(estimator_state=estimator.init(params), inner_state=tx.init(params))
 
   def update_fn(
-      updates: optax.Updates,
-      state: InjectRhoState,
-      params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: InjectRhoState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, InjectRhoState]:
     if params is None:
       raise ValueError(
-          'inject_rho estimates rho from the parameters: call '
-          '`update(updates, state, params)` with params.'
+        'inject_rho estimates rho from the parameters: call `update(updates, state, params)` with params.'
       )
     if 'rho' in extra_args:
-      raise ValueError(
-          'inject_rho computes rho itself; do not pass `rho` to its update.'
-      )
+      raise ValueError('inject_rho computes rho itself; do not pass `rho` to its update.')
     rho, estimator_state = estimator.update(params, state.estimator_state)
-    updates, inner_state = tx.update(
-        updates, state.inner_state, params, rho=rho, **extra_args
-    )
+    updates, inner_state = tx.update(updates, state.inner_state, params, rho=rho, **extra_args)
     return updates, InjectRhoState(estimator_state, inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -300,12 +296,12 @@ METHODS: tuple[str, ...] = ('none', 'sn', 'divout', 'divgrad', 'muleps')
 
 
 def make_optimizer(
-    method: str,
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_placement: EpsPlacement = 'outside',
+  method: str,
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  eps_placement: EpsPlacement = 'outside',
 ) -> optax.GradientTransformationExtraArgs:
   """The optimiser for one of the Section 7.3 methods.
 
@@ -329,8 +325,11 @@ def make_optimizer(
     ValueError: for a method not in `METHODS`.
   """
   kwargs = dict(
-      learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
-      eps_placement=eps_placement,
+    learning_rate=learning_rate,
+    b1=b1,
+    b2=b2,
+    eps=eps,
+    eps_placement=eps_placement,
   )
   if method in ('none', 'sn', 'divout'):
     return adam(**kwargs)

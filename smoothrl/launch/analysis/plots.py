@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,15 +32,24 @@ try:  # the `plots` extra; without it everything but drawing works
 except ImportError:  # pragma: no cover - matplotlib is installed wherever the tests run
   matplotlib = None
 
-from smoothrl.launch.analysis import report
-from smoothrl.launch.analysis import results
+from smoothrl.launch.analysis import report, results
+from smoothrl.launch.analysis.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run.files import atomic_file
-from smoothrl.launch.analysis.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 
-__all__ = ['learning_curves', 'sensitivity_heatmap', 'sensitivity_curves', 'method_bars', 'performance_profiles',
-           'aggregate_intervals', 'plot_all', 'plot_runs', 'figure_files', 'heatmap_grid', 'heatmap_grids']
-
+__all__ = [
+  'learning_curves',
+  'sensitivity_heatmap',
+  'sensitivity_curves',
+  'method_bars',
+  'performance_profiles',
+  'aggregate_intervals',
+  'plot_all',
+  'plot_runs',
+  'figure_files',
+  'heatmap_grid',
+  'heatmap_grids',
+]
 
 
 def _require_matplotlib() -> None:
@@ -91,6 +101,7 @@ def _steps_formatter() -> ticker.Formatter:
     if abs(value) >= 1e3:
       return f'{value / 1e3:g}k'
     return f'{value:g}'
+
   return ticker.FuncFormatter(fmt)
 
 
@@ -126,8 +137,10 @@ def _legend_height(labels: Sequence[str], width: float) -> float:
 
 def _names(groups: Sequence[results.Group]) -> dict[str, str]:
   """{group label: its label in figures} (`results.display_labels`: 'SN[-2] lr=0.001' for 'method=sn lr=0.001')."""
-  params = {label: {k: v for k, v in next(iter(per_env.values())).params.items() if k != 'env'}
-            for label, per_env in results.by_label(groups).items()}
+  params = {
+    label: {k: v for k, v in next(iter(per_env.values())).params.items() if k != 'env'}
+    for label, per_env in results.by_label(groups).items()
+  }
   return dict(zip(params, results.display_labels(list(params.values()))))
 
 
@@ -156,8 +169,14 @@ def _share_y(axes: Sequence[Any], units: Sequence[str]) -> None:
       first[unit] = ax
 
 
-def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: bool = True, confidence: float = 0.95,
-                    title: str | None = None, max_lines: int | None = None) -> Path:
+def learning_curves(
+  runs: Sequence[Run],
+  path: str | os.PathLike,
+  normalise: bool = True,
+  confidence: float = 0.95,
+  title: str | None = None,
+  max_lines: int | None = None,
+) -> Path:
   """Evaluation score against environment steps: a panel per game, a line per setting, a CI band over seeds.
 
   With several games sharing a normalised score, a last panel shows the mean over games (thesis Figure 7.2b);
@@ -195,8 +214,11 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
     panels.append((_game_title(env), results.score_unit(env, normalise), curves))
   unit = results.common_unit(envs, normalise)
   if len(envs) > 1 and unit is not None:
-    curves = {label: results.game_mean_curve(per_env, normalise, confidence)
-              for label, per_env in table.items() if set(per_env) == set(envs)}
+    curves = {
+      label: results.game_mean_curve(per_env, normalise, confidence)
+      for label, per_env in table.items()
+      if set(per_env) == set(envs)
+    }
     if curves:
       panels.append((f'Mean over {len(envs)} games', unit, curves))
   counts: dict[str, list[int]] = {label: [] for label in labels}
@@ -207,8 +229,7 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
   legend = {label: names[label] + suffix[label] for label in labels}
   rows, cols = _grid_shape(len(panels))
   width = max(4.6 * cols, 7.0)
-  fig = Figure(figsize=(width, 3.4 * rows + 0.5 + _legend_height(list(legend.values()), width)),
-               layout='constrained')
+  fig = Figure(figsize=(width, 3.4 * rows + 0.5 + _legend_height(list(legend.values()), width)), layout='constrained')
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   _share_y(axes, [panel_unit for _, panel_unit, _ in panels])
   handles: dict[str, Any] = {}
@@ -221,14 +242,20 @@ def learning_curves(runs: Sequence[Run], path: str | os.PathLike, normalise: boo
       handles.setdefault(legend[label], line)
       band = np.isfinite(curve.half_width)
       if band.any():
-        ax.fill_between(curve.steps, curve.mean - np.where(band, curve.half_width, 0),
-                        curve.mean + np.where(band, curve.half_width, 0), color=colours[label], alpha=0.2, lw=0)
+        ax.fill_between(
+          curve.steps,
+          curve.mean - np.where(band, curve.half_width, 0),
+          curve.mean + np.where(band, curve.half_width, 0),
+          color=colours[label],
+          alpha=0.2,
+          lw=0,
+        )
     ax.set_title(panel_title)
     ax.set_xlabel('environment steps')
     ax.set_ylabel(_unit_name(panel_unit))
     ax.xaxis.set_major_formatter(_steps_formatter())
     ax.grid(alpha=0.3)
-  for ax in axes[len(panels):]:
+  for ax in axes[len(panels) :]:
     ax.set_visible(False)
   pct = f'{100 * confidence:g}%'
   shown = f' (the {len(labels)} best of {settings} settings by final score)' if len(labels) < settings else ''
@@ -250,7 +277,7 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
   else:
     mid = (v[1:] + v[:-1]) / 2
     e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
-  return 10 ** e if log else e
+  return 10**e if log else e
 
 
 def _centres(values: np.ndarray, log: bool) -> np.ndarray:
@@ -270,16 +297,23 @@ def _cells_text(runs: Sequence[Run], envs: Sequence[str]) -> str:
   """What a sensitivity cell averages: 'Breakout (MinAtar), mean over 3 seeds', 'mean over 2 games and 1–3 seeds
   per cell'."""
   counts = sorted({len(g.runs) for g in results.group_runs([r for r in runs if r.env in envs])} or {0})
-  seeds = (f'{counts[0]} seed{"s" * (counts[0] != 1)}' if len(counts) == 1 else
-           f'{counts[0]}–{counts[-1]} seeds per cell')
+  seeds = (
+    f'{counts[0]} seed{"s" * (counts[0] != 1)}' if len(counts) == 1 else f'{counts[0]}–{counts[-1]} seeds per cell'
+  )
   if len(envs) > 1:
     return f'mean over {len(envs)} games and {seeds}'
   return f'{_game_title(envs[0])}, mean over {seeds}' if envs else f'mean over {seeds}'
 
 
-def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = 'dqn.learning_rate',
-                        y: str = 'dqn.adam_eps', metric: str = 'final', normalise: bool = True,
-                        failed: Sequence[Run] = ()) -> Path:
+def sensitivity_heatmap(
+  runs: Sequence[Run],
+  path: str | os.PathLike,
+  x: str = 'dqn.learning_rate',
+  y: str = 'dqn.adam_eps',
+  metric: str = 'final',
+  normalise: bool = True,
+  failed: Sequence[Run] = (),
+) -> Path:
   """Mean score over an `x` × `y` sweep, one panel per other setting (method, layers), as thesis Figure 7.4.
 
   Cells show the mean over seeds (and over games, normalised where possible) of the final or best score
@@ -304,18 +338,26 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
   first = next(iter(grids.values()))
   nx, ny = len(first.xs), len(first.ys)
   cell = 0.62 if max(nx, ny) > 4 else 0.9
-  fig = Figure(figsize=(cols * (max(nx, 3) * cell + 1.4) + 1.2, rows * (max(ny, 3) * cell + 1.3) + 0.6),
-               layout='constrained')
+  fig = Figure(
+    figsize=(cols * (max(nx, 3) * cell + 1.4) + 1.2, rows * (max(ny, 3) * cell + 1.3) + 0.6), layout='constrained'
+  )
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
-  for ax in axes[1:len(grids)]:  # every panel has the same axes: the swept values
+  for ax in axes[1 : len(grids)]:  # every panel has the same axes: the swept values
     ax.sharex(axes[0])
     ax.sharey(axes[0])
   mesh = None
   decimals = 0 if vmax - vmin >= 20 else 1 if vmax - vmin >= 2 else 2
   for ax, (label, grid) in zip(axes, grids.items()):
     xlog, ylog = _is_log_axis(grid.xs), _is_log_axis(grid.ys)
-    mesh = ax.pcolormesh(_edges(grid.xs, xlog), _edges(grid.ys, ylog), np.ma.masked_invalid(grid.values),
-                         cmap=cmap, norm=norm, edgecolors='white', linewidth=0.5)
+    mesh = ax.pcolormesh(
+      _edges(grid.xs, xlog),
+      _edges(grid.ys, ylog),
+      np.ma.masked_invalid(grid.values),
+      cmap=cmap,
+      norm=norm,
+      edgecolors='white',
+      linewidth=0.5,
+    )
     if xlog:
       ax.set_xscale('log')
     if ylog:
@@ -334,24 +376,39 @@ def sensitivity_heatmap(runs: Sequence[Run], path: str | os.PathLike, x: str = '
           colour = 'black' if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else 'white'
           ax.text(xv, yv, f'{value:.{decimals}f}{mark}', ha='center', va='center', fontsize=8, color=colour)
         else:
-          ax.text(xv, yv, mark or '–', ha='center', va='center', fontsize=10 if mark else 8,
-                  color='#b2182b' if mark else '#707070')
+          ax.text(
+            xv,
+            yv,
+            mark or '–',
+            ha='center',
+            va='center',
+            fontsize=10 if mark else 8,
+            color='#b2182b' if mark else '#707070',
+          )
     ax.set_xlabel(_AXIS_NAMES.get(x, x) + (' (log scale)' if xlog else ''))
     ax.set_ylabel(_AXIS_NAMES.get(y, y) + (' (log scale)' if ylog else ''))
     ax.set_title(label or 'all runs')
-  for ax in axes[len(grids):]:
+  for ax in axes[len(grids) :]:
     ax.set_visible(False)
   failures = sum(int(g.failed.sum()) for g in grids.values())
   note = f'\n× where {failures} runs failed (their status.json says why)' if failures else ''
-  fig.suptitle(f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)} × {_AXIS_NAMES.get(y, y)}'
-               f'\n({_cells_text(runs, envs)}){note}')
+  fig.suptitle(
+    f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)} × {_AXIS_NAMES.get(y, y)}'
+    f'\n({_cells_text(runs, envs)}){note}'
+  )
   if mesh is not None:
-    fig.colorbar(mesh, ax=axes[:len(grids)].tolist(), label=f'{metric} {unit}', shrink=0.9)
+    fig.colorbar(mesh, ax=axes[: len(grids)].tolist(), label=f'{metric} {unit}', shrink=0.9)
   return _save(fig, path)
 
 
-def sensitivity_curves(runs: Sequence[Run], path: str | os.PathLike, x: str = 'dqn.learning_rate',
-                       metric: str = 'final', normalise: bool = True, failed: Sequence[Run] = ()) -> Path:
+def sensitivity_curves(
+  runs: Sequence[Run],
+  path: str | os.PathLike,
+  x: str = 'dqn.learning_rate',
+  metric: str = 'final',
+  normalise: bool = True,
+  failed: Sequence[Run] = (),
+) -> Path:
   """Mean score against one swept field (the learning rate, say), a line per other setting (method, layers): what
   `sensitivity_heatmap` shows when only `x` varies.
 
@@ -385,8 +442,16 @@ def sensitivity_curves(runs: Sequence[Run], path: str | os.PathLike, x: str = 'd
       bottom = ax.get_xaxis_transform()
       finished = hit & np.isfinite(values)
       ax.plot(line_xs[finished], values[finished], ls='none', marker='x', markersize=9, mew=2, color=colours[name])
-      ax.plot(line_xs[hit & ~finished], np.full(int((hit & ~finished).sum()), 0.03), ls='none', marker='x',
-              markersize=9, mew=2, color=colours[name], transform=bottom)
+      ax.plot(
+        line_xs[hit & ~finished],
+        np.full(int((hit & ~finished).sum()), 0.03),
+        ls='none',
+        marker='x',
+        markersize=9,
+        mew=2,
+        color=colours[name],
+        transform=bottom,
+      )
   if log:
     ax.set_xscale('log')
   ax.xaxis.set_major_locator(ticker.FixedLocator(np.asarray(xs, dtype=np.float64)))
@@ -397,15 +462,17 @@ def sensitivity_curves(runs: Sequence[Run], path: str | os.PathLike, x: str = 'd
   ax.grid(alpha=0.3)
   failures = sum(int(g.failed.sum()) for g in grids.values())
   note = f'\n× where {failures} runs failed (their status.json says why)' if failures else ''
-  fig.suptitle(f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)}\n({_cells_text(runs, envs)})'
-               f'{note}')
+  fig.suptitle(
+    f'{metric.capitalize()} {_unit_name(unit)} over {_AXIS_NAMES.get(x, x)}\n({_cells_text(runs, envs)}){note}'
+  )
   handles, labels = ax.get_legend_handles_labels()
   _legend_below(fig, handles, labels)
   return _save(fig, path)
 
 
-def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final', normalise: bool = True,
-                confidence: float = 0.95) -> Path:
+def method_bars(
+  runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final', normalise: bool = True, confidence: float = 0.95
+) -> Path:
   """Bars of the mean score per method, a panel per game, with confidence-interval error bars (Figure 7.5).
 
   Games that share a normalised score are followed by a panel of their mean (`results.game_mean`), and their
@@ -450,8 +517,9 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
   cols = min(len(panels), 5)
   rows = math.ceil(len(panels) / cols)
   fig_width = max(7.0, cols * max(2.6, 0.4 * len(labels) + 1.2))
-  fig = Figure(figsize=(fig_width, 3.4 * rows + 0.8 + _legend_height(list(legend.values()), fig_width)),
-               layout='constrained')
+  fig = Figure(
+    figsize=(fig_width, 3.4 * rows + 0.8 + _legend_height(list(legend.values()), fig_width)), layout='constrained'
+  )
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   _share_y(axes, [panel_unit for _, panel_unit in panels])
   handles: dict[str, Any] = {}
@@ -461,8 +529,15 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
       if interval is None:
         continue
       error = interval.half_width if np.isfinite(interval.half_width) else 0.0
-      bars = ax.bar([k], [interval.mean], width=0.8, yerr=[error], capsize=3, color=colours[label],
-                    error_kw={'elinewidth': 1, 'ecolor': '#333333'})
+      bars = ax.bar(
+        [k],
+        [interval.mean],
+        width=0.8,
+        yerr=[error],
+        capsize=3,
+        color=colours[label],
+        error_kw={'elinewidth': 1, 'ecolor': '#333333'},
+      )
       handles.setdefault(legend[label], bars)
     ax.set_xticks([])
     ax.set_xlim(-0.6, len(labels) - 0.4)
@@ -470,7 +545,7 @@ def method_bars(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'fin
     ax.set_ylabel(f'{metric} {_unit_name(panel_unit)}')
     ax.axhline(0, color='black', lw=0.8)
     ax.grid(axis='y', alpha=0.3)
-  for ax in axes[len(panels):]:
+  for ax in axes[len(panels) :]:
     ax.set_visible(False)
   pct = f'{100 * confidence:g}%'
   note = f'\n({best.note})' if best.note else ''
@@ -491,9 +566,15 @@ def _matrices(runs: Sequence[Run], metric: str, normalise: bool) -> report.Score
   return matrices
 
 
-def performance_profiles(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final',
-                         normalise: bool = True, confidence: float = 0.95, reps: int = report.REPS,
-                         seed: int = report.SEED) -> Path:
+def performance_profiles(
+  runs: Sequence[Run],
+  path: str | os.PathLike,
+  metric: str = 'final',
+  normalise: bool = True,
+  confidence: float = 0.95,
+  reps: int = report.REPS,
+  seed: int = report.SEED,
+) -> Path:
   """Performance profiles (Agarwal et al. 2021): for each normalised score τ, the fraction of a setting's runs ×
   games scoring above τ, a line per setting with pointwise stratified-bootstrap bands (`report.profiles`).
 
@@ -530,8 +611,15 @@ def performance_profiles(runs: Sequence[Run], path: str | os.PathLike, metric: s
   return _save(fig, path)
 
 
-def aggregate_intervals(runs: Sequence[Run], path: str | os.PathLike, metric: str = 'final', normalise: bool = True,
-                        confidence: float = 0.95, reps: int = report.REPS, seed: int = report.SEED) -> Path:
+def aggregate_intervals(
+  runs: Sequence[Run],
+  path: str | os.PathLike,
+  metric: str = 'final',
+  normalise: bool = True,
+  confidence: float = 0.95,
+  reps: int = report.REPS,
+  seed: int = report.SEED,
+) -> Path:
   """The IQM, mean, median and optimality gap of each setting's normalised scores across games and seeds, as
   horizontal stratified-bootstrap intervals with the point estimate marked (Agarwal et al. 2021, Figure 9): a
   panel per aggregate, a row per setting (`report.aggregates`). Raw returns of a single game have no optimality gap.
@@ -550,8 +638,10 @@ def aggregate_intervals(runs: Sequence[Run], path: str | os.PathLike, metric: st
   over, suffix = _runs_text(matrices)
   colours = _colours(labels)
   height = 0.45 * len(labels) + 1.6
-  fig = Figure(figsize=(2.9 * len(names) + 0.4 * max(len(matrices.names[label]) for label in labels) / 6 + 1.0,
-                        height), layout='constrained')
+  fig = Figure(
+    figsize=(2.9 * len(names) + 0.4 * max(len(matrices.names[label]) for label in labels) / 6 + 1.0, height),
+    layout='constrained',
+  )
   axes = fig.subplots(1, len(names), sharey=True, squeeze=False).ravel()
   for ax, name in zip(axes, names):
     for i, label in enumerate(labels):
@@ -566,8 +656,10 @@ def aggregate_intervals(runs: Sequence[Run], path: str | os.PathLike, metric: st
   axes[0].invert_yaxis()  # the first setting on top
   pct = f'{100 * confidence:g}%'
   games = f'{len(matrices.envs)} games' if len(matrices.envs) > 1 else _game_title(matrices.envs[0])
-  fig.suptitle(f'{metric.capitalize()} {_unit_name(matrices.unit)} on {games}, {over}: estimates and {pct} '
-               'stratified-bootstrap CIs')
+  fig.suptitle(
+    f'{metric.capitalize()} {_unit_name(matrices.unit)} on {games}, {over}: estimates and {pct} '
+    'stratified-bootstrap CIs'
+  )
   return _save(fig, path)
 
 
@@ -575,9 +667,14 @@ def _varies(runs: Sequence[Run], field: str) -> bool:
   return len({results.flatten(r.config_dict).get(field) for r in runs}) > 1
 
 
-def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-             normalise: bool = True, include_incomplete: bool = False, max_lines: int | None = 8,
-             aggregates: bool = False) -> list[Path]:
+def plot_all(
+  paths: str | os.PathLike | Iterable[str | os.PathLike],
+  out_dir: str | os.PathLike,
+  normalise: bool = True,
+  include_incomplete: bool = False,
+  max_lines: int | None = 8,
+  aggregates: bool = False,
+) -> list[Path]:
   """Writes the figures the runs under `paths` support into `out_dir` (`plot_runs`); returns their PNGs' paths."""
   loaded = results.load_runs(paths)
   runs = results.usable_runs(loaded, include_incomplete)
@@ -586,8 +683,14 @@ def plot_all(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: st
   return plot_runs(runs, out_dir, normalise, max_lines, failed=results.failed_runs(loaded), aggregates=aggregates)
 
 
-def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike, normalise: bool = True, max_lines: int | None = 8,
-              failed: Sequence[Run] = (), aggregates: bool = False) -> list[Path]:
+def plot_runs(
+  runs: Sequence[Run],
+  out_dir: str | os.PathLike,
+  normalise: bool = True,
+  max_lines: int | None = 8,
+  failed: Sequence[Run] = (),
+  aggregates: bool = False,
+) -> list[Path]:
   """Writes the figures `runs` support into `out_dir`; returns the paths of their PNGs, each of which has a PDF and
   an SVG beside it (`figure_files`).
 
@@ -610,8 +713,16 @@ def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike, normalise: bool =
         if lr and eps:
           written.append(sensitivity_heatmap(runs, target, metric=metric, normalise=normalise, failed=failed))
         else:
-          written.append(sensitivity_curves(runs, target, x='dqn.learning_rate' if lr else 'dqn.adam_eps',
-                                            metric=metric, normalise=normalise, failed=failed))
+          written.append(
+            sensitivity_curves(
+              runs,
+              target,
+              x='dqn.learning_rate' if lr else 'dqn.adam_eps',
+              metric=metric,
+              normalise=normalise,
+              failed=failed,
+            )
+          )
     except ValueError as e:
       warnings.warn(f'no sensitivity figure: {e}', stacklevel=2)
   if _varies(runs, 'method.method'):

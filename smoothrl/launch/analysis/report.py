@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from smoothrl.launch.analysis import results
-from smoothrl.launch.analysis import stats
+from smoothrl.launch.analysis import results, stats
 from smoothrl.launch.analysis.results import Run
 
 REPS = 2000  # bootstrap replicates
@@ -45,6 +45,7 @@ class ScoreMatrices(NamedTuple):
     runs_left_out: {setting label: how many of its runs are not rows, and why: '2 failed, 1 whose seed has no
       score on every game'}.
   """
+
   unit: str
   envs: tuple[str, ...]
   scores: dict[str, np.ndarray]
@@ -56,8 +57,9 @@ class ScoreMatrices(NamedTuple):
   runs_left_out: dict[str, str]
 
 
-def score_matrices(runs: Sequence[Run], metric: str = 'final', normalise: bool = True,
-                   failed: Sequence[Run] = ()) -> ScoreMatrices:
+def score_matrices(
+  runs: Sequence[Run], metric: str = 'final', normalise: bool = True, failed: Sequence[Run] = ()
+) -> ScoreMatrices:
   """Each setting's `metric` scores (`results.Group.seed_scores`) over its seeds and the games, normalised.
 
   Settings are `results.group_runs`' labels over the `runs` and the `failed` ones (`results.failed_runs`), as in
@@ -82,13 +84,20 @@ def score_matrices(runs: Sequence[Run], metric: str = 'final', normalise: bool =
     unit = results.common_unit(kept, normalise) if kept else None
     if unit is None:
       units = sorted({results.score_unit(e, normalise) for e in envs})
-      what = (f'raw returns of {len(envs)} games' if units == ['return'] else
-              f'scores of {len(envs)} games in different units ({", ".join(units)})')
-      raise ValueError(f'{what} ({", ".join(envs)}) are not comparable: aggregates across games need one '
-                       'normalised score (MNS for MinAtar, HNS for Atari)')
+      what = (
+        f'raw returns of {len(envs)} games'
+        if units == ['return']
+        else f'scores of {len(envs)} games in different units ({", ".join(units)})'
+      )
+      raise ValueError(
+        f'{what} ({", ".join(envs)}) are not comparable: aggregates across games need one '
+        'normalised score (MNS for MinAtar, HNS for Atari)'
+      )
   table = results.by_label(groups)
-  params = {label: {k: v for k, v in next(iter(per_env.values())).params.items() if k != 'env'}
-            for label, per_env in table.items()}
+  params = {
+    label: {k: v for k, v in next(iter(per_env.values())).params.items() if k != 'env'}
+    for label, per_env in table.items()
+  }
   names = dict(zip(params, results.display_labels(list(params.values()))))
   scores, seeds, left_out, runs_left_out = {}, {}, {}, {}
   for label, per_env in table.items():
@@ -118,8 +127,9 @@ def score_matrices(runs: Sequence[Run], metric: str = 'final', normalise: bool =
     reasons = [f'{stops} failed'] * bool(stops) + [f'{others} whose seed has no score on every game'] * bool(others)
     if reasons:
       runs_left_out[label] = ', '.join(reasons)
-  return ScoreMatrices(unit, tuple(kept), scores, seeds, names, params, left_out,
-                       tuple(e for e in envs if e not in kept), runs_left_out)
+  return ScoreMatrices(
+    unit, tuple(kept), scores, seeds, names, params, left_out, tuple(e for e in envs if e not in kept), runs_left_out
+  )
 
 
 def aggregate_functions(unit: str) -> dict[str, stats.Aggregate]:
@@ -131,8 +141,9 @@ def aggregate_functions(unit: str) -> dict[str, stats.Aggregate]:
   return functions
 
 
-def aggregates(matrices: ScoreMatrices, reps: int = REPS, confidence: float = 0.95,
-               seed: int = SEED) -> dict[str, dict[str, stats.Interval]]:
+def aggregates(
+  matrices: ScoreMatrices, reps: int = REPS, confidence: float = 0.95, seed: int = SEED
+) -> dict[str, dict[str, stats.Interval]]:
   """{setting: {aggregate: its estimate and stratified-bootstrap interval}} (`stats.aggregate_intervals`)."""
   if not matrices.scores:
     return {}
@@ -146,16 +157,20 @@ def baseline(matrices: ScoreMatrices) -> str | None:
   return (plain or labels or [None])[0]
 
 
-def improvements(matrices: ScoreMatrices, reference: str | None = None, reps: int = REPS, confidence: float = 0.95,
-                 seed: int = SEED) -> dict[str, stats.Interval]:
+def improvements(
+  matrices: ScoreMatrices, reference: str | None = None, reps: int = REPS, confidence: float = 0.95, seed: int = SEED
+) -> dict[str, stats.Interval]:
   """{setting: P(setting > `reference`) with its stratified-bootstrap interval} for each other setting
   (`stats.probability_of_improvement_interval`); `reference` defaults to `baseline`."""
   reference = baseline(matrices) if reference is None else reference
   if reference is None:
     return {}
   y = matrices.scores[reference]
-  return {label: stats.probability_of_improvement_interval(x, y, reps, confidence, seed)
-          for label, x in matrices.scores.items() if label != reference}
+  return {
+    label: stats.probability_of_improvement_interval(x, y, reps, confidence, seed)
+    for label, x in matrices.scores.items()
+    if label != reference
+  }
 
 
 def profile_taus(matrices: ScoreMatrices, num: int = 101) -> np.ndarray:
@@ -165,8 +180,9 @@ def profile_taus(matrices: ScoreMatrices, num: int = 101) -> np.ndarray:
   return np.linspace(low, high if high > low else low + 1.0, num)
 
 
-def profiles(matrices: ScoreMatrices, taus: np.ndarray | None = None, reps: int = REPS, confidence: float = 0.95,
-             seed: int = SEED) -> tuple[np.ndarray, dict[str, stats.Interval]]:
+def profiles(
+  matrices: ScoreMatrices, taus: np.ndarray | None = None, reps: int = REPS, confidence: float = 0.95, seed: int = SEED
+) -> tuple[np.ndarray, dict[str, stats.Interval]]:
   """(τ, {setting: the fraction of its runs × games scoring above each τ, with pointwise bootstrap bands})."""
   taus = profile_taus(matrices) if taus is None else np.asarray(taus, dtype=np.float64)
   return taus, stats.performance_profiles(matrices.scores, taus, reps, confidence, seed)
@@ -182,9 +198,16 @@ def _interval(interval: stats.Interval, decimals: int = 2) -> str:
   return f'{interval.estimate:.{decimals}f} [{interval.low:.{decimals}f}, {interval.high:.{decimals}f}]'
 
 
-def aggregate_report(runs: Sequence[Run], metric: str = 'final', normalise: bool = True, confidence: float = 0.95,
-                     reps: int = REPS, seed: int = SEED, reference: str | None = None,
-                     failed: Sequence[Run] = ()) -> str:
+def aggregate_report(
+  runs: Sequence[Run],
+  metric: str = 'final',
+  normalise: bool = True,
+  confidence: float = 0.95,
+  reps: int = REPS,
+  seed: int = SEED,
+  reference: str | None = None,
+  failed: Sequence[Run] = (),
+) -> str:
   """The aggregates across games and seeds as text: a table of each setting's IQM, mean, median and optimality gap
   with stratified-bootstrap intervals, then the probability of improvement of each setting over `reference`
   (`baseline` by default), then what was left out, `failed` runs (`results.failed_runs`) among it. '' when there
@@ -199,23 +222,32 @@ def aggregate_report(runs: Sequence[Run], metric: str = 'final', normalise: bool
   except ValueError as e:
     return f'{heading}: no aggregates: {e}.'
   games = f'{len(matrices.envs)} game{"s" * (len(matrices.envs) != 1)} ({", ".join(matrices.envs)})'
-  lines = [f'{heading} (Agarwal et al. 2021): {metric} {matrices.unit} of {games}',
-           f'{pct} stratified-bootstrap CIs: {reps} replicates resampling the runs within each game, seed {seed}']
+  lines = [
+    f'{heading} (Agarwal et al. 2021): {metric} {matrices.unit} of {games}',
+    f'{pct} stratified-bootstrap CIs: {reps} replicates resampling the runs within each game, seed {seed}',
+  ]
   intervals = aggregates(matrices, reps, confidence, seed)
   if intervals:
     names = list(aggregate_functions(matrices.unit))
     header = ['setting', 'runs/game'] + [AGGREGATE_NAMES[n] for n in names]
-    rows = [[label, str(matrices.scores[label].shape[0])] + [_interval(values[n]) for n in names]
-            for label, values in intervals.items()]
+    rows = [
+      [label, str(matrices.scores[label].shape[0])] + [_interval(values[n]) for n in names]
+      for label, values in intervals.items()
+    ]
     lines += _table(header, rows)
     if 'optimality_gap' in names:
-      lines.append(f'optimality gap: the mean shortfall below {GAMMA:g} {matrices.unit} '
-                   f'({"the max score of thesis Table E.2" if matrices.unit == "MNS" else "human level"})')
+      lines.append(
+        f'optimality gap: the mean shortfall below {GAMMA:g} {matrices.unit} '
+        f'({"the max score of thesis Table E.2" if matrices.unit == "MNS" else "human level"})'
+      )
     reference = baseline(matrices) if reference is None else reference
     better = improvements(matrices, reference, reps, confidence, seed)
     if better:
-      lines += ['', f'Probability of improvement over the baseline Y = {reference}, with {pct} CIs:',
-                'P(X > Y) is the chance that a run of X scores above a run of Y on a game, averaged over games']
+      lines += [
+        '',
+        f'Probability of improvement over the baseline Y = {reference}, with {pct} CIs:',
+        'P(X > Y) is the chance that a run of X scores above a run of Y on a game, averaged over games',
+      ]
       lines += _table(['setting', 'P(X > Y)'], [[label, _interval(p)] for label, p in better.items()])
     else:
       lines.append('no probability of improvement: a single setting')
@@ -228,4 +260,3 @@ def aggregate_report(runs: Sequence[Run], metric: str = 'final', normalise: bool
   if matrices.games_left_out:
     lines.append(f'left out: {", ".join(matrices.games_left_out)}: no {matrices.unit}')
   return '\n'.join(lines)
-

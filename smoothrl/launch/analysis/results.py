@@ -26,15 +26,17 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats
 
+from smoothrl.launch import kinds
 from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run.files import CONFIG_FILE, METRICS_FILE, RUN_FILE, STATUS_FILE, SUMMARY_FILE, read_metrics
 from smoothrl.optimizers import METHODS
-from smoothrl.launch.run.files import CONFIG_FILE, METRICS_FILE, STATUS_FILE, SUMMARY_FILE, read_metrics
 
 # Fields that do not change what a run learns: runs that differ only in these are seeds of one configuration.
 NON_GROUPING = ('seed', 'out', 'checkpoint_period')
@@ -42,10 +44,10 @@ METRICS = ('final', 'best')
 
 # MinAtar game: (max, random) scores of thesis Table E.2. Freeway has none: the thesis left it out.
 MINATAR_REFERENCE: dict[str, tuple[float, float]] = {
-    'asterix': (78.90, 0.49),
-    'breakout': (122.88, 0.52),
-    'seaquest': (93.91, 0.09),
-    'space_invaders': (360.92, 2.86),
+  'asterix': (78.90, 0.49),
+  'breakout': (122.88, 0.52),
+  'seaquest': (93.91, 0.09),
+  'space_invaders': (360.92, 2.86),
 }
 
 UNIT_NAMES = {'MNS': 'MinAtar Normalised Score', 'HNS': 'Human Normalised Score', 'return': 'evaluation return'}
@@ -69,19 +71,24 @@ class Run:
   Attributes:
     path: the run directory.
     config_dict: the run's config as a dict (with defaults filled in when it parses as a `TrainConfig`).
-    config: the run's `TrainConfig`, or None when `config.json` does not parse as one (an older version's, say).
+    config: the run's config (a `TrainConfig` for RL), or None when `config.json` does not parse as one (an older
+      version's, say).
     evals: the `eval` records, one per step (the last one written for a step wins), sorted by step.
     train: the `train` records, in file order.
     summary: `summary.json`, or None when the run has not ended.
     status: `status.json` ({'state': 'running' | 'done' | 'failed', ...}), or None when the run wrote none.
+    kind: the run kind (`run.json`; 'rl' for directories written before run kinds), whose `score` field of the
+      `eval` records is the run's score.
   """
+
   path: Path
   config_dict: dict[str, Any]
-  config: config_lib.TrainConfig | None
+  config: Any
   evals: list[dict[str, Any]]
   train: list[dict[str, Any]]
   summary: dict[str, Any] | None
   status: dict[str, Any] | None = None
+  kind: str = kinds.DEFAULT
 
   @property
   def complete(self) -> bool:
@@ -109,7 +116,8 @@ class Run:
 
   @property
   def eval_returns(self) -> np.ndarray:
-    return np.array([_as_float(r.get('return_mean')) for r in self.evals], dtype=np.float64)
+    score = kinds.get(self.kind).score
+    return np.array([_as_float(r.get(score)) for r in self.evals], dtype=np.float64)
 
   def scores(self, normalise: bool = False) -> np.ndarray:
     """The evaluation returns, normalised for the game when `normalise` and a reference exists."""
@@ -140,12 +148,17 @@ def load_run(run_dir: str | os.PathLike) -> Run:
   raw = json.loads((path / CONFIG_FILE).read_text(encoding='utf-8'))
   if not isinstance(raw, dict):
     raise ValueError(f'{path / CONFIG_FILE}: expected a JSON object, got {type(raw).__name__}')
+  run_kind = (_read_json(path / RUN_FILE) or {}).get('kind', kinds.DEFAULT)
+  if run_kind not in kinds.KINDS:
+    raise ValueError(f'{path / RUN_FILE}: unknown run kind {run_kind!r}; valid: {", ".join(kinds.KINDS)}')
+  config_type = kinds.get(run_kind).config_type
   try:
-    config = config_lib.TrainConfig.from_dict(raw)
+    config = config_type.from_dict(raw)
     config_dict = config.to_dict()
   except (config_lib.ConfigError, TypeError) as e:
-    warnings.warn(f'{path}: config.json is not a TrainConfig of this version ({e}); using it as written',
-                  stacklevel=2)
+    warnings.warn(
+      f'{path}: config.json is not a {config_type.__name__} of this version ({e}); using it as written', stacklevel=2
+    )
     config, config_dict = None, raw
   evals: dict[int, dict[str, Any]] = {}
   train: list[dict[str, Any]] = []
@@ -155,8 +168,16 @@ def load_run(run_dir: str | os.PathLike) -> Run:
       evals[int(record['step'])] = record  # a resumed run may write a step again: keep the latest
     elif kind == 'train':
       train.append(record)
-  return Run(path=path, config_dict=config_dict, config=config, evals=[evals[s] for s in sorted(evals)],
-             train=train, summary=_read_json(path / SUMMARY_FILE), status=_read_json(path / STATUS_FILE))
+  return Run(
+    path=path,
+    config_dict=config_dict,
+    config=config,
+    evals=[evals[s] for s in sorted(evals)],
+    train=train,
+    summary=_read_json(path / SUMMARY_FILE),
+    status=_read_json(path / STATUS_FILE),
+    kind=run_kind,
+  )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -217,8 +238,9 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Ru
       else:
         dirnames.sort()
         if CONFIG_FILE in filenames and not dirnames:
-          warnings.warn(f'skipping {here}: it has a config.json but no metrics.jsonl', IncompleteRunWarning,
-                        stacklevel=2)
+          warnings.warn(
+            f'skipping {here}: it has a config.json but no metrics.jsonl', IncompleteRunWarning, stacklevel=2
+          )
   runs = []
   for path in sorted(found):
     try:
@@ -238,9 +260,12 @@ def usable_runs(runs: Sequence[Run], include_incomplete: bool = False) -> list[R
       why = f'failed before its first evaluation{error}' if run.state == 'failed' else 'no evaluation yet'
       warnings.warn(f'skipping {run.path}: {why}', IncompleteRunWarning, stacklevel=2)
     elif not run.complete and not include_incomplete:
-      warnings.warn(f'skipping incomplete run {run.path} ({run.state}{error}; last evaluation at step '
-                    f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it', IncompleteRunWarning,
-                    stacklevel=2)
+      warnings.warn(
+        f'skipping incomplete run {run.path} ({run.state}{error}; last evaluation at step '
+        f'{run.evals[-1]["step"]}); pass include_incomplete=True to use it',
+        IncompleteRunWarning,
+        stacklevel=2,
+      )
     else:
       usable.append(run)
   return usable
@@ -258,6 +283,7 @@ def failed_runs(runs: Sequence[Run]) -> list[Run]:
 
 class Normaliser(NamedTuple):
   """How a game's raw returns become a normalised score."""
+
   unit: str  # 'MNS' or 'HNS'
   fn: Callable[[np.ndarray], np.ndarray]
 
@@ -274,8 +300,10 @@ def minatar_normalised_score(env: str, score: float | np.ndarray) -> float | np.
   """
   game = env.split('/', 1)[1] if env.startswith('minatar/') else env
   if game not in MINATAR_REFERENCE:
-    raise ValueError(f'no MinAtar Normalised Score reference for {game!r}: thesis Table E.2 covers '
-                     f'{", ".join(sorted(MINATAR_REFERENCE))} (Freeway was left out of the thesis experiments)')
+    raise ValueError(
+      f'no MinAtar Normalised Score reference for {game!r}: thesis Table E.2 covers '
+      f'{", ".join(sorted(MINATAR_REFERENCE))} (Freeway was left out of the thesis experiments)'
+    )
   high, low = MINATAR_REFERENCE[game]
   result = 100.0 * (np.asarray(score, dtype=np.float64) - low) / (high - low)
   return float(result) if result.ndim == 0 else result
@@ -286,8 +314,7 @@ def _atari_hns() -> Callable[[str, float], float] | None:
   try:
     module = importlib.import_module('smoothrl.envs.atari_scores')
   except ImportError:
-    warnings.warn('smoothrl.envs.atari_scores is not available: Atari results are shown as raw returns',
-                  stacklevel=3)
+    warnings.warn('smoothrl.envs.atari_scores is not available: Atari results are shown as raw returns', stacklevel=3)
     return None
   return getattr(module, 'human_normalised_score', None)
 
@@ -347,6 +374,7 @@ def common_unit(envs: Iterable[str], normalise: bool = True) -> str | None:
 
 class Interval(NamedTuple):
   """A mean with the half-width of its confidence interval over `n` values (NaN half-width when n < 2)."""
+
   mean: float
   half_width: float
   n: int
@@ -378,6 +406,7 @@ def confidence_interval(values: Sequence[float] | np.ndarray, confidence: float 
 
 class Curve(NamedTuple):
   """A learning curve over seeds: mean and confidence half-width at each step."""
+
   steps: np.ndarray
   mean: np.ndarray
   half_width: np.ndarray
@@ -387,8 +416,12 @@ class Curve(NamedTuple):
 def _curve(steps: np.ndarray, matrix: np.ndarray, confidence: float) -> Curve:
   """Mean and CI over the rows of `matrix` [n, len(steps)]."""
   intervals = [confidence_interval(matrix[:, j], confidence) for j in range(matrix.shape[1])]
-  return Curve(steps=np.asarray(steps), mean=np.array([i.mean for i in intervals]),
-               half_width=np.array([i.half_width for i in intervals]), n=matrix.shape[0])
+  return Curve(
+    steps=np.asarray(steps),
+    mean=np.array([i.mean for i in intervals]),
+    half_width=np.array([i.half_width for i in intervals]),
+    n=matrix.shape[0],
+  )
 
 
 def _metric(values: np.ndarray, metric: str) -> np.ndarray:
@@ -471,8 +504,9 @@ def _short_names(varying: Sequence[str]) -> Callable[[str], str]:
   return short
 
 
-def describe(params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',),
-             fallback: bool = True) -> list[str]:
+def describe(
+  params: Sequence[Mapping[str, Any]], exclude: Iterable[str] = ('env',), fallback: bool = True
+) -> list[str]:
   """For each flat config in `params`, a label naming the fields whose values differ among `params`.
 
   E.g. 'method=sn layers=-2' or 'lr=0.001 eps=1e-4'. Fields in `exclude` are left out. When nothing differs the
@@ -529,6 +563,7 @@ class Group:
     runs: the runs, sorted by seed, one per seed.
     label: what distinguishes this group from the others it was grouped with (the game aside).
   """
+
   params: dict[str, Any]
   runs: list[Run]
   label: str = ''
@@ -601,15 +636,22 @@ def group_runs(runs: Sequence[Run], ignore: Iterable[str] = NON_GROUPING) -> lis
       other = by_seed.get(run.seed)
       if other is not None:
         keep = max((other, run), key=lambda r: (r.complete, len(r.evals)))
-        warnings.warn(f'seed {run.seed} appears twice in one configuration ({other.path}, {run.path}); using '
-                      f'{keep.path}', stacklevel=2)
+        warnings.warn(
+          f'seed {run.seed} appears twice in one configuration ({other.path}, {run.path}); using {keep.path}',
+          stacklevel=2,
+        )
         run = keep
       by_seed[run.seed] = run
     groups.append(Group(params=dict(key), runs=[by_seed[s] for s in sorted(by_seed)]))
   for group, label in zip(groups, describe([g.params for g in groups])):
     group.label = label
-  varying = _ordered_keys(k for k in set().union(*(g.params for g in groups))
-                          if len({g.params.get(k) for g in groups}) > 1 and k != 'env') if groups else []
+  varying = (
+    _ordered_keys(
+      k for k in set().union(*(g.params for g in groups)) if len({g.params.get(k) for g in groups}) > 1 and k != 'env'
+    )
+    if groups
+    else []
+  )
   groups.sort(key=lambda g: (g.env, tuple(_sort_value(k, g.params.get(k)) for k in varying)))
   return groups
 
@@ -654,8 +696,9 @@ def best_per_method(groups: Sequence[Group], metric: str = 'final', normalise: b
     settings = len({g.label for g in members})
     chosen += [(method_label, settings, g) for g in members if g.label == best]
   method_fields = {k for g in groups for k in g.params if k.startswith('method.')}
-  settings_of = dict(zip(map(id, groups), describe([g.params for g in groups], exclude=('env', *method_fields),
-                                                    fallback=False)))
+  settings_of = dict(
+    zip(map(id, groups), describe([g.params for g in groups], exclude=('env', *method_fields), fallback=False))
+  )
   result = []
   for method_label, settings, g in chosen:
     other = settings_of[id(g)]
@@ -673,6 +716,7 @@ class BestSettings(NamedTuple):
     held_out: whether the settings were chosen on other seeds than those reported.
     note: how the settings were chosen, for a figure ('' when no method had a choice).
   """
+
   groups: list[Group]
   held_out: bool
   note: str
@@ -729,8 +773,9 @@ def best_settings(groups: Sequence[Group], metric: str = 'final', normalise: boo
   return BestSettings(result, held_out, note)
 
 
-def game_mean(per_env: Mapping[str, Group], metric: str = 'final', normalise: bool = True,
-              confidence: float = 0.95) -> Interval:
+def game_mean(
+  per_env: Mapping[str, Group], metric: str = 'final', normalise: bool = True, confidence: float = 0.95
+) -> Interval:
   """The score of one setting averaged over games (thesis Figures 7.2b, 7.5: mean MNS over the MinAtar games).
 
   Each seed present in every game gets the mean over games of its scores; the interval is over those seeds.
@@ -776,8 +821,9 @@ def _check_averageable(per_env: Mapping[str, Group], normalise: bool) -> None:
 # Tables and heatmaps.
 
 
-def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float = 0.95,
-                  failed: Sequence[Run] = ()) -> str:
+def summary_table(
+  runs: Sequence[Run], normalise: bool = True, confidence: float = 0.95, failed: Sequence[Run] = ()
+) -> str:
   """A plain-text table: per game and setting, seeds, final and best score as mean ± CI half-width over seeds.
 
   Rows are sorted by game, then by final mean score, best first. When every game has a common normalised score
@@ -808,8 +854,13 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
         continue
       final, best = (g.score(m, normalise, confidence) if g.runs else nothing for m in METRICS)
       mark = '' if g.complete else ' *'
-      env_rows.append((final.mean, [env, g.label + mark, g.unit(normalise), str(len(g.runs)), cell(final),
-                                    cell(best)] + [str(failures_here)] * counted))
+      env_rows.append(
+        (
+          final.mean,
+          [env, g.label + mark, g.unit(normalise), str(len(g.runs)), cell(final), cell(best)]
+          + [str(failures_here)] * counted,
+        )
+      )
     env_rows.sort(key=lambda r: -r[0] if not math.isnan(r[0]) else math.inf)
     rows += [r for _, r in env_rows]
   scored_groups = [g for g in groups if g.runs]
@@ -821,15 +872,19 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
       if set(per_env) == set(envs):
         final, best = (game_mean(per_env, m, normalise, confidence) for m in METRICS)
         failures_here = sum(n for g, n in zip(groups, failures) if g.label == label)
-        mean_rows.append((final.mean, [f'mean of {len(envs)} games', label, unit, str(final.n), cell(final),
-                                       cell(best)] + [str(failures_here)] * counted))
+        mean_rows.append(
+          (
+            final.mean,
+            [f'mean of {len(envs)} games', label, unit, str(final.n), cell(final), cell(best)]
+            + [str(failures_here)] * counted,
+          )
+        )
     mean_rows.sort(key=lambda r: -r[0])
     rows += [r for _, r in mean_rows]
   pct = f'{100 * confidence:g}%'
   header = ['env', 'setting', 'unit', 'seeds', f'final (± {pct} CI)', f'best (± {pct} CI)'] + ['failed'] * counted
   widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-  lines = ['  '.join(c.ljust(w) for c, w in zip(header, widths)).rstrip(),
-           '  '.join('-' * w for w in widths)]
+  lines = ['  '.join(c.ljust(w) for c, w in zip(header, widths)).rstrip(), '  '.join('-' * w for w in widths)]
   lines += ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
   if not all(g.complete for g in scored_groups):
     lines.append('* includes runs that have not completed: scores at their last common evaluation')
@@ -841,15 +896,22 @@ def summary_table(runs: Sequence[Run], normalise: bool = True, confidence: float
 class HeatmapGrid(NamedTuple):
   """Scores over a two-field sweep: values[i, j] is the score at y = ys[i], x = xs[j] (NaN where not run), and
   failed[i, j] the number of runs there that failed (`failed_runs`)."""
+
   xs: np.ndarray
   ys: np.ndarray
   values: np.ndarray
   failed: np.ndarray
 
 
-def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'dqn.adam_eps', metric: str = 'final',
-                  normalise: bool = True, failed: Sequence[Run] = (), for_figures: bool = False
-                  ) -> dict[str, HeatmapGrid]:
+def heatmap_grids(
+  runs: Sequence[Run],
+  x: str = 'dqn.learning_rate',
+  y: str = 'dqn.adam_eps',
+  metric: str = 'final',
+  normalise: bool = True,
+  failed: Sequence[Run] = (),
+  for_figures: bool = False,
+) -> dict[str, HeatmapGrid]:
   """Mean score over seeds (and over games) on the grid of `x` × `y` values, one grid per other setting.
 
   Panels are the settings that differ in fields other than `x`, `y`, the game and the seed (e.g. the method and its
@@ -875,18 +937,17 @@ def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'd
   if common_unit(envs, normalise) is None:
     kept = [e for e in envs if score_unit(e, normalise) != 'return']
     if not kept or common_unit(kept, normalise) is None:
-      raise ValueError(f'cannot average raw returns over games {envs}: give runs of one game or of games with a '
-                       f'normalised score')
-    warnings.warn(f'averaging over {kept} only: {sorted(set(envs) - set(kept))} have no normalised score',
-                  stacklevel=2)
+      raise ValueError(
+        f'cannot average raw returns over games {envs}: give runs of one game or of games with a normalised score'
+      )
+    warnings.warn(f'averaging over {kept} only: {sorted(set(envs) - set(kept))} have no normalised score', stacklevel=2)
     envs = kept
     groups = [g for g in groups if g.env in envs]
     stopped = [g for g in stopped if g.env in envs]
   everything = groups + stopped
   xs = sorted({g.params[x] for g in everything}, key=lambda v: _sort_value(x, v))
   ys = sorted({g.params[y] for g in everything}, key=lambda v: _sort_value(y, v))
-  panel_of = {id(g): tuple(sorted((k, v) for k, v in g.params.items() if k not in (x, y, 'env')))
-              for g in everything}
+  panel_of = {id(g): tuple(sorted((k, v) for k, v in g.params.items() if k not in (x, y, 'env'))) for g in everything}
   panels = list(dict.fromkeys(panel_of[id(g)] for g in everything))
   label_fn = display_labels if for_figures else describe
   labels = label_fn([dict(p) for p in panels]) if len(panels) > 1 else ['']
@@ -908,8 +969,14 @@ def heatmap_grids(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'd
   return grids
 
 
-def heatmap_grid(runs: Sequence[Run], x: str = 'dqn.learning_rate', y: str = 'dqn.adam_eps', metric: str = 'final',
-                 normalise: bool = True, failed: Sequence[Run] = ()) -> HeatmapGrid:
+def heatmap_grid(
+  runs: Sequence[Run],
+  x: str = 'dqn.learning_rate',
+  y: str = 'dqn.adam_eps',
+  metric: str = 'final',
+  normalise: bool = True,
+  failed: Sequence[Run] = (),
+) -> HeatmapGrid:
   """`heatmap_grids` for runs that make a single panel (one method, say).
 
   Raises:

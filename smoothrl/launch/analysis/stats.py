@@ -17,7 +17,8 @@ runs first. Algorithms compared may have different numbers of runs, but the same
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,6 +29,7 @@ Aggregate = Callable[[np.ndarray], float | np.ndarray]
 class Interval(NamedTuple):
   """An estimate on the data and the percentile bootstrap interval [low, high] around it (arrays over τ for
   performance profiles)."""
+
   estimate: float | np.ndarray
   low: float | np.ndarray
   high: float | np.ndarray
@@ -69,7 +71,7 @@ def iqm(scores: np.ndarray) -> float | np.ndarray:
   int(0.25 n) from each end (`scipy.stats.trim_mean(x, 0.25)`; rliable's `aggregate_iqm`)."""
   pooled = np.sort(_pooled(scores), axis=-1)
   cut = int(0.25 * pooled.shape[-1])
-  return _value(pooled[..., cut:pooled.shape[-1] - cut].mean(axis=-1))
+  return _value(pooled[..., cut : pooled.shape[-1] - cut].mean(axis=-1))
 
 
 def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> float | np.ndarray:
@@ -108,8 +110,9 @@ def _resample_counts(rng: np.random.Generator, runs: int, reps: int) -> np.ndarr
   return rng.multinomial(runs, np.full(runs, 1.0 / runs), size=reps) / runs
 
 
-def stratified_bootstrap(scores: np.ndarray, aggregate: Aggregate, reps: int = 2000, confidence: float = 0.95,
-                         seed: int = 0) -> Interval:
+def stratified_bootstrap(
+  scores: np.ndarray, aggregate: Aggregate, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
   """`aggregate(scores)` and its stratified-bootstrap percentile interval (Agarwal et al. 2021).
 
   Each replicate resamples, for every game separately, as many runs as there are with replacement from that game's
@@ -137,8 +140,13 @@ def stratified_bootstrap(scores: np.ndarray, aggregate: Aggregate, reps: int = 2
   return Interval(float(aggregate(scores)), float(low), float(high))
 
 
-def aggregate_intervals(scores: Mapping[str, np.ndarray], aggregates: Mapping[str, Aggregate] | None = None,
-                        reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, dict[str, Interval]]:
+def aggregate_intervals(
+  scores: Mapping[str, np.ndarray],
+  aggregates: Mapping[str, Aggregate] | None = None,
+  reps: int = 2000,
+  confidence: float = 0.95,
+  seed: int = 0,
+) -> dict[str, dict[str, Interval]]:
   """`stratified_bootstrap` of each aggregate (default `AGGREGATES`) for each algorithm: {algorithm: {name: ...}}.
 
   Raises:
@@ -146,8 +154,10 @@ def aggregate_intervals(scores: Mapping[str, np.ndarray], aggregates: Mapping[st
   """
   _same_games(scores)
   aggregates = AGGREGATES if aggregates is None else aggregates
-  return {algo: {name: stratified_bootstrap(s, fn, reps, confidence, seed) for name, fn in aggregates.items()}
-          for algo, s in scores.items()}
+  return {
+    algo: {name: stratified_bootstrap(s, fn, reps, confidence, seed) for name, fn in aggregates.items()}
+    for algo, s in scores.items()
+  }
 
 
 def _same_games(scores: Mapping[str, np.ndarray]) -> None:
@@ -181,8 +191,9 @@ def _same_games_pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
   return x, y
 
 
-def probability_of_improvement_interval(x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 0.95,
-                                        seed: int = 0) -> Interval:
+def probability_of_improvement_interval(
+  x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
   """`probability_of_improvement(x, y)` with a stratified-bootstrap percentile interval: each replicate resamples
   the runs of x and, independently, those of y, within each game, keeping their numbers."""
   x, y = _same_games_pair(x, y)
@@ -190,8 +201,10 @@ def probability_of_improvement_interval(x: np.ndarray, y: np.ndarray, reps: int 
   rng = np.random.default_rng(seed)
   beats = _beats(x, y)
   # A replicate's P for a game is the mean of beats[g] over the rows and columns drawn, w_x @ beats[g] @ w_y.
-  replicates = sum(np.einsum('rm,mn,rn->r', _resample_counts(rng, x.shape[0], reps), b,
-                             _resample_counts(rng, y.shape[0], reps)) for b in beats) / len(beats)
+  replicates = sum(
+    np.einsum('rm,mn,rn->r', _resample_counts(rng, x.shape[0], reps), b, _resample_counts(rng, y.shape[0], reps))
+    for b in beats
+  ) / len(beats)
   low, high = _percentiles(replicates, confidence)
   return Interval(float(beats.mean()), float(low), float(high))
 
@@ -203,8 +216,9 @@ def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
   return (pooled[:, None] > np.asarray(taus, dtype=np.float64).ravel()).mean(axis=0)
 
 
-def performance_profile_interval(scores: np.ndarray, taus: np.ndarray, reps: int = 2000, confidence: float = 0.95,
-                                 seed: int = 0) -> Interval:
+def performance_profile_interval(
+  scores: np.ndarray, taus: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
   """`performance_profile(scores, taus)` with pointwise stratified-bootstrap percentile intervals (arrays over τ)."""
   scores = _scores(scores)
   _check_bootstrap(reps, confidence)
@@ -216,8 +230,9 @@ def performance_profile_interval(scores: np.ndarray, taus: np.ndarray, reps: int
   return Interval(performance_profile(scores, taus), low, high)
 
 
-def performance_profiles(scores: Mapping[str, np.ndarray], taus: np.ndarray, reps: int = 2000,
-                         confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+def performance_profiles(
+  scores: Mapping[str, np.ndarray], taus: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, Interval]:
   """`performance_profile_interval` of each algorithm's scores: {algorithm: Interval of arrays over τ}."""
   _same_games(scores)
   return {algo: performance_profile_interval(s, taus, reps, confidence, seed) for algo, s in scores.items()}

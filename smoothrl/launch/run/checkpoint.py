@@ -22,15 +22,15 @@ import os
 import shutil
 import uuid
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from smoothrl.launch.run.config import ConfigError
-from smoothrl.launch.run.files import (CHECKPOINT_DIR, LEGACY_CHECKPOINT_FILE, MODEL_DIR, atomic_file,
-                                       atomic_write_text)
+from smoothrl.launch.run.files import CHECKPOINT_DIR, LEGACY_CHECKPOINT_FILE, MODEL_DIR, atomic_file, atomic_write_text
 
 FORMAT = 'smoothrl-arrays/1'
 MANIFEST = 'manifest.json'
@@ -42,6 +42,7 @@ class CheckpointError(ConfigError):
 
 class Saved(NamedTuple):
   """What `load` reads: the step, the JSON metadata, and each tree's leaves (to `restore` on a template)."""
+
   step: int
   meta: dict[str, Any]
   leaves: dict[str, list[np.ndarray]]
@@ -80,13 +81,19 @@ def write(directory: str | os.PathLike, trees: Mapping[str, Any], meta: Mapping[
       if value.dtype.hasobject:
         raise TypeError(f'{name}{jax.tree_util.keystr(path)} is an object array, which cannot be saved safely')
       arrays[f'{name}/{i}'] = value
-      described[name].append({'path': jax.tree_util.keystr(path), 'shape': list(value.shape),
-                              'dtype': value.dtype.str})
+      described[name].append({'path': jax.tree_util.keystr(path), 'shape': list(value.shape), 'dtype': value.dtype.str})
   arrays_file = directory / f'arrays-{uuid.uuid4().hex[:12]}.npz'
   with atomic_file(arrays_file, 'wb') as f:
     np.savez(f, **arrays)
-  manifest = {'format': FORMAT, 'step': int(step), 'meta': meta, 'arrays': arrays_file.name,
-              'bytes': arrays_file.stat().st_size, 'sha256': _sha256(arrays_file), 'trees': described}
+  manifest = {
+    'format': FORMAT,
+    'step': int(step),
+    'meta': meta,
+    'arrays': arrays_file.name,
+    'bytes': arrays_file.stat().st_size,
+    'sha256': _sha256(arrays_file),
+    'trees': described,
+  }
   manifest['digest'] = _digest(manifest)
   atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, allow_nan=True))
   for old in directory.glob('arrays-*.npz'):
@@ -95,16 +102,32 @@ def write(directory: str | os.PathLike, trees: Mapping[str, Any], meta: Mapping[
   return directory
 
 
-_FIELDS = {'format': str, 'step': int, 'meta': dict, 'arrays': str, 'bytes': int, 'sha256': str, 'trees': dict,
-           'digest': str}
+_FIELDS = {
+  'format': str,
+  'step': int,
+  'meta': dict,
+  'arrays': str,
+  'bytes': int,
+  'sha256': str,
+  'trees': dict,
+  'digest': str,
+}
 
 
 def _described(trees: Any) -> bool:
   """Whether a manifest's `trees` is {name: [{'path', 'shape', 'dtype'}, ...]}."""
-  return all(isinstance(leaves, list) and all(
-      isinstance(d, dict) and isinstance(d.get('path'), str) and isinstance(d.get('dtype'), str)
-      and isinstance(d.get('shape'), list) and all(type(n) is int and n >= 0 for n in d['shape']) for d in leaves)
-      for leaves in trees.values())
+  return all(
+    isinstance(leaves, list)
+    and all(
+      isinstance(d, dict)
+      and isinstance(d.get('path'), str)
+      and isinstance(d.get('dtype'), str)
+      and isinstance(d.get('shape'), list)
+      and all(type(n) is int and n >= 0 for n in d['shape'])
+      for d in leaves
+    )
+    for leaves in trees.values()
+  )
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -125,8 +148,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
     raise CheckpointError(f'{path} is not a {FORMAT} manifest; {fix}')
   wrong = [k for k, kind in _FIELDS.items() if not isinstance(manifest.get(k), kind) or isinstance(manifest[k], bool)]
   if wrong or not _described(manifest['trees']):
-    raise CheckpointError(f'{path} is an incomplete manifest ({", ".join(wrong) or "trees"} missing or malformed); '
-                          f'{fix}')
+    raise CheckpointError(
+      f'{path} is an incomplete manifest ({", ".join(wrong) or "trees"} missing or malformed); {fix}'
+    )
   if manifest['digest'] != _digest(manifest):
     raise CheckpointError(f'{path} is altered or corrupted (its digest differs from its contents); {fix}')
   return manifest
@@ -147,8 +171,9 @@ def read(directory: str | os.PathLike) -> Saved | None:
   if not arrays_file.exists():
     raise CheckpointError(f'{directory}: the arrays file {arrays_file.name} is missing; {fix}')
   if arrays_file.stat().st_size != manifest['bytes'] or _sha256(arrays_file) != manifest['sha256']:
-    raise CheckpointError(f'{arrays_file} is truncated or corrupted (its size or SHA-256 differs from the '
-                          f'manifest); {fix}')
+    raise CheckpointError(
+      f'{arrays_file} is truncated or corrupted (its size or SHA-256 differs from the manifest); {fix}'
+    )
   if not zipfile.is_zipfile(arrays_file):
     raise CheckpointError(f'{arrays_file} is not an .npz arrays file; {fix}')
   leaves: dict[str, list[np.ndarray]] = {}
@@ -161,8 +186,10 @@ def read(directory: str | os.PathLike) -> Saved | None:
   for name, described in manifest['trees'].items():
     for i, (x, d) in enumerate(zip(leaves[name], described)):
       if list(x.shape) != d['shape'] or x.dtype.str != d['dtype']:
-        raise CheckpointError(f'{arrays_file}: {name}/{i} is {x.dtype}{list(x.shape)} where the manifest says '
-                              f'{d["dtype"]}{d["shape"]}; {fix}')
+        raise CheckpointError(
+          f'{arrays_file}: {name}/{i} is {x.dtype}{list(x.shape)} where the manifest says '
+          f'{d["dtype"]}{d["shape"]}; {fix}'
+        )
   return Saved(manifest['step'], manifest['meta'], leaves)
 
 
@@ -178,24 +205,31 @@ def restore(leaves: list[np.ndarray], template: Any, where: str | os.PathLike) -
     raise misfit(where, f'it holds {len(leaves)} arrays where the run has {len(wanted)}')
   for x, (path, y) in zip(leaves, wanted):
     if (x.shape, x.dtype) != (tuple(y.shape), np.dtype(y.dtype)):
-      raise misfit(where, f'{jax.tree_util.keystr(path).lstrip(".")} is {x.dtype}{list(x.shape)}, the run needs '
-                          f'{np.dtype(y.dtype)}{list(y.shape)}')
+      raise misfit(
+        where,
+        f'{jax.tree_util.keystr(path).lstrip(".")} is {x.dtype}{list(x.shape)}, the run needs '
+        f'{np.dtype(y.dtype)}{list(y.shape)}',
+      )
   return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
 def misfit(where: str | os.PathLike, detail: str) -> ConfigError:
   """The error for a checkpoint in the run directory `where` that does not fit the run, saying what differs
   (`detail`) and which directory to remove to start afresh."""
-  return ConfigError(f'the checkpoint in {where} does not fit this run: {detail}; remove '
-                     f'{Path(where) / CHECKPOINT_DIR} to start the run afresh')
+  return ConfigError(
+    f'the checkpoint in {where} does not fit this run: {detail}; remove '
+    f'{Path(where) / CHECKPOINT_DIR} to start the run afresh'
+  )
 
 
 def _refuse_legacy(run_dir: Path) -> None:
   legacy = run_dir / LEGACY_CHECKPOINT_FILE
   if legacy.exists():
-    raise CheckpointError(f'{legacy} is a pickle checkpoint of an earlier smoothrl version; it is not loaded, as '
-                          'unpickling can run code. To train the run again from step 0 with its config: remove '
-                          f'{legacy}, then run smoothrl train --resume {run_dir}')
+    raise CheckpointError(
+      f'{legacy} is a pickle checkpoint of an earlier smoothrl version; it is not loaded, as '
+      'unpickling can run code. To train the run again from step 0 with its config: remove '
+      f'{legacy}, then run smoothrl train --resume {run_dir}'
+    )
 
 
 def save(run_dir: str | os.PathLike, step: int, trees: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:

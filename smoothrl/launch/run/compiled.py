@@ -20,30 +20,28 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smoothrl import envs
 from smoothrl import keys as keys_lib
-from smoothrl.agents import device_replay
-from smoothrl.agents import dqn
-from smoothrl.agents import factory
+from smoothrl.agents import device_replay, dqn, factory
 from smoothrl.agents.factory import HParams
 from smoothrl.agents.replay import Transitions
-from smoothrl import envs
 from smoothrl.envs.jax_env import JaxEnv
 from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import recorder as recorder_lib
+from smoothrl.launch.run import workers as workers_lib
+from smoothrl.launch.run.files import eval_record
 from smoothrl.launch.run.grouping import device_bytes, members_per_program, method_key, structure_key
 from smoothrl.launch.run.policy import model_record
-from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import workers as workers_lib
-from smoothrl.launch.run.files import (eval_record)
 from smoothrl.launch.run.progress import Progress
 from smoothrl.networks import smoothness
-
 
 
 class Carry(NamedTuple):
@@ -63,8 +61,14 @@ class Program:
   `config`'s method and layers.
   """
 
-  def __init__(self, config: config_lib.TrainConfig, env: JaxEnv, eval_env: JaxEnv,
-               build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], dynamic: bool = False):
+  def __init__(
+    self,
+    config: config_lib.TrainConfig,
+    env: JaxEnv,
+    eval_env: JaxEnv,
+    build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN],
+    dynamic: bool = False,
+  ):
     keys_lib.unroll_threefry_on_cpu()
     self.config, self.env, self.eval_env, self.dynamic = config, env, eval_env, dynamic
     d = config.dqn
@@ -74,13 +78,21 @@ class Program:
     def env_step(agent: dqn.DQN, carry: Carry, t: jax.Array) -> tuple[Carry, tuple[jax.Array, ...]]:
       action = agent.act(carry.agent, keys_lib.at(carry.keys.act, t), carry.obs, schedule(t))
       next_obs, reset_obs, env_state, reward, terminal, truncated = env.step_autoreset(
-          keys_lib.at(carry.keys.env, t + 1), carry.env_state, action)
+        keys_lib.at(carry.keys.env, t + 1), carry.env_state, action
+      )
       done = terminal | truncated
       transition = Transitions(carry.obs, action, reward, 1.0 - terminal.astype(jnp.float32), next_obs)
       episode_return = carry.episode_return + reward
       episode_length = carry.episode_length + 1
-      carry = Carry(carry.agent, env_state, reset_obs, device_replay.add(carry.replay, transition), carry.keys,
-                    jnp.where(done, 0.0, episode_return), jnp.where(done, 0, episode_length))
+      carry = Carry(
+        carry.agent,
+        env_state,
+        reset_obs,
+        device_replay.add(carry.replay, transition),
+        carry.keys,
+        jnp.where(done, 0.0, episode_return),
+        jnp.where(done, 0, episode_length),
+      )
       return carry, (done, episode_return, episode_length)
 
     def warmup(hp: HParams, carry: Carry, t0: jax.Array, steps: int):
@@ -130,9 +142,15 @@ class Program:
       agent = self._agent(hp)
       streams = keys_lib.streams(key)
       obs, env_state = env.reset(keys_lib.at(streams.env, 0))
-      return Carry(agent.init(streams.init, obs), env_state, obs,
-                   device_replay.init(d.replay_capacity, env.obs_shape, obs.dtype), streams, jnp.float32(0.0),
-                   jnp.int32(0))
+      return Carry(
+        agent.init(streams.init, obs),
+        env_state,
+        obs,
+        device_replay.init(d.replay_capacity, env.obs_shape, obs.dtype),
+        streams,
+        jnp.float32(0.0),
+        jnp.int32(0),
+      )
 
     def measure(hp: HParams, carry: Carry):
       agent = self._agent(hp)
@@ -177,12 +195,21 @@ def validate(config: config_lib.TrainConfig) -> None:
   """What the compiled runner needs beyond `config.validate`: segment lengths in whole learner iterations."""
   config_lib.validate(config)
   period = config.dqn.update_period
-  bad = [f'{name} ({value})' for name, value in (
-      ('steps', config.steps), ('dqn.warmup_steps', config.dqn.warmup_steps), ('log_period', config.log_period),
-      ('eval_period', config.eval_period), ('sigma_log_period', config.sigma_log_period)) if value % period]
+  bad = [
+    f'{name} ({value})'
+    for name, value in (
+      ('steps', config.steps),
+      ('dqn.warmup_steps', config.dqn.warmup_steps),
+      ('log_period', config.log_period),
+      ('eval_period', config.eval_period),
+      ('sigma_log_period', config.sigma_log_period),
+    )
+    if value % period
+  ]
   if bad:
-    raise config_lib.ConfigError(f'the compiled runner needs multiples of dqn.update_period ({period}): '
-                                 + ', '.join(bad))
+    raise config_lib.ConfigError(
+      f'the compiled runner needs multiples of dqn.update_period ({period}): ' + ', '.join(bad)
+    )
 
 
 def _stack(trees: Sequence[Any]) -> Any:
@@ -196,8 +223,7 @@ def _member(tree: Any, i: int) -> Any:
 class _Member:
   """Host-side bookkeeping for one member: its recorder, its episodes, its last evaluation."""
 
-  def __init__(self, config: config_lib.TrainConfig, recorder: recorder_lib.Recorder,
-               saved: checkpoint.Saved | None):
+  def __init__(self, config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, saved: checkpoint.Saved | None):
     self.config, self.recorder = config, recorder
     self.episodes = 0 if saved is None else saved.meta['episodes']
     self.last_eval: dict[str, Any] | None = None if saved is None else saved.meta['last_eval']
@@ -209,16 +235,16 @@ class _Member:
 
   def episodes_done(self, t0: int, done: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> None:
     for i in np.flatnonzero(done):
-      self.recorder.write({'step': t0 + int(i) + 1, 'kind': 'episode', 'return': float(returns[i]),
-                           'length': int(lengths[i])})
+      self.recorder.write(
+        {'step': t0 + int(i) + 1, 'kind': 'episode', 'return': float(returns[i]), 'length': int(lengths[i])}
+      )
       self.recent = (self.recent + [float(returns[i])])[-20:]
       self.episodes += 1
 
 
 def member_shapes(program: Program, config: config_lib.TrainConfig) -> Carry:
   """The shapes and dtypes of one member's carry in `program` (`jax.ShapeDtypeStruct`s, without the member axis)."""
-  shapes = jax.eval_shape(program.init, _stack([HParams.of(config, program.dynamic)]),
-                          jax.random.PRNGKey(0)[None])
+  shapes = jax.eval_shape(program.init, _stack([HParams.of(config, program.dynamic)]), jax.random.PRNGKey(0)[None])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), shapes)
 
 
@@ -227,10 +253,15 @@ def member_bytes(program: Program, config: config_lib.TrainConfig) -> int:
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(member_shapes(program, config)))
 
 
-def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str], JaxEnv],
-          build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN], vmap_members: bool = True,
-          show_progress: bool = True, resume: bool = False,
-          max_members: int | None = None) -> list[dict[str, Any]]:
+def train(
+  configs: Sequence[config_lib.TrainConfig],
+  env_factory: Callable[[str], JaxEnv],
+  build_agent: Callable[[config_lib.TrainConfig, HParams], dqn.DQN],
+  vmap_members: bool = True,
+  show_progress: bool = True,
+  resume: bool = False,
+  max_members: int | None = None,
+) -> list[dict[str, Any]]:
   """Trains runs that share one structure (`structure_key`) as compiled programs; returns their summaries.
 
   With `vmap_members`, members run together under `jax.vmap`, on the dynamic critic when they differ in method
@@ -249,8 +280,10 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
     validate(config)
   structures = {structure_key(c) for c in configs}
   if len(structures) > 1:
-    raise config_lib.ConfigError('these runs differ in more than seed, learning rate, Adam eps, K, method and '
-                                 'layers; group them by structure (see compiled.structure_key)')
+    raise config_lib.ConfigError(
+      'these runs differ in more than seed, learning rate, Adam eps, K, method and '
+      'layers; group them by structure (see compiled.structure_key)'
+    )
   programs: dict[Any, Program] = {}
 
   def program_for(members: list[int]) -> Program:
@@ -258,8 +291,9 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
     key = 'dynamic' if len(methods) > 1 else methods.pop()
     if key not in programs:
       first = configs[members[0]]
-      programs[key] = Program(first, env_factory(first.env), env_factory(first.env), build_agent,
-                              dynamic=key == 'dynamic')
+      programs[key] = Program(
+        first, env_factory(first.env), env_factory(first.env), build_agent, dynamic=key == 'dynamic'
+      )
     return programs[key]
 
   finished: dict[int, dict[str, Any]] = {}
@@ -281,16 +315,16 @@ def train(configs: Sequence[config_lib.TrainConfig], env_factory: Callable[[str]
     for i in todo:
       by_step.setdefault(checkpoint.saved_step(configs[i].out), []).append(i)
     together = list(by_step.values())
-  groups = [same[i:i + size] for same in together for i in range(0, len(same), size)]
+  groups = [same[i : i + size] for same in together for i in range(0, len(same), size)]
   for group in groups:
-    for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group], show_progress,
-                                              resume)):
+    for i, summary in zip(group, _train_group(program_for(group), [configs[i] for i in group], show_progress, resume)):
       finished[i] = summary
   return [finished[i] for i in range(len(configs))]
 
 
-def _train_group(program: Program, configs: list[config_lib.TrainConfig], show_progress: bool,
-                 resume: bool) -> list[dict[str, Any]]:
+def _train_group(
+  program: Program, configs: list[config_lib.TrainConfig], show_progress: bool, resume: bool
+) -> list[dict[str, Any]]:
   recorders = [recorder_lib.Recorder(c.out, c.to_json(), c.tensorboard) for c in configs]
   try:
     with contextlib.ExitStack() as stack:  # on any exit every member's metrics file is closed
@@ -312,8 +346,13 @@ def _saved_group(recorders: list[recorder_lib.Recorder]) -> list[checkpoint.Save
   return saved
 
 
-def _train_members(program: Program, configs: list[config_lib.TrainConfig], recorders: list[recorder_lib.Recorder],
-                   show_progress: bool, resume: bool) -> list[dict[str, Any]]:
+def _train_members(
+  program: Program,
+  configs: list[config_lib.TrainConfig],
+  recorders: list[recorder_lib.Recorder],
+  show_progress: bool,
+  resume: bool,
+) -> list[dict[str, Any]]:
   """Runs the group's members together to the end; a member whose loss turns non-finite stops alone (its
   failure record takes the place of its summary) while the others go on."""
   base = program.config
@@ -342,8 +381,7 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], reco
         carry, (done, returns, lengths) = program.warmup(hp, carry, t0, length)
         metrics = None
       else:
-        carry, (done, returns, lengths), metrics = program.train_chunk(hp, carry, t0,
-                                                                       length // base.dqn.update_period)
+        carry, (done, returns, lengths), metrics = program.train_chunk(hp, carry, t0, length // base.dqn.update_period)
       done, returns, lengths = (np.asarray(x) for x in jax.device_get((done, returns, lengths)))
       for i, m in live():
         m.episodes_done(t0, done[i], returns[i], lengths[i])
@@ -358,17 +396,31 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], reco
           except config_lib.TrainingError as e:  # this member stops; the vmapped program keeps its lane
             m.recorder.fail(e)
             continue
-          m.recorder.write({'step': end, 'kind': 'train', 'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
-                            'updates': int(updates[i]), 'elapsed': elapsed, 'steps_per_sec': end / elapsed,
-                            **values})
+          m.recorder.write(
+            {
+              'step': end,
+              'kind': 'train',
+              'epsilon': float(dqn.epsilon_schedule(base.dqn)(end - 1)),
+              'updates': int(updates[i]),
+              'elapsed': elapsed,
+              'steps_per_sec': end / elapsed,
+              **values,
+            }
+          )
         if not live():
           break
       if end % base.sigma_log_period == 0:
         sigmas, carry = program.measure(hp, carry)
         sigmas = jax.device_get(sigmas)
         for i, m in live():
-          m.recorder.write({'step': end, 'kind': 'sigma', 'sigma': {k: float(v[i]) for k, v in sigmas.items()},
-                            'selected': list(method_key(m.config)[1])})
+          m.recorder.write(
+            {
+              'step': end,
+              'kind': 'sigma',
+              'sigma': {k: float(v[i]) for k, v in sigmas.items()},
+              'selected': list(method_key(m.config)[1]),
+            }
+          )
       if end % base.eval_period == 0 or end == base.steps:
         actor = jax.vmap(dqn.actor_state)(carry.agent)
         keys = jnp.stack([jax.random.fold_in(k, end) for k in eval_keys])
@@ -379,13 +431,25 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], reco
       if base.checkpoint_period and end % base.checkpoint_period == 0 and end < base.steps:
         host_carry = jax.device_get(carry)
         for i, m in live():
-          m.recorder.checkpoint(end, {'carry': _member(host_carry, i)},
-                                {'episodes': m.episodes, 'recent': m.recent, 'last_eval': m.last_eval,
-                                 'elapsed': time.perf_counter() - start})
+          m.recorder.checkpoint(
+            end,
+            {'carry': _member(host_carry, i)},
+            {
+              'episodes': m.episodes,
+              'recent': m.recent,
+              'last_eval': m.last_eval,
+              'elapsed': time.perf_counter() - start,
+            },
+          )
       t0 = end
       shown = live()[0][1]
-      progress.update(end, force=end == base.steps, seeds=label, ret=float(np.mean(shown.recent)) if shown.recent
-                      else None, eval=shown.last_eval['return_mean'] if shown.last_eval else None)
+      progress.update(
+        end,
+        force=end == base.steps,
+        seeds=label,
+        ret=float(np.mean(shown.recent)) if shown.recent else None,
+        eval=shown.last_eval['return_mean'] if shown.last_eval else None,
+      )
   wall = time.perf_counter() - start
   host_carry = jax.device_get(carry)
   summaries = []
@@ -394,8 +458,15 @@ def _train_members(program: Program, configs: list[config_lib.TrainConfig], reco
       summaries.append(m.recorder.failure)
       continue
     member = _member(host_carry, i)
-    summary = {'steps': base.steps, 'episodes': m.episodes, 'updates': int(member.agent.updates),
-               'wall_seconds': wall, 'final_eval': m.last_eval, 'runner': 'compiled', 'members_together': len(members)}
+    summary = {
+      'steps': base.steps,
+      'episodes': m.episodes,
+      'updates': int(member.agent.updates),
+      'wall_seconds': wall,
+      'final_eval': m.last_eval,
+      'runner': 'compiled',
+      'members_together': len(members),
+    }
     model = model_record(m.config, member.agent, program.env.obs_shape, program.env.num_actions)
     summaries.append(m.recorder.finish(summary, base.steps, model))
   return summaries
@@ -414,15 +485,19 @@ def build_agent(config: config_lib.TrainConfig, hp: HParams, env: JaxEnv) -> dqn
   return factory.make_agent(config, env.obs_shape, env.num_actions, hp)
 
 
-def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
-                 ) -> list[dict[str, Any]]:
+def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool) -> list[dict[str, Any]]:
   """One worker's share of `train_grid`'s runs, one after another; only the first share shows progress."""
   return train_grid([config_lib.TrainConfig.from_dict(c) for c in configs], False, show_progress and first, resume)
 
 
-def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | None = None,
-               show_progress: bool = True, resume: bool = False, workers: int = 1,
-               max_members: int | None = None) -> list[dict[str, Any]]:
+def train_grid(
+  configs: Sequence[config_lib.TrainConfig],
+  vmap_members: bool | None = None,
+  show_progress: bool = True,
+  resume: bool = False,
+  workers: int = 1,
+  max_members: int | None = None,
+) -> list[dict[str, Any]]:
   """Trains any list of runs: grouped by structure, each group one compiled program; summaries in input order.
 
   `vmap_members` defaults to True on accelerators and False on a CPU, where members run one after another: in
@@ -446,8 +521,15 @@ def train_grid(configs: Sequence[config_lib.TrainConfig], vmap_members: bool | N
   summaries: list[Any] = [None] * len(configs)
   for indices in groups.values():
     group = [configs[i] for i in indices]
-    results = train(group, make_env, lambda c, hp: build_agent(c, hp, make_env(c.env)), vmap_members,
-                    show_progress=show_progress, resume=resume, max_members=max_members)
+    results = train(
+      group,
+      make_env,
+      lambda c, hp: build_agent(c, hp, make_env(c.env)),
+      vmap_members,
+      show_progress=show_progress,
+      resume=resume,
+      max_members=max_members,
+    )
     for i, summary in zip(indices, results):
       summaries[i] = summary
   return summaries

@@ -7,8 +7,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -71,13 +72,15 @@ class MetricsWriter:
   `sigma/<layer>`) at the record's step; events from `purge_step` on (those a resumed run writes again) are dropped.
   """
 
-  def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None,
-               purge_step: int | None = None):
+  def __init__(
+    self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None, purge_step: int | None = None
+  ):
     self.path = Path(path)
     self._file = open(self.path, 'a', encoding='utf-8')
     self._board = None
     if tensorboard_dir is not None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
       self._board = SummaryWriter(str(tensorboard_dir), purge_step=purge_step or None)
 
   def write(self, record: dict[str, Any]) -> None:
@@ -121,8 +124,12 @@ def eval_record(returns: Sequence[float], running_return: float, smoothness: flo
   record: dict[str, Any] = {'episodes': len(returns), 'smoothness': float(smoothness)}
   if len(returns):
     returns = np.asarray(returns, dtype=np.float64)
-    record.update(return_mean=float(returns.mean()), return_std=float(returns.std()),
-                  return_min=float(returns.min()), return_max=float(returns.max()))
+    record.update(
+      return_mean=float(returns.mean()),
+      return_std=float(returns.std()),
+      return_min=float(returns.min()),
+      return_max=float(returns.max()),
+    )
   else:
     record.update(return_mean=float(running_return), incomplete=True)
   return record

@@ -16,11 +16,18 @@ def structure_key(config: config_lib.TrainConfig) -> str:
   They may differ in seed, learning rate, Adam eps, K, method and layers (`HParams`).
   """
   neutral = config_lib.TrainConfig()
-  same = config_lib.replace(config, seed=0, out='', **{'dqn.learning_rate': neutral.dqn.learning_rate,
-                                                        'dqn.adam_eps': neutral.dqn.adam_eps,
-                                                        'method.lipschitz': neutral.method.lipschitz,
-                                                        'method.method': neutral.method.method,
-                                                        'method.layers': neutral.method.layers})
+  same = config_lib.replace(
+    config,
+    seed=0,
+    out='',
+    **{
+      'dqn.learning_rate': neutral.dqn.learning_rate,
+      'dqn.adam_eps': neutral.dqn.adam_eps,
+      'method.lipschitz': neutral.method.lipschitz,
+      'method.method': neutral.method.method,
+      'method.layers': neutral.method.layers,
+    },
+  )
   return same.to_json()
 
 
@@ -42,7 +49,9 @@ def members_per_program(member: int, device: int | None, share: float = MEMORY_S
     return None
   fits = int(share * device) // member
   if fits < 1:
-    raise config_lib.ConfigError(f'one run needs {member / 2**20:,.0f} MiB of device memory for its replay and '
-                                 f'state, more than {share:.0%} of the device\'s {device / 2**20:,.0f} MiB; lower '
-                                 'dqn.replay_capacity')
+    raise config_lib.ConfigError(
+      f'one run needs {member / 2**20:,.0f} MiB of device memory for its replay and '
+      f"state, more than {share:.0%} of the device's {device / 2**20:,.0f} MiB; lower "
+      'dqn.replay_capacity'
+    )
   return fits

@@ -11,29 +11,25 @@ from __future__ import annotations
 import collections
 import functools
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import dm_env
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smoothrl import envs
-from smoothrl.envs import atari_scores
-from smoothrl import keys
-from smoothrl.agents import device_replay
-from smoothrl.agents import factory
-from smoothrl.agents import dqn
+from smoothrl import envs, keys
+from smoothrl.agents import device_replay, dqn, factory
 from smoothrl.agents.frame_replay import FrameReplayBuffer
-from smoothrl.launch.run import checkpoint
+from smoothrl.envs import atari_scores
+from smoothrl.launch.run import checkpoint, policy
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import policy
 from smoothrl.launch.run import recorder as recorder_lib
 from smoothrl.launch.run import workers as workers_lib
 from smoothrl.launch.run.files import eval_record
 from smoothrl.launch.run.progress import Progress
 from smoothrl.networks import smoothness
-
 
 
 def build_agent(config: config_lib.TrainConfig, env: dm_env.Environment) -> dqn.DQN:
@@ -96,8 +92,11 @@ def make_update(agent: dqn.DQN, batch_size: int, sample_stream: jax.Array):
   as the compiled runner draws it; frame replay samples on the host with `rng`.
   """
   learner_step = jax.jit(agent.learner_step)
-  from_buffer = jax.jit(lambda state, buffer: agent.learner_step(
-      state, device_replay.sample(buffer, keys.at(sample_stream, state.updates), batch_size)))
+  from_buffer = jax.jit(
+    lambda state, buffer: agent.learner_step(
+      state, device_replay.sample(buffer, keys.at(sample_stream, state.updates), batch_size)
+    )
+  )
 
   def update(state: dqn.DQNState, replay: Replay, rng: np.random.Generator):
     if isinstance(replay, device_replay.HostReplay):
@@ -107,8 +106,16 @@ def make_update(agent: dqn.DQN, batch_size: int, sample_stream: jax.Array):
   return update
 
 
-def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _Acting, stream: jax.Array,
-             measure_smoothness, rng: np.random.Generator, num_states: int) -> dict[str, Any]:
+def evaluate(
+  state: dqn.DQNState,
+  env: dm_env.Environment,
+  steps: int,
+  acting: _Acting,
+  stream: jax.Array,
+  measure_smoothness,
+  rng: np.random.Generator,
+  num_states: int,
+) -> dict[str, Any]:
   """Runs `steps` steps of `acting` on `stream`; returns completed-episode returns and the on-policy smoothness
   over a uniform sample of `num_states` of the visited states."""
   returns, episode_return, states, seen = [], 0.0, [], 0
@@ -131,14 +138,14 @@ def evaluate(state: dqn.DQNState, env: dm_env.Environment, steps: int, acting: _
   return eval_record(returns, getattr(env, 'episode_score', episode_return), measure)
 
 
-def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool
-                 ) -> list[dict[str, Any]]:
+def _train_share(configs: list[dict[str, Any]], first: bool, show_progress: bool, resume: bool) -> list[dict[str, Any]]:
   """One worker's share of `train_many`'s runs, one after another; only the first share shows progress."""
   return [_train_or_stop(config_lib.TrainConfig.from_dict(c), show_progress and first, resume) for c in configs]
 
 
-def train_many(configs: list[config_lib.TrainConfig], show_progress: bool = True, resume: bool = False,
-               workers: int = 1) -> list[dict[str, Any]]:
+def train_many(
+  configs: list[config_lib.TrainConfig], show_progress: bool = True, resume: bool = False, workers: int = 1
+) -> list[dict[str, Any]]:
   """Trains runs (`train`) one after another with `workers=1`, else side by side in `workers` processes (0: one
   per core), each pinned to its share of the cores; returns their summaries in order.
 
@@ -184,6 +191,7 @@ def train(config: config_lib.TrainConfig, show_progress: bool = True, resume: bo
 
 class _Loop(NamedTuple):
   """The host loop's state besides the agent's and the environments': what a checkpoint holds of it."""
+
   replay: Replay
   timestep: dm_env.TimeStep
   np_rng: np.random.Generator
@@ -198,16 +206,24 @@ class _Loop(NamedTuple):
 _OBJECTS = ('replay', 'env', 'eval_env')  # saved through their own `get_state` / `set_state`
 
 
-def _snapshot(state: dqn.DQNState, loop: _Loop, env: dm_env.Environment, eval_env: dm_env.Environment
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _snapshot(
+  state: dqn.DQNState, loop: _Loop, env: dm_env.Environment, eval_env: dm_env.Environment
+) -> tuple[dict[str, Any], dict[str, Any]]:
   """A checkpoint's trees and metadata (`Recorder.checkpoint`): the agent state, the replay's and environments'
   own states (`get_state`: arrays and JSON), the current timestep, the generator's state and the counters."""
   trees: dict[str, Any] = {'state': state, 'observation': np.asarray(loop.timestep.observation)}
   meta: dict[str, Any] = {
-      'step_type': int(loop.timestep.step_type), 'reward': _plain(loop.timestep.reward),
-      'discount': _plain(loop.timestep.discount), 'np_rng': loop.np_rng.bit_generator.state,
-      'episode_return': loop.episode_return, 'episode_length': loop.episode_length, 'episodes': loop.episodes,
-      'recent': list(loop.recent), 'last_eval': loop.last_eval, 'elapsed': loop.elapsed}
+    'step_type': int(loop.timestep.step_type),
+    'reward': _plain(loop.timestep.reward),
+    'discount': _plain(loop.timestep.discount),
+    'np_rng': loop.np_rng.bit_generator.state,
+    'episode_return': loop.episode_return,
+    'episode_length': loop.episode_length,
+    'episodes': loop.episodes,
+    'recent': list(loop.recent),
+    'last_eval': loop.last_eval,
+    'elapsed': loop.elapsed,
+  }
   for name, obj in zip(_OBJECTS, (loop.replay, env, eval_env)):
     arrays, meta[name] = obj.get_state()
     trees.update({f'{name}.{key}': value for key, value in arrays.items()})
@@ -218,8 +234,14 @@ def _plain(value: Any) -> float | None:
   return None if value is None else float(value)
 
 
-def _restore(saved: checkpoint.Saved, template: Any, replay: Replay, env: dm_env.Environment,
-             eval_env: dm_env.Environment, run_dir: str) -> tuple[dqn.DQNState, _Loop]:
+def _restore(
+  saved: checkpoint.Saved,
+  template: Any,
+  replay: Replay,
+  env: dm_env.Environment,
+  eval_env: dm_env.Environment,
+  run_dir: str,
+) -> tuple[dqn.DQNState, _Loop]:
   """The agent state (on `template`, its shapes) and loop state of a checkpoint, with the replay and environments
   (built afresh for the run) set to their saved states.
 
@@ -231,21 +253,32 @@ def _restore(saved: checkpoint.Saved, template: Any, replay: Replay, env: dm_env
   try:
     for name, obj in zip(_OBJECTS, (replay, env, eval_env)):
       prefix, what = f'{name}.', f'its {name} state'
-      obj.set_state({k[len(prefix):]: v[0] for k, v in saved.leaves.items() if k.startswith(prefix)}, meta[name])
+      obj.set_state({k[len(prefix) :]: v[0] for k, v in saved.leaves.items() if k.startswith(prefix)}, meta[name])
     what = 'its loop state'
     np_rng = np.random.default_rng()
     np_rng.bit_generator.state = meta['np_rng']
-    timestep = dm_env.TimeStep(dm_env.StepType(meta['step_type']), meta['reward'], meta['discount'],
-                               saved.leaves['observation'][0])
-    loop = _Loop(replay, timestep, np_rng, meta['episode_return'], meta['episode_length'], meta['episodes'],
-                 collections.deque(meta['recent'], maxlen=20), meta['last_eval'], meta['elapsed'])
+    timestep = dm_env.TimeStep(
+      dm_env.StepType(meta['step_type']), meta['reward'], meta['discount'], saved.leaves['observation'][0]
+    )
+    loop = _Loop(
+      replay,
+      timestep,
+      np_rng,
+      meta['episode_return'],
+      meta['episode_length'],
+      meta['episodes'],
+      collections.deque(meta['recent'], maxlen=20),
+      meta['last_eval'],
+      meta['elapsed'],
+    )
   except (KeyError, TypeError, ValueError) as e:  # a field missing, of another type, or of other settings
     raise checkpoint.misfit(run_dir, f'{what}: {type(e).__name__}: {e}') from e
   return jax.tree.map(jnp.asarray, state), loop
 
 
-def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, saved: checkpoint.Saved | None,
-           show_progress: bool) -> dict[str, Any]:
+def _train(
+  config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, saved: checkpoint.Saved | None, show_progress: bool
+) -> dict[str, Any]:
   keys.unroll_threefry_on_cpu()
   env = envs.make(config.env, seed=config.seed, **config.env_kwargs())
   eval_env = envs.make(config.env, seed=config.seed + keys.EVAL_SEED_OFFSET, **config.env_kwargs())
@@ -265,8 +298,9 @@ def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, save
   if saved is None:
     state = agent.init(streams.init, jnp.asarray(timestep.observation))
     replay.start_episode(timestep.observation)
-    loop = _Loop(replay, timestep, np.random.default_rng(config.seed), 0.0, 0, 0, collections.deque(maxlen=20),
-                 None, 0.0)
+    loop = _Loop(
+      replay, timestep, np.random.default_rng(config.seed), 0.0, 0, 0, collections.deque(maxlen=20), None, 0.0
+    )
     first = 1
   else:
     template = jax.eval_shape(agent.init, streams.init, jnp.asarray(timestep.observation))
@@ -299,35 +333,77 @@ def _train(config: config_lib.TrainConfig, recorder: recorder_lib.Recorder, save
         pending.append(metrics)
 
       if step % config.log_period == 0 and pending:
-        means = {k: float(v) for k, v in jax.device_get(
-            jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
+        means = {
+          k: float(v) for k, v in jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()
+        }
         pending.clear()
         recorder.check_loss(means['loss'], step)
         elapsed = time.perf_counter() - start
-        recorder.write({'step': step, 'kind': 'train', 'epsilon': epsilon_at(d, step - 1),
-                        'updates': int(state.updates), 'elapsed': elapsed, 'steps_per_sec': step / elapsed, **means})
+        recorder.write(
+          {
+            'step': step,
+            'kind': 'train',
+            'epsilon': epsilon_at(d, step - 1),
+            'updates': int(state.updates),
+            'elapsed': elapsed,
+            'steps_per_sec': step / elapsed,
+            **means,
+          }
+        )
 
       if step % config.sigma_log_period == 0:
         sigmas, spectral_state = measure_sigmas(state.params, state.spectral)
         state = state._replace(spectral=spectral_state)
-        recorder.write({'step': step, 'kind': 'sigma', 'sigma': {k: float(v) for k, v in sigmas.items()},
-                        'selected': list(agent.critic.selected)})
+        recorder.write(
+          {
+            'step': step,
+            'kind': 'sigma',
+            'sigma': {k: float(v) for k, v in sigmas.items()},
+            'selected': list(agent.critic.selected),
+          }
+        )
 
       if step % config.eval_period == 0 or step == config.steps:
-        last_eval = evaluate(state, eval_env, config.eval_steps, eval_acting, keys.at(eval_stream, step),
-                             measure_smoothness, np_rng, config.smoothness_states)
+        last_eval = evaluate(
+          state,
+          eval_env,
+          config.eval_steps,
+          eval_acting,
+          keys.at(eval_stream, step),
+          measure_smoothness,
+          np_rng,
+          config.smoothness_states,
+        )
         last_eval.update(normalised(config.env, last_eval['return_mean']))
         recorder.write({'step': step, 'kind': 'eval', 'epsilon': config.eval_epsilon, **last_eval})
 
       if config.checkpoint_period and step % config.checkpoint_period == 0 and step < config.steps:
-        loop = _Loop(replay, timestep, np_rng, episode_return, episode_length, episodes, recent, last_eval,
-                     time.perf_counter() - start)
+        loop = _Loop(
+          replay,
+          timestep,
+          np_rng,
+          episode_return,
+          episode_length,
+          episodes,
+          recent,
+          last_eval,
+          time.perf_counter() - start,
+        )
         recorder.checkpoint(step, *_snapshot(state, loop, env, eval_env))
 
-      progress.update(step, force=step == config.steps,
-                      ret=float(np.mean(recent)) if recent else None,
-                      eval=last_eval['return_mean'] if last_eval else None)
+      progress.update(
+        step,
+        force=step == config.steps,
+        ret=float(np.mean(recent)) if recent else None,
+        eval=last_eval['return_mean'] if last_eval else None,
+      )
 
-  summary = {'steps': config.steps, 'episodes': episodes, 'updates': int(state.updates),
-             'wall_seconds': time.perf_counter() - start, 'final_eval': last_eval, 'runner': 'host'}
+  summary = {
+    'steps': config.steps,
+    'episodes': episodes,
+    'updates': int(state.updates),
+    'wall_seconds': time.perf_counter() - start,
+    'final_eval': last_eval,
+    'runner': 'host',
+  }
   return recorder.finish(summary, config.steps, policy.model_record(config, state, obs_shape, num_actions))

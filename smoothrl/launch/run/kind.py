@@ -7,19 +7,19 @@ in docs/run-kinds.md.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 
 class RunConfig(Protocol):
   """A kind's config: a frozen dataclass, JSON-serialisable, with the run's `seed` and directory `out`."""
+
   seed: int
   out: str
 
-  def to_dict(self) -> dict[str, Any]:
-    ...
+  def to_dict(self) -> dict[str, Any]: ...
 
-  def to_json(self) -> str:
-    ...
+  def to_json(self) -> str: ...
 
 
 class TrainOptions(NamedTuple):
@@ -33,6 +33,7 @@ class TrainOptions(NamedTuple):
       has them.
     max_members: at most this many runs in one compiled program (None: as many as the device holds).
   """
+
   show_progress: bool = True
   resume: bool = False
   workers: int = 1
@@ -58,6 +59,7 @@ class RunKind:
       has no compiled programs.
     score: the field of a run's `eval` records that summaries and plots report.
   """
+
   name: str
   config_type: type
   presets: Mapping[str, Mapping[str, Any]]

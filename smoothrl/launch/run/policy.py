@@ -17,23 +17,26 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from smoothrl.agents import dqn
-from smoothrl.agents import factory
+from smoothrl.agents import dqn, factory
 from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run import config as config_lib
 
 
-def model_record(config: config_lib.TrainConfig, state: dqn.DQNState | dqn.ActorState, obs_shape: tuple[int, ...],
-                 num_actions: int) -> dict[str, Any]:
+def model_record(
+  config: config_lib.TrainConfig, state: dqn.DQNState | dqn.ActorState, obs_shape: tuple[int, ...], num_actions: int
+) -> dict[str, Any]:
   """What a finished run keeps of its agent (`Recorder.finish`): the acting state's arrays, and its config,
   observation shape and action count."""
   actor = dqn.ActorState(state.params, state.net_state, state.spectral)
-  return {'arrays': actor, 'meta': {'config': config.to_dict(), 'obs_shape': [int(n) for n in obs_shape],
-                                    'num_actions': int(num_actions)}}
+  return {
+    'arrays': actor,
+    'meta': {'config': config.to_dict(), 'obs_shape': [int(n) for n in obs_shape], 'num_actions': int(num_actions)},
+  }
 
 
 class Policy(NamedTuple):
   """A trained agent ready to act: `act(key, obs, epsilon=0.0)` on one observation, `q_values(obs)` on a batch."""
+
   agent: dqn.DQN
   actor: dqn.ActorState
   config: config_lib.TrainConfig
@@ -56,7 +59,8 @@ def load(run_dir: str | os.PathLike) -> Policy:
   config = config_lib.TrainConfig.from_dict(meta['config'])
   obs_shape = tuple(meta['obs_shape'])
   agent = factory.make_agent(config, obs_shape, meta['num_actions'])
-  template = dqn.actor_state(jax.eval_shape(agent.init, jax.random.PRNGKey(0),
-                                            jax.ShapeDtypeStruct(obs_shape, jnp.float32)))
+  template = dqn.actor_state(
+    jax.eval_shape(agent.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct(obs_shape, jnp.float32))
+  )
   actor = checkpoint.restore(leaves, template, run_dir)
   return Policy(agent, jax.tree.map(jnp.asarray, actor), config)

@@ -15,8 +15,15 @@ from typing import TextIO
 class Progress:
   """Redraws one line on a terminal; prints a line every `interval_s` seconds elsewhere (logs, CI)."""
 
-  def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True, interval_s: float | None = None,
-               unit: str = 'steps', first: int = 0):
+  def __init__(
+    self,
+    total: int,
+    stream: TextIO | None = None,
+    enabled: bool = True,
+    interval_s: float | None = None,
+    unit: str = 'steps',
+    first: int = 0,
+  ):
     self.total, self.unit = total, unit
     self.stream = stream or sys.stderr
     self.enabled = enabled
@@ -41,10 +48,13 @@ class Progress:
     width = 24
     filled = int(width * step / max(self.total, 1))
     bar = '#' * filled + '-' * (width - filled)
-    extra = '  '.join(f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
-                      for k, v in fields.items() if v is not None)
-    line = (f'[{bar}] {step}/{self.total} {100 * step / max(self.total, 1):3.0f}%  {rate:7.1f} {self.unit}/s  '
-            f'ETA {_duration(eta)}  {extra}')
+    extra = '  '.join(
+      f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}' for k, v in fields.items() if v is not None
+    )
+    line = (
+      f'[{bar}] {step}/{self.total} {100 * step / max(self.total, 1):3.0f}%  {rate:7.1f} {self.unit}/s  '
+      f'ETA {_duration(eta)}  {extra}'
+    )
     if self.tty:
       self.stream.write('\r' + line + '\x1b[K')
     else:

@@ -18,13 +18,23 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from smoothrl.launch.run import checkpoint
 from smoothrl.launch.run.config import ConfigError, TrainingError
-from smoothrl.launch.run.files import (CONFIG_FILE, METRICS_FILE, RUN_FILE, STATUS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
-                                       MetricsWriter, atomic_write_text, read_metrics)
+from smoothrl.launch.run.files import (
+  CONFIG_FILE,
+  METRICS_FILE,
+  RUN_FILE,
+  STATUS_FILE,
+  SUMMARY_FILE,
+  TENSORBOARD_DIR,
+  MetricsWriter,
+  atomic_write_text,
+  read_metrics,
+)
 
 
 def write_status(run_dir: str | os.PathLike, state: str, step: int, error: str | None = None) -> None:
@@ -100,8 +110,10 @@ def finished_summary(run_dir: str | os.PathLike, config_json: str) -> dict[str, 
   out = Path(run_dir)
   if (out / CONFIG_FILE).exists():
     if json.loads((out / CONFIG_FILE).read_text()) != json.loads(config_json):
-      raise ConfigError(f'{out} holds a run with a different config; resume it with its own config '
-                        '(smoothrl train --resume DIR) or choose another --out')
+      raise ConfigError(
+        f'{out} holds a run with a different config; resume it with its own config '
+        '(smoothrl train --resume DIR) or choose another --out'
+      )
   status = read_status(out)
   if status and status['state'] == 'done' and (out / SUMMARY_FILE).exists():
     return json.loads((out / SUMMARY_FILE).read_text())
@@ -142,8 +154,9 @@ class Recorder:
     board = self.out / TENSORBOARD_DIR
     if board.exists() and step == 0:
       shutil.rmtree(board)  # a fresh start: no events of an earlier attempt
-    self.writer = MetricsWriter(self.out / METRICS_FILE, board if self.tensorboard else None,
-                                purge_step=step + 1 if step else None)
+    self.writer = MetricsWriter(
+      self.out / METRICS_FILE, board if self.tensorboard else None, purge_step=step + 1 if step else None
+    )
 
   def write(self, record: Mapping[str, Any]) -> None:
     """Appends one metrics record (with `step` and `kind`)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from smoothrl.launch.run import compiled
+from smoothrl.launch.run import compiled, host
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
 from smoothrl.launch.run.kind import RunKind, TrainOptions
 
 _SN_ONLY = ('lipschitz', 'sn_always', 'sn_grad_through_sigma')
@@ -27,11 +27,14 @@ def train(configs: Sequence[config_lib.TrainConfig], options: TrainOptions) -> l
   else with the host loop; see `compiled.train_grid` and `host.train_many`."""
   configs = list(configs)
   if options.compiled or all(c.runner == 'compiled' for c in configs):
-    return compiled.train_grid([config_lib.replace(c, runner='compiled') for c in configs],
-                               show_progress=options.show_progress, resume=options.resume, workers=options.workers,
-                               max_members=options.max_members)
-  return host.train_many(configs, show_progress=options.show_progress, resume=options.resume,
-                         workers=options.workers)
+    return compiled.train_grid(
+      [config_lib.replace(c, runner='compiled') for c in configs],
+      show_progress=options.show_progress,
+      resume=options.resume,
+      workers=options.workers,
+      max_members=options.max_members,
+    )
+  return host.train_many(configs, show_progress=options.show_progress, resume=options.resume, workers=options.workers)
 
 
 def canonical(config: config_lib.TrainConfig) -> config_lib.TrainConfig:
@@ -49,5 +52,13 @@ def canonical(config: config_lib.TrainConfig) -> config_lib.TrainConfig:
   return dataclasses.replace(config, out='', method=m, c51=c51)
 
 
-KIND = RunKind(name='rl', config_type=config_lib.TrainConfig, presets=config_lib.PRESETS, validate=validate,
-               train=train, canonical=canonical, group=compiled.structure_key, score='return_mean')
+KIND = RunKind(
+  name='rl',
+  config_type=config_lib.TrainConfig,
+  presets=config_lib.PRESETS,
+  validate=validate,
+  train=train,
+  canonical=canonical,
+  group=compiled.structure_key,
+  score='return_mean',
+)

@@ -11,7 +11,8 @@ import concurrent.futures
 import multiprocessing
 import os
 import queue
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from smoothrl.launch.run import config as config_lib
 
@@ -50,8 +51,9 @@ def pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
   shares = context.Queue()
   for share in core_shares(workers, cores):
     shares.put(share)
-  return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pin,
-                                                initargs=(shares,))
+  return concurrent.futures.ProcessPoolExecutor(
+    max_workers=workers, mp_context=context, initializer=_pin, initargs=(shares,)
+  )
 
 
 def count(workers: int, jobs: int) -> int:

@@ -13,19 +13,20 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
 from smoothrl.launch import kinds
-from smoothrl.launch.run import recorder
-from smoothrl.launch.run.kind import RunKind, TrainOptions
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.sweeps import spec as sweep_lib
+from smoothrl.launch.run import recorder
 from smoothrl.launch.run import workers as workers_lib
 from smoothrl.launch.run.files import STATUS_FILE, atomic_write_text
+from smoothrl.launch.run.kind import RunKind, TrainOptions
 from smoothrl.launch.run.progress import Progress
+from smoothrl.launch.sweeps import spec as sweep_lib
 
 BACKENDS = ('local', 'compiled', 'ray')
 INDEX = 'index.json'
@@ -62,10 +63,22 @@ class Index:
     return counts
 
   def write(self) -> None:
-    runs = [{'name': r.name, 'run_id': r.run_id, 'out': r.out, 'values': {k: v for k, v in r.assignment},
-             **self.states[r.name]} for r in self.runs]
-    atomic_write_text(self.path, json.dumps({'name': self.spec.name, 'backend': self.backend,
-                                             'counts': self.counts(), 'runs': runs}, indent=2, default=str))
+    runs = [
+      {
+        'name': r.name,
+        'run_id': r.run_id,
+        'out': r.out,
+        'values': {k: v for k, v in r.assignment},
+        **self.states[r.name],
+      }
+      for r in self.runs
+    ]
+    atomic_write_text(
+      self.path,
+      json.dumps(
+        {'name': self.spec.name, 'backend': self.backend, 'counts': self.counts(), 'runs': runs}, indent=2, default=str
+      ),
+    )
 
 
 def _train_one(kind_name: str, config_data: dict[str, Any]) -> dict[str, Any]:
@@ -76,13 +89,22 @@ def _train_one(kind_name: str, config_data: dict[str, Any]) -> dict[str, Any]:
     summary = kind.train([config], TrainOptions(show_progress=False, resume=True))[0]
   except Exception as e:  # pylint: disable=broad-except
     return recorder.record_failure(config.out, e)
-  return summary if summary.get('state') == 'failed' else {'state': 'done', 'step': recorder.read_status(config.out)['step']}
+  return (
+    summary if summary.get('state') == 'failed' else {'state': 'done', 'step': recorder.read_status(config.out)['step']}
+  )
 
 
-def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | None = None,
-              retry_failed: bool = False, address: str | None = None, show_progress: bool = True,
-              max_members: int | None = None, cpus_per_run: float | None = None,
-              gpus_per_run: float | None = None) -> dict[str, int]:
+def run_sweep(
+  spec: sweep_lib.SweepSpec,
+  backend: str = 'local',
+  workers: int | None = None,
+  retry_failed: bool = False,
+  address: str | None = None,
+  show_progress: bool = True,
+  max_members: int | None = None,
+  cpus_per_run: float | None = None,
+  gpus_per_run: float | None = None,
+) -> dict[str, int]:
   """Runs what is left of `spec`'s runs on `backend`; returns the final counts of runs per state.
 
   `workers` processes (default: one per core), each pinned to its share of the cores, run the `local` backend's
@@ -104,8 +126,11 @@ def run_sweep(spec: sweep_lib.SweepSpec, backend: str = 'local', workers: int | 
   out.mkdir(parents=True, exist_ok=True)
   atomic_write_text(out / 'spec.yaml', yaml.safe_dump(spec.to_dict(), sort_keys=False))
   index = Index(spec, runs, backend)
-  todo = [r for r in runs if index.states[r.name]['state'] != 'done'
-          and (retry_failed or index.states[r.name]['state'] != 'failed')]
+  todo = [
+    r
+    for r in runs
+    if index.states[r.name]['state'] != 'done' and (retry_failed or index.states[r.name]['state'] != 'failed')
+  ]
   for run in todo:
     if index.states[run.name]['state'] == 'failed':
       Path(run.out, STATUS_FILE).unlink()  # retried from its last checkpoint, if any
@@ -134,8 +159,14 @@ class _SweepProgress:
 
   def update(self, running: int) -> None:
     c = self.index.counts()
-    self.line.update(self.finished, sweep=self.name, done=c['done'], running=running, failed=c['failed'],
-                     pending=max(self.total - self.finished - running, 0))
+    self.line.update(
+      self.finished,
+      sweep=self.name,
+      done=c['done'],
+      running=running,
+      failed=c['failed'],
+      pending=max(self.total - self.finished - running, 0),
+    )
 
   def finish_one(self, running: int) -> None:
     self.finished += 1
@@ -158,8 +189,10 @@ def _resources(backend: str, cpus_per_run: float | None, gpus_per_run: float | N
       raise config_lib.ConfigError(f'{name} must be a finite number >= 0, got {value!r}')
     if backend != 'ray':
       raise config_lib.ConfigError(f'{name} is an option of the ray backend, not of the {backend} one')
-  return {'num_cpus': 1 if cpus_per_run is None else cpus_per_run,
-          'num_gpus': 0 if gpus_per_run is None else gpus_per_run}
+  return {
+    'num_cpus': 1 if cpus_per_run is None else cpus_per_run,
+    'num_gpus': 0 if gpus_per_run is None else gpus_per_run,
+  }
 
 
 class _RayPool:
@@ -193,8 +226,9 @@ class _RayPool:
     return False
 
 
-def _run_pool(kind_name: str, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
-              make_pool: Callable[[], Any]) -> None:
+def _run_pool(
+  kind_name: str, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress, make_pool: Callable[[], Any]
+) -> None:
   with make_pool() as pool:
     futures = {}
     for run in todo:
@@ -203,8 +237,7 @@ def _run_pool(kind_name: str, todo: list[sweep_lib.RunSpec], index: Index, progr
     progress.update(len(futures))
     pending = set(futures)
     while pending:
-      finished, pending = concurrent.futures.wait(pending, timeout=5.0,
-                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+      finished, pending = concurrent.futures.wait(pending, timeout=5.0, return_when=concurrent.futures.FIRST_COMPLETED)
       for future in finished:
         run = futures[future]
         try:
@@ -233,12 +266,20 @@ def _check_compiled(kind: RunKind, runs: Sequence[sweep_lib.RunSpec]) -> None:
     except ValueError as e:
       found.setdefault(str(e), run.name)
   if found:
-    raise config_lib.ConfigError('the compiled backend cannot run this sweep:\n  - ' + '\n  - '.join(
-        f'{problem} (e.g. {name})' for problem, name in found.items()))
+    raise config_lib.ConfigError(
+      'the compiled backend cannot run this sweep:\n  - '
+      + '\n  - '.join(f'{problem} (e.g. {name})' for problem, name in found.items())
+    )
 
 
-def _run_compiled(kind: RunKind, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress,
-                  workers: int, max_members: int | None) -> None:
+def _run_compiled(
+  kind: RunKind,
+  todo: list[sweep_lib.RunSpec],
+  index: Index,
+  progress: _SweepProgress,
+  workers: int,
+  max_members: int | None,
+) -> None:
   """Groups runs by structure (`kind.group`, checked by `_check_compiled`); each group is one compiled program
   (vmapped on accelerators, spread over `workers` pinned processes on a CPU)."""
   groups: dict[str, list[sweep_lib.RunSpec]] = {}
@@ -249,8 +290,10 @@ def _run_compiled(kind: RunKind, todo: list[sweep_lib.RunSpec], index: Index, pr
       index.set(run, {'state': 'running', 'step': 0})
     progress.update(len(group))
     try:
-      kind.train([r.config for r in group], TrainOptions(show_progress=False, resume=True, workers=workers,
-                                                          compiled=True, max_members=max_members))
+      kind.train(
+        [r.config for r in group],
+        TrainOptions(show_progress=False, resume=True, workers=workers, compiled=True, max_members=max_members),
+      )
     except Exception as e:  # pylint: disable=broad-except
       for run in group:  # finished, failed and never started members keep their state
         if run_state(run)['state'] == 'running':

@@ -44,7 +44,8 @@ import posixpath
 import re
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -91,6 +92,7 @@ class SweepSpec:
       dropped.
     source: where the spec came from, for messages (not part of equality).
   """
+
   name: str
   out: str
   kind: str = kinds.DEFAULT
@@ -141,6 +143,7 @@ class RunSpec:
     assignment: the varied fields and this run's values, in spec order.
     config: the full config (of the sweep's kind), with `out` = `<sweep out>/runs/<name>`.
   """
+
   index: int
   name: str
   run_id: str
@@ -156,7 +159,7 @@ class RunSpec:
 # Fields and values.
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fields(config_type: type) -> dict[str, Any]:
   """Every settable field of a kind's config type as a dotted name, with its type hint."""
   hints: dict[str, Any] = {}
@@ -263,15 +266,16 @@ class _Loader(yaml.SafeLoader):
     for key_node, _ in node.value:
       if isinstance(key_node, yaml.ScalarNode):
         if key_node.value in seen:
-          self.repeated.append(f'line {key_node.start_mark.line + 1}: key {key_node.value!r} is given twice in '
-                               'one mapping')
+          self.repeated.append(
+            f'line {key_node.start_mark.line + 1}: key {key_node.value!r} is given twice in one mapping'
+          )
         seen.add(key_node.value)
     return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
-    'tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
-    list('-+0123456789'))
+  'tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'), list('-+0123456789')
+)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -322,8 +326,9 @@ def load_spec(path: str | os.PathLike[str], out: str | None = None) -> SweepSpec
   except IsADirectoryError:
     raise SweepError(source, ['is a directory, not a spec file']) from None
   except UnicodeDecodeError as e:
-    raise SweepError(source, [f'not a text file (UTF-8): byte {e.start} is {e.object[e.start:e.start + 1]!r}']
-                     ) from None
+    raise SweepError(
+      source, [f'not a text file (UTF-8): byte {e.start} is {e.object[e.start : e.start + 1]!r}']
+    ) from None
   except OSError as e:
     raise SweepError(source, [f'cannot be read: {e.strerror or e}']) from None
   try:
@@ -342,8 +347,7 @@ def parse_spec(mapping: Mapping[str, Any], source: str = '<spec>') -> SweepSpec:
   return _parse(mapping, source, [])
 
 
-def _flatten(node: Mapping[Any, Any], prefix: str, where: str, problems: list[str],
-             out: dict[str, Any]) -> None:
+def _flatten(node: Mapping[Any, Any], prefix: str, where: str, problems: list[str], out: dict[str, Any]) -> None:
   """Dotted leaves of a (partly) nested mapping, in order; flags keys reached twice."""
   for key, value in node.items():
     if not isinstance(key, str):
@@ -420,8 +424,9 @@ def _repeats(values: Sequence[Any]) -> list[Any]:
 def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
   """Checks `data` and returns its spec, or raises `SweepError` with every problem in `problems` and found."""
   if not isinstance(data, Mapping):
-    raise SweepError(source, problems + [f'expected a mapping with keys {", ".join(TOP_LEVEL_KEYS)}, '
-                                         f'got {type(data).__name__}'])
+    raise SweepError(
+      source, problems + [f'expected a mapping with keys {", ".join(TOP_LEVEL_KEYS)}, got {type(data).__name__}']
+    )
   for key in data:
     if key not in TOP_LEVEL_KEYS:
       close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
@@ -500,8 +505,9 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
     repeated = _repeats(rows)
     if repeated:
       keys = list(columns)
-      problems.append('zip: repeated rows ' + '; '.join(
-          ', '.join(f'{k}={_plain(v)}' for k, v in zip(keys, row)) for row in repeated))
+      problems.append(
+        'zip: repeated rows ' + '; '.join(', '.join(f'{k}={_plain(v)}' for k, v in zip(keys, row)) for row in repeated)
+      )
     rows = list(dict.fromkeys(rows))
     if not all(rows_ok):
       dropped.update(columns)
@@ -538,22 +544,33 @@ def _parse(data: Any, source: str, problems: list[str]) -> SweepSpec:
       if key in dropped:
         continue
       if key not in varied:
-        problems.append(f'{where}.{key}: not a grid or zip field; exclude can only name varied fields '
-                        f'({", ".join(varied) or "none"})')
+        problems.append(
+          f'{where}.{key}: not a grid or zip field; exclude can only name varied fields ({", ".join(varied) or "none"})'
+        )
         continue
       coerced, error = _coerce(value, known[key])
       if error:
         problems.append(f'{where}.{key}: {error}')
       elif coerced not in varied[key]:
-        problems.append(f'{where}.{key}: {_plain(coerced)!r} is not among its values '
-                        f'{[_plain(v) for v in varied[key]]}')
+        problems.append(
+          f'{where}.{key}: {_plain(coerced)!r} is not among its values {[_plain(v) for v in varied[key]]}'
+        )
       else:
         pairs.append((key, coerced))
     if len(problems) == before and not any(k in dropped for k in flat):
       exclude.append(tuple(pairs))
 
-  spec = SweepSpec(name=name, out=out, kind=kind_name, preset=preset, base=tuple(base), grid=tuple(grid),
-                   zipped=tuple(zipped), exclude=tuple(exclude), source=source)
+  spec = SweepSpec(
+    name=name,
+    out=out,
+    kind=kind_name,
+    preset=preset,
+    base=tuple(base),
+    grid=tuple(grid),
+    zipped=tuple(zipped),
+    exclude=tuple(exclude),
+    source=source,
+  )
   count = size(spec)
   if count > MAX_RUNS:  # refused before any run is built
     raise SweepError(source, problems + [_too_many(count)])
@@ -673,7 +690,7 @@ def _expand(spec: SweepSpec) -> tuple[tuple[RunSpec, ...], tuple[str, ...]]:
   names = [name_of(a) for a in assignments]
   ids = [_run_id(a) for a in assignments]
   clashes = {n for n, count in collections.Counter(names).items() if count > 1}
-  names = [f'{n[:_MAX_NAME - 11]}~{i}' if n in clashes or len(n) > _MAX_NAME else n for n, i in zip(names, ids)]
+  names = [f'{n[: _MAX_NAME - 11]}~{i}' if n in clashes or len(n) > _MAX_NAME else n for n, i in zip(names, ids)]
 
   runs = []
   for index, (assignment, name, run_id) in enumerate(zip(assignments, names, ids)):
@@ -698,9 +715,11 @@ def _expand(spec: SweepSpec) -> tuple[tuple[RunSpec, ...], tuple[str, ...]]:
   if repeats:
     earlier, later = repeats[0]
     differ = [k for (k, a), (_, b) in zip(earlier.assignment, later.assignment) if a != b]
-    problems.append(f'{len(repeats)} runs repeat an earlier run, e.g. {later.name} repeats {earlier.name}: they '
-                    f'differ only in {", ".join(differ)}, which does not change the run; drop the repeats with '
-                    'exclude')
+    problems.append(
+      f'{len(repeats)} runs repeat an earlier run, e.g. {later.name} repeats {earlier.name}: they '
+      f'differ only in {", ".join(differ)}, which does not change the run; drop the repeats with '
+      'exclude'
+    )
 
   for entry, count in zip(spec.exclude, matched):
     if not count:
@@ -750,8 +769,14 @@ def _parse_token(token: str, hint: Any) -> Sequence[Any]:
   return [token.strip()]
 
 
-def grid_from_args(base_config: Any, assignments: Sequence[str], *, name: str | None = None,
-                   out: str | None = None, fixed: Mapping[str, Any] | None = None) -> SweepSpec:
+def grid_from_args(
+  base_config: Any,
+  assignments: Sequence[str],
+  *,
+  name: str | None = None,
+  out: str | None = None,
+  fixed: Mapping[str, Any] | None = None,
+) -> SweepSpec:
   """A checked sweep over `base_config` from command-line assignments (syntax: `GRID_SYNTAX`).
 
   Args:
@@ -806,8 +831,11 @@ def grid_from_args(base_config: Any, assignments: Sequence[str], *, name: str | 
     raise SweepError('command-line grid', problems + [_too_many(count)])
 
   defaults = kind.config_type()
-  base = {key: _plain(_get(base_config, key)) for key in known
-          if key != 'out' and key not in grid and _get(base_config, key) != _get(defaults, key)}
+  base = {
+    key: _plain(_get(base_config, key))
+    for key in known
+    if key != 'out' and key not in grid and _get(base_config, key) != _get(defaults, key)
+  }
   overrides: dict[str, Any] = {}
   _flatten(fixed or {}, '', 'base', problems, overrides)  # dotted, so that each replaces its field in `base`
   base.update(overrides)

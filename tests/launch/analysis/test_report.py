@@ -8,20 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_results_plots import write_run  # beside this file, which pytest puts on the path
 
 from smoothrl.launch import cli
-from smoothrl.launch.analysis import report
-from smoothrl.launch.analysis import results
-from smoothrl.launch.analysis import stats
-
-from test_results_plots import write_run  # tests/ is on the path: pytest puts the rootdir conftest's folder there
+from smoothrl.launch.analysis import report, results, stats
 
 # The final MinAtar Normalised Scores of the sweep: {(game, method): [seed 0, seed 1, seed 2]}.
 FINAL_MNS = {
-    ('minatar/breakout', 'none'): [10.0, 20.0, 30.0],
-    ('minatar/asterix', 'none'): [0.0, 5.0, 40.0],
-    ('minatar/breakout', 'sn'): [40.0, 50.0, 60.0],
-    ('minatar/asterix', 'sn'): [20.0, 30.0, 45.0],
+  ('minatar/breakout', 'none'): [10.0, 20.0, 30.0],
+  ('minatar/asterix', 'none'): [0.0, 5.0, 40.0],
+  ('minatar/breakout', 'sn'): [40.0, 50.0, 60.0],
+  ('minatar/asterix', 'sn'): [20.0, 30.0, 45.0],
 }
 # By hand. Pooled over 2 games x 3 seeds, 6 scores: int(0.25 * 6) = 1 dropped from each end.
 #   none: 0 5 10 20 30 40 -> IQM (5 + 10 + 20 + 30) / 4 = 16.25; mean 105 / 6 = 17.50; median (10 + 20) / 2 = 15.
@@ -46,8 +43,13 @@ def sweep(tmp_path) -> Path:
   root = tmp_path / 'sweep'
   for (env, method), finals in FINAL_MNS.items():
     for seed, mns in enumerate(finals):
-      write_run(root / f'{env.split("/")[1]}_{method}_{seed}', [(0, 0.0), (100, raw_score(env, mns))], env=env,
-                seed=seed, method=method)
+      write_run(
+        root / f'{env.split("/")[1]}_{method}_{seed}',
+        [(0, 0.0), (100, raw_score(env, mns))],
+        env=env,
+        seed=seed,
+        method=method,
+      )
   return root
 
 
@@ -55,7 +57,9 @@ def test_score_matrices_hold_each_settings_final_scores(sweep):
   matrices = report.score_matrices(results.find_runs(sweep))
   assert matrices.unit == 'MNS' and matrices.envs == ('minatar/asterix', 'minatar/breakout')
   assert list(matrices.scores) == ['method=none', 'method=sn'] and matrices.names == {
-      'method=none': 'Adam', 'method=sn': 'SN[-2]'}
+    'method=none': 'Adam',
+    'method=sn': 'SN[-2]',
+  }
   for method in ('none', 'sn'):
     expected = np.array([FINAL_MNS[('minatar/asterix', method)], FINAL_MNS[('minatar/breakout', method)]]).T
     np.testing.assert_allclose(matrices.scores[f'method={method}'], expected, atol=1e-9)
@@ -77,8 +81,9 @@ def test_summary_prints_iqm_and_probability_of_improvement(sweep, capsys):
   assert table.splitlines()[0].split()[:4] == ['env', 'setting', 'unit', 'seeds']  # the table of means comes first
   lines = aggregates.splitlines()
   assert lines[:2] == [
-      'Across games and seeds (Agarwal et al. 2021): final MNS of 2 games (minatar/asterix, minatar/breakout)',
-      '95% stratified-bootstrap CIs: 2000 replicates resampling the runs within each game, seed 0']
+    'Across games and seeds (Agarwal et al. 2021): final MNS of 2 games (minatar/asterix, minatar/breakout)',
+    '95% stratified-bootstrap CIs: 2000 replicates resampling the runs within each game, seed 0',
+  ]
   assert lines[2].split() == ['setting', 'runs/game', 'IQM', 'mean', 'median', 'optimality', 'gap']
   matrices = report.score_matrices(results.find_runs(sweep))
   for method in ('none', 'sn'):
@@ -93,10 +98,13 @@ def test_summary_prints_iqm_and_probability_of_improvement(sweep, capsys):
     iqm = stats.stratified_bootstrap(scores, stats.iqm, reps=2000, seed=0)
     assert (lows[0], highs[0]) == pytest.approx((iqm.low, iqm.high), abs=0.005)
     assert all(lo <= est <= hi for lo, est, hi in zip(lows, estimates, highs))
-  heading = next(i for i, line in enumerate(lines) if line.startswith('Probability of improvement over the '
-                                                                      'baseline Y = method=none, with 95% CIs'))
+  heading = next(
+    i
+    for i, line in enumerate(lines)
+    if line.startswith('Probability of improvement over the baseline Y = method=none, with 95% CIs')
+  )
   assert lines[heading + 2].split() == ['setting', 'P(X', '>', 'Y)']
-  (row,) = [line for line in lines[heading + 4:] if line.startswith('method=sn')]
+  (row,) = [line for line in lines[heading + 4 :] if line.startswith('method=sn')]
   estimate, low, high = _numbers(row)
   assert estimate == pytest.approx(P_SN_OVER_NONE, abs=0.005) and low <= estimate <= high <= 1.0
   assert not any(line.startswith('left out') for line in lines)
@@ -118,8 +126,9 @@ def test_raw_returns_of_several_games_get_no_aggregates(sweep, capsys):
   assert cli.main(['summary', str(sweep), '--raw']) == 0
   aggregates = capsys.readouterr().out.split('\n\n', 1)[1]
   assert aggregates.strip() == (
-      'Across games and seeds: no aggregates: raw returns of 2 games (minatar/asterix, minatar/breakout) are not '
-      'comparable: aggregates across games need one normalised score (MNS for MinAtar, HNS for Atari).')
+    'Across games and seeds: no aggregates: raw returns of 2 games (minatar/asterix, minatar/breakout) are not '
+    'comparable: aggregates across games need one normalised score (MNS for MinAtar, HNS for Atari).'
+  )
 
 
 def test_games_without_a_normalised_score_are_left_out_of_the_aggregates(sweep):
@@ -136,7 +145,8 @@ def test_seeds_missing_from_a_game_are_not_rows(sweep):
   assert matrices.seeds['method=sn'] == (0, 1, 2)
   assert matrices.runs_left_out == {'method=sn': '1 whose seed has no score on every game'}
   assert 'runs left out of method=sn: 1 whose seed has no score on every game' in report.aggregate_report(
-      results.find_runs(sweep))
+    results.find_runs(sweep)
+  )
 
 
 def fail(run_dir: Path) -> None:
@@ -148,8 +158,9 @@ def test_failed_runs_are_left_out_and_counted(sweep, capsys):
   fail(sweep / 'breakout_sn_2')
   for env in ('minatar/breakout', 'minatar/asterix'):
     for seed in range(2):
-      fail(write_run(sweep / f'{env.split("/")[1]}_muleps_{seed}', [], env=env, seed=seed, method='muleps',
-                     complete=False))
+      fail(
+        write_run(sweep / f'{env.split("/")[1]}_muleps_{seed}', [], env=env, seed=seed, method='muleps', complete=False)
+      )
   with pytest.warns(results.IncompleteRunWarning):
     assert cli.main(['summary', str(sweep)]) == 0
   table, aggregates = capsys.readouterr().out.split('\n\n', 1)
@@ -185,9 +196,11 @@ def test_plot_writes_the_aggregate_figures_in_three_formats(sweep, tmp_path, cap
 
 def test_plot_without_matplotlib_says_what_to_install(sweep, tmp_path, capsys, monkeypatch):
   from smoothrl.launch.analysis import plots  # pylint: disable=g-import-not-at-top
+
   monkeypatch.setattr(plots, 'matplotlib', None)  # as where the `plots` extra is not installed
   assert cli.main(['plot', str(sweep), '--out', str(tmp_path / 'figs')]) == 2
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
-      'smoothrl: drawing figures needs matplotlib: pip install "smoothrl[plots]"')
+    'smoothrl: drawing figures needs matplotlib: pip install "smoothrl[plots]"'
+  )
   assert not (tmp_path / 'figs').exists()
   assert cli.main(['summary', str(sweep)]) == 0  # the rest works

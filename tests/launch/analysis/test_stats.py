@@ -71,15 +71,19 @@ SPREAD_TOL = 0.01
 
 
 @pytest.mark.parametrize('confidence', [0.95, 0.5])
-@pytest.mark.parametrize('aggregate,statistic', [
+@pytest.mark.parametrize(
+  'aggregate,statistic',
+  [
     (stats.mean, np.mean),
     (stats.iqm, functools.partial(scipy_stats.trim_mean, proportiontocut=0.25)),
-])
+  ],
+)
 def test_one_game_bootstrap_matches_scipy_percentile_bootstrap(aggregate, statistic, confidence):
   x = np.random.default_rng(3).normal(size=20)
   ours = stats.stratified_bootstrap(x[:, None], aggregate, reps=20000, confidence=confidence, seed=0)
-  theirs = scipy_stats.bootstrap((x,), statistic, method='percentile', confidence_level=confidence,
-                                 n_resamples=20000, rng=np.random.default_rng(1)).confidence_interval
+  theirs = scipy_stats.bootstrap(
+    (x,), statistic, method='percentile', confidence_level=confidence, n_resamples=20000, rng=np.random.default_rng(1)
+  ).confidence_interval
   tol = SPREAD_TOL * np.ptp(x)
   assert ours.estimate == pytest.approx(statistic(x))
   assert ours.low == pytest.approx(theirs.low, abs=tol)
@@ -116,10 +120,12 @@ def test_independent_games_narrow_every_interval():
   def width(interval):
     return np.max(np.asarray(interval.high) - np.asarray(interval.low))
 
-  for bootstrap in (lambda s, o: stats.stratified_bootstrap(s, stats.mean, reps=4000),
-                    lambda s, o: stats.probability_of_improvement_interval(s, o, reps=4000),
-                    lambda s, o: stats.probability_of_improvement_interval(o, s, reps=4000),
-                    lambda s, o: stats.performance_profile_interval(s, [np.median(column)], reps=4000)):
+  for bootstrap in (
+    lambda s, o: stats.stratified_bootstrap(s, stats.mean, reps=4000),
+    lambda s, o: stats.probability_of_improvement_interval(s, o, reps=4000),
+    lambda s, o: stats.probability_of_improvement_interval(o, s, reps=4000),
+    lambda s, o: stats.performance_profile_interval(s, [np.median(column)], reps=4000),
+  ):
     ratio = width(bootstrap(twice, np.concatenate([other, other], axis=1))) / width(bootstrap(column, other))
     assert 0.55 < ratio < 0.85, ratio
 
@@ -130,12 +136,15 @@ def test_replicates_draw_as_many_runs_as_there_are():
   runs = np.array([[0.0], [1.0]])
   expected = (0.5, 0.5, 0.5)
   np.testing.assert_allclose(stats.stratified_bootstrap(runs, stats.mean, reps=4000, confidence=0.2), expected)
-  np.testing.assert_allclose(stats.probability_of_improvement_interval(runs, [[0.5]], reps=4000, confidence=0.2),
-                             expected)
-  np.testing.assert_allclose(stats.probability_of_improvement_interval([[0.5]], 1.0 - runs, reps=4000,
-                                                                       confidence=0.2), expected)
-  np.testing.assert_allclose(np.ravel(stats.performance_profile_interval(runs, [0.5], reps=4000, confidence=0.2)),
-                             expected)
+  np.testing.assert_allclose(
+    stats.probability_of_improvement_interval(runs, [[0.5]], reps=4000, confidence=0.2), expected
+  )
+  np.testing.assert_allclose(
+    stats.probability_of_improvement_interval([[0.5]], 1.0 - runs, reps=4000, confidence=0.2), expected
+  )
+  np.testing.assert_allclose(
+    np.ravel(stats.performance_profile_interval(runs, [0.5], reps=4000, confidence=0.2)), expected
+  )
 
 
 def test_bootstrap_calls_a_scalar_aggregate_per_replicate():
@@ -231,8 +240,14 @@ def test_one_game_improvement_interval_matches_scipy_two_sample_bootstrap(confid
   rng = np.random.default_rng(9)
   x, y = rng.normal(0.3, 1.0, size=12), rng.normal(size=10)
   ours = stats.probability_of_improvement_interval(x[:, None], y[:, None], reps=20000, confidence=confidence)
-  theirs = scipy_stats.bootstrap((x, y), _u_over_mn, method='percentile', confidence_level=confidence,
-                                 n_resamples=20000, rng=np.random.default_rng(2)).confidence_interval
+  theirs = scipy_stats.bootstrap(
+    (x, y),
+    _u_over_mn,
+    method='percentile',
+    confidence_level=confidence,
+    n_resamples=20000,
+    rng=np.random.default_rng(2),
+  ).confidence_interval
   tol = 6 * 0.02 * 0.12 + 1 / 120
   assert ours.estimate == pytest.approx(_u_over_mn(x, y))
   assert ours.low == pytest.approx(theirs.low, abs=tol)
@@ -288,8 +303,9 @@ def test_performance_profile_interval_matches_the_bootstrap_of_the_fraction_abov
   taus = np.array([1.0, 2.0, 3.0])
   profile = stats.performance_profile_interval(scores, taus, reps=20000, confidence=confidence, seed=1)
   for i, tau in enumerate(taus):
-    fraction = stats.stratified_bootstrap(scores, lambda s, t=tau: (s > t).mean(axis=(-2, -1)), reps=20000,
-                                          confidence=confidence, seed=2)
+    fraction = stats.stratified_bootstrap(
+      scores, lambda s, t=tau: (s > t).mean(axis=(-2, -1)), reps=20000, confidence=confidence, seed=2
+    )
     assert profile.estimate[i] == pytest.approx(fraction.estimate)
     assert profile.low[i] == pytest.approx(fraction.low, abs=1 / 200 + 6 * 0.02 * 0.035)
     assert profile.high[i] == pytest.approx(fraction.high, abs=1 / 200 + 6 * 0.02 * 0.035)
@@ -325,17 +341,17 @@ def test_algorithms_must_share_their_games():
 # Bad input.
 
 _CALLS = {
-    'iqm': stats.iqm,
-    'mean': stats.mean,
-    'median': stats.median,
-    'optimality_gap': stats.optimality_gap,
-    'bootstrap': lambda s: stats.stratified_bootstrap(s, stats.mean, reps=10),
-    'improvement': lambda s: stats.probability_of_improvement(s, np.ones((2, 2))),
-    'improvement_y': lambda s: stats.probability_of_improvement(np.ones((2, 2)), s),
-    'improvement_interval': lambda s: stats.probability_of_improvement_interval(s, np.ones((2, 2)), reps=10),
-    'profile': lambda s: stats.performance_profile(s, [0.0]),
-    'profile_interval': lambda s: stats.performance_profile_interval(s, [0.0], reps=10),
-    'mapping': lambda s: stats.aggregate_intervals({'dqn': s}, reps=10),
+  'iqm': stats.iqm,
+  'mean': stats.mean,
+  'median': stats.median,
+  'optimality_gap': stats.optimality_gap,
+  'bootstrap': lambda s: stats.stratified_bootstrap(s, stats.mean, reps=10),
+  'improvement': lambda s: stats.probability_of_improvement(s, np.ones((2, 2))),
+  'improvement_y': lambda s: stats.probability_of_improvement(np.ones((2, 2)), s),
+  'improvement_interval': lambda s: stats.probability_of_improvement_interval(s, np.ones((2, 2)), reps=10),
+  'profile': lambda s: stats.performance_profile(s, [0.0]),
+  'profile_interval': lambda s: stats.performance_profile_interval(s, [0.0], reps=10),
+  'mapping': lambda s: stats.aggregate_intervals({'dqn': s}, reps=10),
 }
 
 

@@ -16,7 +16,8 @@ import copy
 import functools
 import importlib
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,7 @@ _LATE = 1_000_000
 _SEAQUEST_DIVER_SPAWN_SPEED = 30
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(game: str) -> tuple[jax_minatar.JaxMinAtar, Callable, Callable]:
   env = jax_minatar.make(game)
   return env, jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step))
@@ -45,8 +46,7 @@ def _keys(seed: int, n: int = BATCH) -> jax.Array:
 
 def _official(game: str, seed: int) -> Any:
   """The official game itself (no sticky actions), reset."""
-  env = importlib.import_module(f'minatar.environments.{game}').Env(
-      ramping=True)
+  env = importlib.import_module(f'minatar.environments.{game}').Env(ramping=True)
   env.random = np.random.RandomState(seed)
   env.reset()
   return env
@@ -62,9 +62,17 @@ def _rng_position(env: Any) -> tuple[bytes, int]:
 
 def _breakout_fields(g: Any) -> dict[str, Any]:
   return dict(
-      ball_y=g.ball_y, ball_x=g.ball_x, ball_dir=g.ball_dir, pos=g.pos,
-      brick_map=g.brick_map, strike=g.strike, last_y=g.last_y,
-      last_x=g.last_x, time=_LATE, terminal=g.terminal)
+    ball_y=g.ball_y,
+    ball_x=g.ball_x,
+    ball_dir=g.ball_dir,
+    pos=g.pos,
+    brick_map=g.brick_map,
+    strike=g.strike,
+    last_y=g.last_y,
+    last_x=g.last_x,
+    time=_LATE,
+    terminal=g.terminal,
+  )
 
 
 def _asterix_fields(g: Any) -> dict[str, Any]:
@@ -73,28 +81,43 @@ def _asterix_fields(g: Any) -> dict[str, Any]:
     if e is not None:
       entities[i] = [e[0], e[1], e[2], e[3], 1]
   return dict(
-      player_x=g.player_x, player_y=g.player_y, shot_timer=g.shot_timer,
-      spawn_speed=g.spawn_speed, spawn_timer=g.spawn_timer,
-      move_speed=g.move_speed, move_timer=g.move_timer,
-      ramp_timer=g.ramp_timer, ramp_index=g.ramp_index, entities=entities,
-      time=_LATE, terminal=g.terminal)
+    player_x=g.player_x,
+    player_y=g.player_y,
+    shot_timer=g.shot_timer,
+    spawn_speed=g.spawn_speed,
+    spawn_timer=g.spawn_timer,
+    move_speed=g.move_speed,
+    move_timer=g.move_timer,
+    ramp_timer=g.ramp_timer,
+    ramp_index=g.ramp_index,
+    entities=entities,
+    time=_LATE,
+    terminal=g.terminal,
+  )
 
 
 def _freeway_fields(g: Any) -> dict[str, Any]:
   return dict(
-      pos=g.pos, cars=np.array(g.cars), move_timer=g.move_timer,
-      time=2500 - g.terminate_timer, terminal=g.terminal)
+    pos=g.pos, cars=np.array(g.cars), move_timer=g.move_timer, time=2500 - g.terminate_timer, terminal=g.terminal
+  )
 
 
 def _space_invaders_fields(g: Any) -> dict[str, Any]:
   return dict(
-      pos=g.pos, f_bullet_map=g.f_bullet_map, e_bullet_map=g.e_bullet_map,
-      alien_map=g.alien_map, alien_dir=g.alien_dir,
-      enemy_move_interval=g.enemy_move_interval,
-      alien_move_timer=g.alien_move_timer,
-      alien_shot_timer=g.alien_shot_timer, ramp_index=g.ramp_index,
-      shot_timer=g.shot_timer, ramping=g.ramping, time=_LATE,
-      terminal=g.terminal)
+    pos=g.pos,
+    f_bullet_map=g.f_bullet_map,
+    e_bullet_map=g.e_bullet_map,
+    alien_map=g.alien_map,
+    alien_dir=g.alien_dir,
+    enemy_move_interval=g.enemy_move_interval,
+    alien_move_timer=g.alien_move_timer,
+    alien_shot_timer=g.alien_shot_timer,
+    ramp_index=g.ramp_index,
+    shot_timer=g.shot_timer,
+    ramping=g.ramping,
+    time=_LATE,
+    terminal=g.terminal,
+  )
 
 
 def _seaquest_fields(g: Any, capacity: int) -> dict[str, Any]:
@@ -110,18 +133,34 @@ def _seaquest_fields(g: Any, capacity: int) -> dict[str, Any]:
   subs, subs_count = buffer(g.e_subs, 5)
   divers, divers_count = buffer(g.divers, 4)
   return dict(
-      oxygen=g.oxygen, sub_x=g.sub_x, sub_y=g.sub_y, sub_or=g.sub_or,
-      f_bullet_count=f_count, f_bullets=f_bullets, e_bullet_count=e_count,
-      e_bullets=e_bullets, e_fish_count=fish_count, e_fish=fish,
-      e_subs_count=subs_count, e_subs=subs, diver_count=g.diver_count,
-      divers_count=divers_count, divers=divers,
-      e_spawn_speed=g.e_spawn_speed, e_spawn_timer=g.e_spawn_timer,
-      d_spawn_timer=g.d_spawn_timer, move_speed=g.move_speed,
-      ramp_index=g.ramp_index, shot_timer=g.shot_timer, surface=g.surface,
-      time=_LATE, terminal=g.terminal)
+    oxygen=g.oxygen,
+    sub_x=g.sub_x,
+    sub_y=g.sub_y,
+    sub_or=g.sub_or,
+    f_bullet_count=f_count,
+    f_bullets=f_bullets,
+    e_bullet_count=e_count,
+    e_bullets=e_bullets,
+    e_fish_count=fish_count,
+    e_fish=fish,
+    e_subs_count=subs_count,
+    e_subs=subs,
+    diver_count=g.diver_count,
+    divers_count=divers_count,
+    divers=divers,
+    e_spawn_speed=g.e_spawn_speed,
+    e_spawn_timer=g.e_spawn_timer,
+    d_spawn_timer=g.d_spawn_timer,
+    move_speed=g.move_speed,
+    ramp_index=g.ramp_index,
+    shot_timer=g.shot_timer,
+    surface=g.surface,
+    time=_LATE,
+    terminal=g.terminal,
+  )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _state_template(game: str) -> Any:
   env, _, _ = _compiled(game)
   return jax.eval_shape(env.reset, jax.random.key(0))[1]
@@ -136,8 +175,7 @@ def _to_jax_state(game: str, g: Any, last_action: int) -> Any:
     fields = globals()[f'_{game}_fields'](g)
   game_state = type(template.game)(**fields)
   state = jax_minatar.EnvState(game=game_state, last_action=last_action)
-  return jax.tree.map(lambda x, t: np.asarray(x).astype(t.dtype), state,
-                      template)
+  return jax.tree.map(lambda x, t: np.asarray(x).astype(t.dtype), state, template)
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -151,8 +189,7 @@ def _stack(trees: list[Any]) -> Any:
 
 def _asterix_all_rows_full() -> tuple[Any, int]:
   g = _official('asterix', 0)
-  g.entities = [[0 if i + 1 == g.player_y else 9, i + 1, i % 2 == 0,
-                 i % 3 == 0] for i in range(8)]
+  g.entities = [[0 if i + 1 == g.player_y else 9, i + 1, i % 2 == 0, i % 3 == 0] for i in range(8)]
   g.spawn_timer, g.move_timer = 0, 3
   return g, 0
 
@@ -193,37 +230,31 @@ def _seaquest(**attributes: Any) -> Any:
 def _seaquest_cases() -> list[tuple[Any, int]]:
   up, noop = 2, 0
   return [
-      # A sub moving onto a friendly bullet dies and fires as it goes.
-      (_seaquest(sub_x=5, sub_y=0, e_subs=[[3, 4, True, 0, 0]],
-                 f_bullets=[[5, 4, False]]), noop),
-      # Surfacing with 6 divers: oxygen reward, diver count -1, ramp.
-      (_seaquest(sub_y=1, diver_count=6, oxygen=150, surface=False,
-                 ramp_index=1), up),
-      # Surfacing with some divers.
-      (_seaquest(sub_y=1, diver_count=3, oxygen=20, surface=False), up),
-      # Surfacing with none ends the game.
-      (_seaquest(sub_y=1, diver_count=0, surface=False), up),
-      # Out of oxygen.
-      (_seaquest(sub_y=4, oxygen=0, surface=False), noop),
-      # A diver picked up after the count went to -1; another moves onto
-      # the sub.
-      (_seaquest(sub_x=4, sub_y=3, diver_count=-1, surface=False,
-                 divers=[[4, 3, True, 2], [5, 3, False, 0]]), noop),
-      # An enemy bullet and a fish reaching the sub.
-      (_seaquest(sub_x=4, sub_y=3, surface=False,
-                 e_bullets=[[3, 3, True]]), noop),
-      (_seaquest(sub_x=4, sub_y=6, surface=False,
-                 e_fish=[[5, 6, False, 0]]), noop),
+    # A sub moving onto a friendly bullet dies and fires as it goes.
+    (_seaquest(sub_x=5, sub_y=0, e_subs=[[3, 4, True, 0, 0]], f_bullets=[[5, 4, False]]), noop),
+    # Surfacing with 6 divers: oxygen reward, diver count -1, ramp.
+    (_seaquest(sub_y=1, diver_count=6, oxygen=150, surface=False, ramp_index=1), up),
+    # Surfacing with some divers.
+    (_seaquest(sub_y=1, diver_count=3, oxygen=20, surface=False), up),
+    # Surfacing with none ends the game.
+    (_seaquest(sub_y=1, diver_count=0, surface=False), up),
+    # Out of oxygen.
+    (_seaquest(sub_y=4, oxygen=0, surface=False), noop),
+    # A diver picked up after the count went to -1; another moves onto
+    # the sub.
+    (_seaquest(sub_x=4, sub_y=3, diver_count=-1, surface=False, divers=[[4, 3, True, 2], [5, 3, False, 0]]), noop),
+    # An enemy bullet and a fish reaching the sub.
+    (_seaquest(sub_x=4, sub_y=3, surface=False, e_bullets=[[3, 3, True]]), noop),
+    (_seaquest(sub_x=4, sub_y=6, surface=False, e_fish=[[5, 6, False, 0]]), noop),
   ]
 
 
 _HAND_MADE = {
-    'asterix': lambda: [_asterix_all_rows_full()],
-    'breakout': lambda: [_breakout_last_brick()],
-    'freeway': lambda: [],
-    'seaquest': _seaquest_cases,
-    'space_invaders': lambda: [_space_invaders_last_alien(),
-                               _space_invaders_wave_at_edge()],
+  'asterix': lambda: [_asterix_all_rows_full()],
+  'breakout': lambda: [_breakout_last_brick()],
+  'freeway': lambda: [],
+  'seaquest': _seaquest_cases,
+  'space_invaders': lambda: [_space_invaders_last_alien(), _space_invaders_wave_at_edge()],
 }
 
 
@@ -286,24 +317,20 @@ def _step_cases(game: str, cases, seed: int):
   _, _, step = _compiled(game)
   out = []
   for start in range(0, len(cases), BATCH):
-    chunk = cases[start:start + BATCH]
+    chunk = cases[start : start + BATCH]
     pad = chunk + [chunk[-1]] * (BATCH - len(chunk))
     states = _stack([c[0] for c in pad])
     actions = np.array([c[1] for c in pad], np.int32)
     obs, _, reward, done = step(_keys(seed + start), states, actions)
-    out.extend(zip(np.asarray(obs)[:len(chunk)],
-                   np.asarray(reward)[:len(chunk)],
-                   np.asarray(done)[:len(chunk)]))
+    out.extend(zip(np.asarray(obs)[: len(chunk)], np.asarray(reward)[: len(chunk)], np.asarray(done)[: len(chunk)]))
   return out
 
 
 def _assert_transitions_match(game, cases, results):
-  for i, ((_, a, obs, reward, terminal), (j_obs, j_reward, j_done)) in (
-      enumerate(zip(cases, results))):
+  for i, ((_, a, obs, reward, terminal), (j_obs, j_reward, j_done)) in enumerate(zip(cases, results)):
     context = f'{game} case {i} action {a}'
     for c in range(obs.shape[2]):
-      np.testing.assert_array_equal(
-          j_obs[:, :, c], obs[:, :, c], err_msg=f'{context} channel {c}')
+      np.testing.assert_array_equal(j_obs[:, :, c], obs[:, :, c], err_msg=f'{context} channel {c}')
     assert j_reward == reward, context
     assert bool(j_done) == bool(terminal), context
 
@@ -330,10 +357,8 @@ def test_settings_reach_gymnax():
   env = jax_minatar.make('asterix')
   assert env.gymnax_params.ramping
   assert env.gymnax_params.max_steps_in_episode >= 2**31 - 1
-  assert not jax_minatar.make(
-      'seaquest', difficulty_ramping=False).gymnax_params.ramping
-  _, state = jax_minatar.make(
-      'space_invaders', difficulty_ramping=False).reset(jax.random.key(0), 4)
+  assert not jax_minatar.make('seaquest', difficulty_ramping=False).gymnax_params.ramping
+  _, state = jax_minatar.make('space_invaders', difficulty_ramping=False).reset(jax.random.key(0), 4)
   assert not state.game.ramping
   assert state.last_action == 4
 
@@ -355,8 +380,7 @@ def test_shapes_and_types_match_the_official_game(game):
   assert reward.shape == (BATCH,) and reward.dtype == jnp.float32
   assert done.shape == (BATCH,) and done.dtype == jnp.bool_
   # A state keeps one type from step to step (`lax.scan` carries need it).
-  assert (jax.tree.map(lambda x: (x.shape, x.dtype), next_state)
-          == jax.tree.map(lambda x: (x.shape, x.dtype), state))
+  assert jax.tree.map(lambda x: (x.shape, x.dtype), next_state) == jax.tree.map(lambda x: (x.shape, x.dtype), state)
 
 
 # Observation semantics and dynamics against the official games.
@@ -366,14 +390,11 @@ def test_shapes_and_types_match_the_official_game(game):
 def test_initial_observation_matches_the_official_game(game):
   _, reset, _ = _compiled(game)
   obs = np.asarray(reset(_keys(3))[0])
-  official = np.stack([_official(game, s).state().astype(np.uint8)
-                       for s in range(64)])
+  official = np.stack([_official(game, s).state().astype(np.uint8) for s in range(64)])
   if game == 'freeway':
     # Car speeds and directions are random: chicken and cars must match, and
     # each car row carries one trail cell behind its car (column 9 or 1).
-    np.testing.assert_array_equal(obs[:, :, :, :2],
-                                  np.broadcast_to(official[0, :, :, :2],
-                                                  obs[:, :, :, :2].shape))
+    np.testing.assert_array_equal(obs[:, :, :, :2], np.broadcast_to(official[0, :, :, :2], obs[:, :, :, :2].shape))
     trails = obs[:, :, :, 2:]
     assert np.all(trails.sum(axis=(2, 3))[:, 1:9] == 1)
     assert np.all(trails.sum(axis=(2, 3))[:, [0, 9]] == 0)
@@ -401,16 +422,14 @@ def test_asterix_spawns_in_the_only_free_row():
   # gymnax itself skips the first slot of its random order, missing the only
   # free row 1 time in 8; the wrapper always finds it.
   g = _official('asterix', 0)
-  g.entities = [None if i == 6 else [0 if i + 1 == g.player_y else 9, i + 1,
-                                     False, False] for i in range(8)]
+  g.entities = [None if i == 6 else [0 if i + 1 == g.player_y else 9, i + 1, False, False] for i in range(8)]
   g.spawn_timer, g.move_timer = 0, 3
   state = _stack([_to_jax_state('asterix', g, last_action=0)] * BATCH)
   _, _, step = _compiled('asterix')
   _, next_state, _, _ = step(_keys(8), state, np.zeros(BATCH, np.int32))
   present = np.asarray(next_state.game.entities[:, :, 4])
   assert np.all(present == 1)
-  np.testing.assert_array_equal(
-      np.asarray(next_state.game.entities[:, 6, 1]), 7)
+  np.testing.assert_array_equal(np.asarray(next_state.game.entities[:, 6, 1]), 7)
 
 
 # Protocol: sticky actions, no time limit, automatic resets.
@@ -430,8 +449,7 @@ def test_sticky_actions_repeat_the_previous_action_one_time_in_ten(game):
       # The paddle (channel 0, bottom row) starts at 4 and moves with the
       # applied action: left to 3, right to 5.
       paddle = np.argmax(np.asarray(next_obs)[:, 9, :, 0], axis=1)
-      np.testing.assert_array_equal(
-          paddle, np.where(applied[-1] == 1, 3, 5))
+      np.testing.assert_array_equal(paddle, np.where(applied[-1] == 1, 3, 5))
   applied = np.concatenate(applied)
   assert set(np.unique(applied)) <= {1, 3}
   frac = np.mean(applied == 1)
@@ -468,6 +486,7 @@ def test_step_autoreset_keeps_the_terminal_observation():
       action = jax.random.randint(key_action, (), 0, 6)
       out = env.step_autoreset(key_step, state, action)
       return out.state, (out, action, state.last_action)
+
     _, state = env.reset(key)
     return jax.lax.scan(body, state, jax.random.split(key, 300))[1]
 
@@ -484,8 +503,7 @@ def test_step_autoreset_keeps_the_terminal_observation():
   np.testing.assert_array_equal(out.obs[~done], out.next_obs[~done])
   # The applied action (the chosen or, if sticky, the previous one) carries
   # into the next episode.
-  assert np.all((out.state.last_action == actions)
-                | (out.state.last_action == previous))
+  assert np.all((out.state.last_action == actions) | (out.state.last_action == previous))
   assert np.any(out.state.last_action[done] != 0)
 
 
@@ -510,29 +528,31 @@ def test_official_seaquest_lists_stay_below_the_entity_capacity():
 
 
 def test_seaquest_with_the_entity_capacity_equals_itself_with_100_rows():
-  envs = {n: jax_minatar._Seaquest(use_minimal_action_set=False, capacity=n)  # pylint: disable=protected-access
-          for n in (jax_minatar.SEAQUEST_ENTITY_CAPACITY, 100)}
+  envs = {
+    n: jax_minatar._Seaquest(use_minimal_action_set=False, capacity=n)  # pylint: disable=protected-access
+    for n in (jax_minatar.SEAQUEST_ENTITY_CAPACITY, 100)
+  }
   params = jax_minatar.make('seaquest').gymnax_params
 
   def play(env, key, hardest):
     def body(state, key):
       key_action, key_step = jax.random.split(key)
       # Mostly no-op, so the sub often stays at the surface and the board fills.
-      action = jnp.where(jax.random.uniform(key_action) < 0.8, 0,
-                         jax.random.randint(key_action, (), 0, 6))
-      obs, next_state, reward, done, _ = env.step_env(key_step, state, action,
-                                                      params)
-      counts = jnp.stack([getattr(next_state, f'{n}_count') for n in (
-          'f_bullet', 'e_bullet', 'e_fish', 'e_subs', 'divers')])
+      action = jnp.where(jax.random.uniform(key_action) < 0.8, 0, jax.random.randint(key_action, (), 0, 6))
+      obs, next_state, reward, done, _ = env.step_env(key_step, state, action, params)
+      counts = jnp.stack(
+        [getattr(next_state, f'{n}_count') for n in ('f_bullet', 'e_bullet', 'e_fish', 'e_subs', 'divers')]
+      )
       return next_state, (obs, reward, done, counts)
+
     _, state = env.reset_env(key, params)
-    state = state.replace(e_spawn_speed=jnp.where(hardest, 1, 20),
-                          move_speed=jnp.where(hardest, 2, 5))
+    state = state.replace(e_spawn_speed=jnp.where(hardest, 1, 20), move_speed=jnp.where(hardest, 2, 5))
     return jax.lax.scan(body, state, jax.random.split(key, 1500))[1]
 
   keys, hardest = _keys(3, 16), jnp.arange(16) % 2 == 0
-  small, large = (jax.tree.map(np.asarray, jax.jit(jax.vmap(
-      functools.partial(play, envs[n])))(keys, hardest)) for n in envs)
+  small, large = (
+    jax.tree.map(np.asarray, jax.jit(jax.vmap(functools.partial(play, envs[n])))(keys, hardest)) for n in envs
+  )
   for a, b in zip(small, large):
     np.testing.assert_array_equal(a, b)
   counts = small[3]

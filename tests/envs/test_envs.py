@@ -5,22 +5,21 @@ from __future__ import annotations
 import dataclasses
 
 import dm_env
-from dm_env import specs
 import minatar as minatar_pkg
 import numpy as np
 import pytest
+from dm_env import specs
 
 from smoothrl import envs
-from smoothrl.envs import ChainEnv
-from smoothrl.envs import MinAtarEnv
+from smoothrl.envs import ChainEnv, MinAtarEnv
 from smoothrl.envs import minatar as minatar_lib
 
 EXPECTED_CHANNELS = {
-    'asterix': 4,
-    'breakout': 4,
-    'freeway': 7,
-    'seaquest': 10,
-    'space_invaders': 6,
+  'asterix': 4,
+  'breakout': 4,
+  'freeway': 7,
+  'seaquest': 10,
+  'space_invaders': 6,
 }
 
 
@@ -101,8 +100,7 @@ def test_minatar_matches_official_package(game):
       else:
         assert ts.mid() and ts.discount == 1.0
     assert ts.observation.dtype == np.uint8
-    np.testing.assert_array_equal(ts.observation,
-                                  ref.state().astype(np.uint8))
+    np.testing.assert_array_equal(ts.observation, ref.state().astype(np.uint8))
   if game == 'breakout':
     # Random play loses the ball quickly, so resets were compared too.
     assert num_episodes > 1
@@ -118,8 +116,7 @@ def test_minatar_official_defaults():
   assert env.raw_env.game_name() == 'seaquest'
   for game in ('asterix', 'seaquest', 'space_invaders'):
     assert MinAtarEnv(game).raw_env.env.ramping is True
-    assert MinAtarEnv(game, difficulty_ramping=False).raw_env.env.ramping is (
-        False)
+    assert MinAtarEnv(game, difficulty_ramping=False).raw_env.env.ramping is (False)
   env = MinAtarEnv('breakout', sticky_action_prob=0.0)
   assert env.raw_env.sticky_action_prob == 0.0
 
@@ -129,10 +126,8 @@ def test_minatar_sticky_actions_repeat_previous_action():
   # (0, no-op), so the trajectory is that of always playing 0.
   rng = np.random.default_rng(0)
   actions = [int(a) for a in rng.integers(1, 6, size=100)]
-  sticky = _rollout(MinAtarEnv('asterix', seed=3, sticky_action_prob=1.0),
-                    actions)
-  noop = _rollout(MinAtarEnv('asterix', seed=3, sticky_action_prob=1.0),
-                  [0] * 100)
+  sticky = _rollout(MinAtarEnv('asterix', seed=3, sticky_action_prob=1.0), actions)
+  noop = _rollout(MinAtarEnv('asterix', seed=3, sticky_action_prob=1.0), [0] * 100)
   for a, b in zip(sticky, noop):
     np.testing.assert_array_equal(a.observation, b.observation)
 
@@ -143,13 +138,10 @@ def test_minatar_seeding(game):
   actions = [int(a) for a in rng.integers(6, size=200)]
 
   def obs(seed):
-    return np.stack(
-        [ts.observation for ts in _rollout(MinAtarEnv(game, seed=seed),
-                                           actions)])
+    return np.stack([ts.observation for ts in _rollout(MinAtarEnv(game, seed=seed), actions)])
 
   def rewards(seed):
-    return [ts.reward for ts in _rollout(MinAtarEnv(game, seed=seed),
-                                         actions)]
+    return [ts.reward for ts in _rollout(MinAtarEnv(game, seed=seed), actions)]
 
   np.testing.assert_array_equal(obs(1), obs(1))
   assert rewards(1) == rewards(1)
@@ -240,7 +232,7 @@ def test_chain_optimal_policy(n, image):
   assert steps == n
   assert ts.discount == 0.0
   assert env.optimal_return(1.0) == 1.0
-  assert env.optimal_return(0.9) == pytest.approx(0.9**(n - 1))
+  assert env.optimal_return(0.9) == pytest.approx(0.9 ** (n - 1))
   assert env.step(1).first()
 
 
@@ -325,8 +317,7 @@ def test_make_minatar():
   assert env.game == 'space_invaders'
   assert env.max_episode_steps == 10
   a = _rollout(env, [1] * 20)
-  b = _rollout(MinAtarEnv('space_invaders', seed=3, max_episode_steps=10),
-               [1] * 20)
+  b = _rollout(MinAtarEnv('space_invaders', seed=3, max_episode_steps=10), [1] * 20)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x.observation, y.observation)
 
@@ -339,9 +330,8 @@ def test_make_chain():
 
 
 @pytest.mark.parametrize(
-    'name',
-    ['minatar/pong', 'atari/NotAGame', 'breakout', 'minatar', 'minatar/',
-     'chain/0', 'chain/x', 'chain/-3', ''])
+  'name', ['minatar/pong', 'atari/NotAGame', 'breakout', 'minatar', 'minatar/', 'chain/0', 'chain/x', 'chain/-3', '']
+)
 def test_unknown_names_list_valid_names(name):
   for fn in (envs.validate_name, lambda n: envs.make(n, seed=0)):
     with pytest.raises(ValueError) as e:
@@ -358,14 +348,11 @@ def test_unknown_names_list_valid_names(name):
 
 
 def test_validate_name_builds_nothing(monkeypatch):
-
   def fail(*args, **kwargs):
     raise AssertionError('built an environment')
 
   for family in ('minatar', 'chain'):
-    monkeypatch.setitem(
-        envs.ENV_FAMILIES, family,
-        dataclasses.replace(envs.ENV_FAMILIES[family], factory=fail))
+    monkeypatch.setitem(envs.ENV_FAMILIES, family, dataclasses.replace(envs.ENV_FAMILIES[family], factory=fail))
   for game in minatar_lib.GAMES:
     assert envs.validate_name(f'minatar/{game}') is None
   assert envs.validate_name('chain/5') is None
@@ -376,9 +363,8 @@ def test_validate_name_builds_nothing(monkeypatch):
 def test_register_family(monkeypatch):
   monkeypatch.setattr(envs, 'ENV_FAMILIES', dict(envs.ENV_FAMILIES))
   family = envs.EnvFamily(
-      names=('Dummy',),
-      is_valid=lambda rest: rest == 'Dummy',
-      factory=lambda rest, seed, **kw: ChainEnv(2))
+    names=('Dummy',), is_valid=lambda rest: rest == 'Dummy', factory=lambda rest, seed, **kw: ChainEnv(2)
+  )
   envs.register_family('fake', family)
   assert 'fake/Dummy' in envs.list_envs()
   envs.validate_name('fake/Dummy')

@@ -5,33 +5,48 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pytest
+from PIL import Image  # pylint: disable=g-import-not-at-top
 from scipy import stats
 
-from smoothrl.networks.method import MethodConfig
 from smoothrl.agents.dqn import DQNConfig
-from smoothrl.launch.analysis import results
+from smoothrl.launch.analysis import (
+  plots,  # pylint: disable=g-import-not-at-top
+  results,
+)
 from smoothrl.launch.run.config import TrainConfig
-
-from PIL import Image  # pylint: disable=g-import-not-at-top
-
-from smoothrl.launch.analysis import plots  # pylint: disable=g-import-not-at-top
+from smoothrl.networks.method import MethodConfig
 
 T975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
-def write_run(path: Path, evals: Sequence[tuple[int, float]], *, env: str = 'minatar/breakout', seed: int = 0,
-              method: str = 'none', layers: tuple[int, ...] = (-2,), lr: float = 0.00025, eps: float = 0.0003125,
-              complete: bool = True, extra_lines: Sequence[str] = ()) -> Path:
+def write_run(
+  path: Path,
+  evals: Sequence[tuple[int, float]],
+  *,
+  env: str = 'minatar/breakout',
+  seed: int = 0,
+  method: str = 'none',
+  layers: tuple[int, ...] = (-2,),
+  lr: float = 0.00025,
+  eps: float = 0.0003125,
+  complete: bool = True,
+  extra_lines: Sequence[str] = (),
+) -> Path:
   """A run directory with the given (step, return_mean) evaluations, as the host runner lays it out."""
-  config = TrainConfig(env=env, seed=seed, out=str(path), steps=1000,
-                       method=MethodConfig(method=method, layers=layers),
-                       dqn=DQNConfig(learning_rate=lr, adam_eps=eps))
+  config = TrainConfig(
+    env=env,
+    seed=seed,
+    out=str(path),
+    steps=1000,
+    method=MethodConfig(method=method, layers=layers),
+    dqn=DQNConfig(learning_rate=lr, adam_eps=eps),
+  )
   path.mkdir(parents=True)
   (path / 'config.json').write_text(config.to_json())
   lines = []
@@ -39,8 +54,9 @@ def write_run(path: Path, evals: Sequence[tuple[int, float]], *, env: str = 'min
     lines.append({'step': step, 'kind': 'episode', 'return': value - 1.0, 'length': 100})
     lines.append({'step': step, 'kind': 'train', 'loss': 0.5, 'q_mean': 1.0, 'updates': step // 4})
     lines.append({'step': step, 'kind': 'sigma', 'sigma': {'linear': 1.5}})
-    lines.append({'step': step, 'kind': 'eval', 'epsilon': 0.001, 'episodes': 3, 'return_mean': value,
-                  'smoothness': 2.0})
+    lines.append(
+      {'step': step, 'kind': 'eval', 'epsilon': 0.001, 'episodes': 3, 'return_mean': value, 'smoothness': 2.0}
+    )
   text = ''.join(json.dumps(r) + '\n' for r in lines) + ''.join(extra_lines)
   (path / 'metrics.jsonl').write_text(text)
   if complete:
@@ -63,8 +79,14 @@ def ci(values: Sequence[float]) -> float:
 
 
 def test_load_run_reads_config_records_and_summary(tmp_path):
-  run_dir = write_run(tmp_path / 'r', [(200, 5.0), (100, 1.0)], seed=3, method='sn', lr=0.001,
-                      extra_lines=['{"step": 200, "kind": "eval", "return_mean": 7.0}\n', '{"step": 300, "ki'])
+  run_dir = write_run(
+    tmp_path / 'r',
+    [(200, 5.0), (100, 1.0)],
+    seed=3,
+    method='sn',
+    lr=0.001,
+    extra_lines=['{"step": 200, "kind": "eval", "return_mean": 7.0}\n', '{"step": 300, "ki'],
+  )
   run = results.load_run(run_dir)
   assert run.config == TrainConfig.from_dict(json.loads((run_dir / 'config.json').read_text()))
   assert run.config.method.method == 'sn' and run.config_dict['dqn']['learning_rate'] == 0.001
@@ -107,7 +129,11 @@ def test_find_runs_walks_sweeps_and_handles_incomplete_runs(tmp_path):
     runs = results.find_runs(sweep, include_incomplete=True)
   # Seed 3 has no evaluation; seed 4 wrote a summary but its status says it failed.
   assert [(r.seed, r.complete, r.state) for r in runs] == [
-      (0, True, 'done'), (1, True, 'done'), (2, False, 'incomplete'), (4, False, 'failed')]
+    (0, True, 'done'),
+    (1, True, 'done'),
+    (2, False, 'incomplete'),
+    (4, False, 'failed'),
+  ]
 
   assert [r.seed for r in results.find_runs(other)] == [7]  # a run directory itself
   with pytest.raises(FileNotFoundError):
@@ -120,13 +146,16 @@ def test_find_runs_walks_sweeps_and_handles_incomplete_runs(tmp_path):
 
 def test_minatar_normalised_score_uses_table_e2():
   assert results.minatar_normalised_score('minatar/breakout', 61.7) == pytest.approx(
-      100 * (61.7 - 0.52) / (122.88 - 0.52))
+    100 * (61.7 - 0.52) / (122.88 - 0.52)
+  )
   assert results.minatar_normalised_score('minatar/asterix', 78.90) == pytest.approx(100.0)
   assert results.minatar_normalised_score('minatar/seaquest', 0.09) == pytest.approx(0.0)
   assert results.minatar_normalised_score('space_invaders', 181.89) == pytest.approx(
-      100 * (181.89 - 2.86) / (360.92 - 2.86))
-  np.testing.assert_allclose(results.minatar_normalised_score('minatar/breakout', np.array([0.52, 122.88])),
-                             [0.0, 100.0])
+    100 * (181.89 - 2.86) / (360.92 - 2.86)
+  )
+  np.testing.assert_allclose(
+    results.minatar_normalised_score('minatar/breakout', np.array([0.52, 122.88])), [0.0, 100.0]
+  )
   with pytest.raises(ValueError, match='freeway'):
     results.minatar_normalised_score('minatar/freeway', 10.0)
   assert results.normaliser('minatar/freeway') is None
@@ -165,34 +194,49 @@ def test_confidence_interval_is_the_student_t_interval():
   single = results.confidence_interval([4.0])
   assert single.mean == 4.0 and math.isnan(single.half_width)
   assert results.confidence_interval([1.0, 2.0], confidence=0.9).half_width == pytest.approx(
-      stats.t.ppf(0.95, 1) * np.std([1.0, 2.0], ddof=1) / math.sqrt(2))
+    stats.t.ppf(0.95, 1) * np.std([1.0, 2.0], ddof=1) / math.sqrt(2)
+  )
 
 
 @pytest.fixture
 def method_runs(tmp_path) -> list[results.Run]:
   """Breakout: 3 seeds of none and of sn[-2]; Asterix: 3 seeds of each; one extra lr for none on Breakout."""
   curves = {
-      ('minatar/breakout', 'none'): [[(0, 1.0), (100, 10.0), (200, 8.0)], [(0, 2.0), (100, 20.0), (200, 14.0)],
-                                     [(0, 3.0), (100, 30.0), (200, 20.0)]],
-      ('minatar/breakout', 'sn'): [[(0, 1.0), (100, 40.0), (200, 61.7)], [(0, 1.0), (100, 50.0), (200, 70.0)],
-                                   [(0, 1.0), (100, 45.0), (200, 52.0)]],
-      ('minatar/asterix', 'none'): [[(0, 0.5), (100, 5.0), (200, 6.0)], [(0, 0.5), (100, 7.0), (200, 8.0)],
-                                    [(0, 0.5), (100, 9.0), (200, 10.0)]],
-      ('minatar/asterix', 'sn'): [[(0, 0.5), (100, 12.0), (200, 20.0)], [(0, 0.5), (100, 14.0), (200, 30.0)],
-                                  [(0, 0.5), (100, 16.0), (200, 40.0)]],
+    ('minatar/breakout', 'none'): [
+      [(0, 1.0), (100, 10.0), (200, 8.0)],
+      [(0, 2.0), (100, 20.0), (200, 14.0)],
+      [(0, 3.0), (100, 30.0), (200, 20.0)],
+    ],
+    ('minatar/breakout', 'sn'): [
+      [(0, 1.0), (100, 40.0), (200, 61.7)],
+      [(0, 1.0), (100, 50.0), (200, 70.0)],
+      [(0, 1.0), (100, 45.0), (200, 52.0)],
+    ],
+    ('minatar/asterix', 'none'): [
+      [(0, 0.5), (100, 5.0), (200, 6.0)],
+      [(0, 0.5), (100, 7.0), (200, 8.0)],
+      [(0, 0.5), (100, 9.0), (200, 10.0)],
+    ],
+    ('minatar/asterix', 'sn'): [
+      [(0, 0.5), (100, 12.0), (200, 20.0)],
+      [(0, 0.5), (100, 14.0), (200, 30.0)],
+      [(0, 0.5), (100, 16.0), (200, 40.0)],
+    ],
   }
   for (env, method), seeds in curves.items():
     for seed, evals in enumerate(seeds):
-      write_run(tmp_path / 'methods' / env.split('/')[1] / method / str(seed), evals, env=env, seed=seed,
-                method=method)
+      write_run(tmp_path / 'methods' / env.split('/')[1] / method / str(seed), evals, env=env, seed=seed, method=method)
   return results.find_runs(tmp_path / 'methods')
 
 
 def test_groups_are_configs_that_differ_only_by_seed(method_runs):
   groups = results.group_runs(method_runs)
   assert [(g.env, g.label, g.seeds) for g in groups] == [
-      ('minatar/asterix', 'method=none', [0, 1, 2]), ('minatar/asterix', 'method=sn', [0, 1, 2]),
-      ('minatar/breakout', 'method=none', [0, 1, 2]), ('minatar/breakout', 'method=sn', [0, 1, 2])]
+    ('minatar/asterix', 'method=none', [0, 1, 2]),
+    ('minatar/asterix', 'method=sn', [0, 1, 2]),
+    ('minatar/breakout', 'method=none', [0, 1, 2]),
+    ('minatar/breakout', 'method=sn', [0, 1, 2]),
+  ]
   assert all('seed' not in g.params and 'out' not in g.params for g in groups)
   assert groups[1].params['method.method'] == 'sn' and groups[1].params['method.layers'] == (-2,)
 
@@ -203,8 +247,12 @@ def test_labels_name_what_differs(tmp_path):
   write_run(tmp_path / 'c', [(0, 1.0)], method='none', layers=(-2,), lr=0.001, eps=1e-2)
   write_run(tmp_path / 'd', [(0, 1.0)], method='none', layers=(-2,), lr=0.00025, eps=1e-2)
   labels = [g.label for g in results.group_runs(results.find_runs(tmp_path))]
-  assert labels == ['method=none layers=-2 lr=2.5e-4 eps=0.01', 'method=none layers=-2 lr=0.001 eps=0.01',
-                    'method=sn layers=-2 lr=0.001 eps=1e-4', 'method=sn layers=-2,-3 lr=0.001 eps=1e-4']
+  assert labels == [
+    'method=none layers=-2 lr=2.5e-4 eps=0.01',
+    'method=none layers=-2 lr=0.001 eps=0.01',
+    'method=sn layers=-2 lr=0.001 eps=1e-4',
+    'method=sn layers=-2,-3 lr=0.001 eps=1e-4',
+  ]
   assert results.format_value(1e-5) == '1e-5' and results.format_value(0.0003125) == '3.125e-4'
   assert results.format_value(0.00215) == '0.00215' and results.format_value((-2, -3)) == '-2,-3'
 
@@ -232,8 +280,10 @@ def test_final_and_best_scores_and_curves_over_seeds(method_runs):
 
 def test_mean_over_games_averages_each_seed_first(method_runs):
   table = results.by_label(results.group_runs(method_runs))
-  per_seed = [np.mean([mns_breakout(b), results.minatar_normalised_score('asterix', a)])
-              for b, a in ((61.7, 20.0), (70.0, 30.0), (52.0, 40.0))]
+  per_seed = [
+    np.mean([mns_breakout(b), results.minatar_normalised_score('asterix', a)])
+    for b, a in ((61.7, 20.0), (70.0, 30.0), (52.0, 40.0))
+  ]
   interval = results.game_mean(table['method=sn'], 'final')
   assert interval.mean == pytest.approx(np.mean(per_seed)) and interval.half_width == pytest.approx(ci(per_seed))
   curve = results.game_mean_curve(table['method=sn'])
@@ -291,8 +341,15 @@ def sweep_runs(tmp_path) -> list[results.Run]:
             continue
           for seed in range(2):
             value = 10.0 * i + j + seed + (20.0 if method == 'sn' else 0.0) + (5.0 if env.endswith('x') else 0.0)
-            write_run(tmp_path / 'sweep' / method / f'{env.split("/")[1]}_{i}_{j}_{seed}', [(0, 0.0), (100, value)],
-                      env=env, seed=seed, method=method, lr=lr, eps=eps)
+            write_run(
+              tmp_path / 'sweep' / method / f'{env.split("/")[1]}_{i}_{j}_{seed}',
+              [(0, 0.0), (100, value)],
+              env=env,
+              seed=seed,
+              method=method,
+              lr=lr,
+              eps=eps,
+            )
   return results.find_runs(tmp_path / 'sweep')
 
 
@@ -333,11 +390,13 @@ def test_failed_runs_are_counted_in_their_cells_and_widen_the_axes(sweep_runs, t
   # lr 0.1 diverged for every seed before its first evaluation; one seed of lr 1e-3, eps 1e-5 diverged later.
   for env in ('minatar/breakout', 'minatar/asterix'):
     for seed in range(2):
-      path = write_run(root / 'none' / f'{env.split("/")[1]}_diverged_{seed}', [], env=env, seed=seed, lr=0.1,
-                       eps=1e-5, complete=False)
+      path = write_run(
+        root / 'none' / f'{env.split("/")[1]}_diverged_{seed}', [], env=env, seed=seed, lr=0.1, eps=1e-5, complete=False
+      )
       (path / 'status.json').write_text(json.dumps(failure))
-  path = write_run(root / 'none' / 'breakout_1_0_late', [(0, 0.0), (100, 50.0)], seed=2, lr=1e-3, eps=1e-5,
-                   complete=False)
+  path = write_run(
+    root / 'none' / 'breakout_1_0_late', [(0, 0.0), (100, 50.0)], seed=2, lr=1e-3, eps=1e-5, complete=False
+  )
   (path / 'status.json').write_text(json.dumps(failure))
 
   failed = results.failed_runs(results.load_runs(root))
@@ -409,16 +468,21 @@ def test_best_per_method_keeps_each_methods_best_setting(sweep_runs):
   breakout = [r for r in sweep_runs if r.env == 'minatar/breakout']
   best = results.best_per_method(results.group_runs(breakout))
   assert [(g.label, g.params['dqn.learning_rate'], g.params['dqn.adam_eps']) for g in best] == [
-      ('method=none (best of 6: lr=0.01 eps=0.001)', 1e-2, 1e-3),
-      ('method=sn (best of 6: lr=0.01 eps=0.001)', 1e-2, 1e-3)]
+    ('method=none (best of 6: lr=0.01 eps=0.001)', 1e-2, 1e-3),
+    ('method=sn (best of 6: lr=0.01 eps=0.001)', 1e-2, 1e-3),
+  ]
   assert best[1].score('final', normalise=False).mean == pytest.approx(20 + 20 + 1 + 0.5)
 
 
 def test_plot_all_writes_what_the_runs_support(sweep_runs, method_runs, tmp_path):
   sweep_root = sweep_runs[0].path.parents[1]
   written = plots.plot_all(sweep_root, tmp_path / 'figs_sweep')
-  assert sorted(p.name for p in written) == ['learning_curves.png', 'method_bars.png', 'sensitivity_best.png',
-                                             'sensitivity_final.png']
+  assert sorted(p.name for p in written) == [
+    'learning_curves.png',
+    'method_bars.png',
+    'sensitivity_best.png',
+    'sensitivity_final.png',
+  ]
   for path in written:
     assert_png(path)
   single = method_runs[0].path
@@ -441,7 +505,7 @@ def test_freeway_alone_is_plotted_in_raw_returns(tmp_path):
 
 
 @pytest.fixture
-def figures(monkeypatch) -> dict[str, 'plots.Figure']:
+def figures(monkeypatch) -> dict[str, plots.Figure]:
   """{file name: the Figure written there}, for every figure `plots` saves during the test."""
   saved = {}
   save = plots._save
@@ -466,10 +530,15 @@ def test_display_labels_name_methods_as_the_thesis_does():
   base = {'method.method': 'sn', 'method.layers': (-2,), 'dqn.learning_rate': 0.001}
   assert results.display_labels([base, {**base, 'method.method': 'none'}]) == ['SN[-2]', 'Adam']
   assert results.display_labels([base, {**base, 'method.layers': (-2, -3)}, {**base, 'method.method': 'muleps'}]) == [
-      'SN[-2]', 'SN[-2,-3]', 'MULEPS[-2]']
+    'SN[-2]',
+    'SN[-2,-3]',
+    'MULEPS[-2]',
+  ]
   assert results.display_labels([base, {**base, 'dqn.learning_rate': 0.01}]) == ['lr=0.001', 'lr=0.01']
   assert results.display_labels([base, {**base, 'method.method': 'none', 'dqn.learning_rate': 1e-4}]) == [
-      'SN[-2] lr=0.001', 'Adam lr=1e-4']
+    'SN[-2] lr=0.001',
+    'Adam lr=1e-4',
+  ]
   assert results.display_labels([base]) == ['SN[-2]']
   # The baseline's layers do not show: two baselines that differ only in them keep describe's labels.
   none = {**base, 'method.method': 'none'}
@@ -518,8 +587,11 @@ def test_panels_in_one_normalised_unit_share_their_y_axis(method_runs, tmp_path,
   assert asterix.get_ylim() == breakout.get_ylim()
   plots.method_bars(method_runs, tmp_path / 'bars.png')
   asterix, breakout, mean = visible_axes(figures['bars.png'])
-  assert [ax.get_title() for ax in (asterix, breakout, mean)] == ['Asterix (MinAtar)', 'Breakout (MinAtar)',
-                                                                   'Mean over 2 games']
+  assert [ax.get_title() for ax in (asterix, breakout, mean)] == [
+    'Asterix (MinAtar)',
+    'Breakout (MinAtar)',
+    'Mean over 2 games',
+  ]
   assert asterix.get_shared_y_axes().joined(asterix, breakout) and asterix.get_shared_y_axes().joined(asterix, mean)
   # Freeway's raw returns are on a scale of their own.
   plots.learning_curves([*method_runs, *freeway], tmp_path / 'mixed.png')
@@ -535,16 +607,21 @@ def lr_runs(root: Path, seeds: int = 2) -> list[results.Run]:
   for method, offset in (('none', 0.0), ('sn', 5.0)):
     for lr, values in finals.items():
       for seed in range(seeds):
-        write_run(root / method / f'{lr}_{seed}', [(0, 0.0), (100, values[seed] + offset)], seed=seed, method=method,
-                  lr=lr)
+        write_run(
+          root / method / f'{lr}_{seed}', [(0, 0.0), (100, values[seed] + offset)], seed=seed, method=method, lr=lr
+        )
   return results.find_runs(root)
 
 
 def test_the_heatmap_needs_both_learning_rate_and_eps_to_vary(sweep_runs, tmp_path, figures):
   runs = lr_runs(tmp_path / 'lr')
   written = plots.plot_runs(runs, tmp_path / 'figs')
-  assert [p.name for p in written] == ['learning_curves.png', 'sensitivity_final.png', 'sensitivity_best.png',
-                                       'method_bars.png']
+  assert [p.name for p in written] == [
+    'learning_curves.png',
+    'sensitivity_final.png',
+    'sensitivity_best.png',
+    'method_bars.png',
+  ]
   # Only the learning rate varies: a score against it, a line per method, not a heatmap of one row.
   fig = figures['sensitivity_final.png']
   (ax,) = visible_axes(fig)
@@ -574,7 +651,9 @@ def test_method_bars_choose_each_methods_setting_on_other_seeds(tmp_path, figure
   best = results.best_settings(results.group_runs(runs))
   # Chosen on seed 0 (lr 1e-3 is best there), reported on seed 1 (where lr 1e-3 is the worse setting).
   assert best.held_out and [(g.label, g.seeds) for g in best.groups] == [
-      ('Adam (best of 2: lr=0.001)', [1]), ('SN[-2] (best of 2: lr=0.001)', [1])]
+    ('Adam (best of 2: lr=0.001)', [1]),
+    ('SN[-2] (best of 2: lr=0.001)', [1]),
+  ]
   assert [g.score('final', normalise=False).mean for g in best.groups] == [10.0, 15.0]
   assert best.note == 'best setting of each method chosen on seed 0; shown on seed 1'
   plots.method_bars(runs, tmp_path / 'bars.png')
@@ -597,8 +676,14 @@ def test_method_bars_without_a_choice_show_every_seed(method_runs):
 
 def test_every_figure_is_also_written_as_pdf_and_svg(sweep_runs, tmp_path):
   written = plots.plot_runs(sweep_runs, tmp_path / 'figs', aggregates=True)
-  assert [p.name for p in written] == ['learning_curves.png', 'sensitivity_final.png', 'sensitivity_best.png',
-                                       'method_bars.png', 'performance_profiles.png', 'aggregate_intervals.png']
+  assert [p.name for p in written] == [
+    'learning_curves.png',
+    'sensitivity_final.png',
+    'sensitivity_best.png',
+    'method_bars.png',
+    'performance_profiles.png',
+    'aggregate_intervals.png',
+  ]
   for path in written:
     assert_png(path)
     png, pdf, svg = plots.figure_files(path)

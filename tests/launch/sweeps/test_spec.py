@@ -13,18 +13,20 @@ import pytest
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.sweeps import spec as sweep
 
-SPECS = pathlib.Path(__file__).resolve().parent.parent / 'specs'
+SPECS = pathlib.Path(__file__).resolve().parents[3] / 'specs'
 GAMES = ['minatar/asterix', 'minatar/breakout', 'minatar/seaquest', 'minatar/space_invaders']
 ARCHS = {'network.conv_layers': [1, 2, 3], 'network.conv_channels': [24, 24, 32], 'network.hidden': [128, 128, 256]}
 
 
 def _spec(**overrides):
   data = {
-      'name': 'demo', 'out': 'runs/demo', 'preset': 'dqn-minatar',
-      'base': {'steps': 5000, 'dqn.warmup_steps': 1000},
-      'grid': {'method.method': ['none', 'sn'], 'method.layers': [[-2], [-2, -3]], 'seed': [0, 1, 2]},
-      'zip': dict(ARCHS),
-      'exclude': [{'method.method': 'none', 'method.layers': [-2, -3]}],  # the baseline ignores the layers
+    'name': 'demo',
+    'out': 'runs/demo',
+    'preset': 'dqn-minatar',
+    'base': {'steps': 5000, 'dqn.warmup_steps': 1000},
+    'grid': {'method.method': ['none', 'sn'], 'method.layers': [[-2], [-2, -3]], 'seed': [0, 1, 2]},
+    'zip': dict(ARCHS),
+    'exclude': [{'method.method': 'none', 'method.layers': [-2, -3]}],  # the baseline ignores the layers
   }
   data.update(overrides)
   return data
@@ -50,10 +52,22 @@ def test_grid_times_zip_minus_excludes():
   runs = sweep.expand(sweep.parse_spec(_spec()))
   assert len(runs) == 2 * 2 * 3 * 3 - 3 * 3  # 36 minus none x [-2, -3] x 3 seeds x 3 architectures
 
-  got = {(r.config.method.method, r.config.method.layers, r.config.seed, r.config.network.conv_layers,
-          r.config.network.conv_channels, r.config.network.hidden) for r in runs}
-  want = {(m, layers, s) + a for m, layers, s, a in itertools.product(
-      ['none', 'sn'], [(-2,), (-2, -3)], [0, 1, 2], zip(*ARCHS.values())) if (m, layers) != ('none', (-2, -3))}
+  got = {
+    (
+      r.config.method.method,
+      r.config.method.layers,
+      r.config.seed,
+      r.config.network.conv_layers,
+      r.config.network.conv_channels,
+      r.config.network.hidden,
+    )
+    for r in runs
+  }
+  want = {
+    (m, layers, s) + a
+    for m, layers, s, a in itertools.product(['none', 'sn'], [(-2,), (-2, -3)], [0, 1, 2], zip(*ARCHS.values()))
+    if (m, layers) != ('none', (-2, -3))
+  }
   assert got == want and len(got) == len(runs)
   for run in runs:
     assert run.config.steps == 5000 and run.config.dqn.warmup_steps == 1000  # base
@@ -65,8 +79,11 @@ def test_grid_times_zip_minus_excludes():
 
 
 def test_names_ids_and_run_directories_are_stable_and_safe():
-  data = _spec(grid={'env': GAMES[:2], 'dqn.learning_rate': [0.00025, 1e-4], 'method.layers': [[-2], [-2, -3]],
-                     'seed': [0, 1]}, base={'method.method': 'sn'}, exclude=[])
+  data = _spec(
+    grid={'env': GAMES[:2], 'dqn.learning_rate': [0.00025, 1e-4], 'method.layers': [[-2], [-2, -3]], 'seed': [0, 1]},
+    base={'method.method': 'sn'},
+    exclude=[],
+  )
   runs = sweep.expand(sweep.parse_spec(data))
   again = sweep.expand(sweep.parse_spec(data))
   assert [(r.name, r.run_id, r.out) for r in runs] == [(r.name, r.run_id, r.out) for r in again]
@@ -83,10 +100,23 @@ def test_names_ids_and_run_directories_are_stable_and_safe():
 
 
 def test_long_names_are_shortened_with_the_id():
-  data = {'name': 'long', 'out': 'o', 'grid': {'env': ['minatar/breakout', 'chain/5'], 'dqn.learning_rate': [1e-4],
-          'dqn.adam_eps': [3e-4], 'dqn.gamma': [0.9], 'dqn.batch_size': [32], 'dqn.replay_capacity': [50000],
-          'dqn.target_update_period': [4000], 'dqn.epsilon_decay_steps': [1000], 'eval_epsilon': [0.001],
-          'regulariser.penalty_coef': [0.0], 'seed': [0]}}
+  data = {
+    'name': 'long',
+    'out': 'o',
+    'grid': {
+      'env': ['minatar/breakout', 'chain/5'],
+      'dqn.learning_rate': [1e-4],
+      'dqn.adam_eps': [3e-4],
+      'dqn.gamma': [0.9],
+      'dqn.batch_size': [32],
+      'dqn.replay_capacity': [50000],
+      'dqn.target_update_period': [4000],
+      'dqn.epsilon_decay_steps': [1000],
+      'eval_epsilon': [0.001],
+      'regulariser.penalty_coef': [0.0],
+      'seed': [0],
+    },
+  }
   runs = sweep.expand(sweep.parse_spec(data))
   assert runs[0].name.startswith('env=minatar-breakout,lr=0.0001,')  # two families: the family stays
   assert all(len(r.name) == 120 and r.name.endswith('~' + r.run_id) for r in runs)
@@ -94,15 +124,14 @@ def test_long_names_are_shortened_with_the_id():
 
 def test_nested_and_dotted_base_are_the_same_spec():
   dotted = _spec(base={'steps': 5000, 'dqn.warmup_steps': 1000, 'dqn.learning_rate': 1e-3, 'method.lipschitz': 2})
-  nested = _spec(base={'steps': 5000, 'dqn': {'warmup_steps': 1000, 'learning_rate': 1e-3},
-                       'method': {'lipschitz': 2.0}})
-  mixed = _spec(base={'steps': 5000, 'dqn.warmup_steps': 1000, 'dqn': {'learning_rate': 1e-3},
-                      'method.lipschitz': 2.0})
+  nested = _spec(
+    base={'steps': 5000, 'dqn': {'warmup_steps': 1000, 'learning_rate': 1e-3}, 'method': {'lipschitz': 2.0}}
+  )
+  mixed = _spec(base={'steps': 5000, 'dqn.warmup_steps': 1000, 'dqn': {'learning_rate': 1e-3}, 'method.lipschitz': 2.0})
   specs = [sweep.parse_spec(d) for d in (dotted, nested, mixed)]
   assert specs[0] == specs[1] == specs[2]
   assert [r.config for r in sweep.expand(specs[0])] == [r.config for r in sweep.expand(specs[1])]
-  assert specs[0].base_config().method.lipschitz == 2.0 and isinstance(specs[0].base_config().method.lipschitz,
-                                                                        float)
+  assert specs[0].base_config().method.lipschitz == 2.0 and isinstance(specs[0].base_config().method.lipschitz, float)
   nested_grid = _spec(grid={'method': {'method': ['none', 'sn'], 'layers': [[-2], [-2, -3]]}, 'seed': [0, 1, 2]})
   assert sweep.parse_spec(nested_grid) == sweep.parse_spec(_spec())
 
@@ -114,19 +143,28 @@ def test_to_dict_round_trips():
 
 def test_one_error_lists_every_problem():
   data = {
-      'name': 'bad', 'out': 'runs/bad', 'preset': 'dqn-minatr', 'grdi': {},
-      'base': {'dqn.learnin_rate': 1e-3, 'steps': 'many', 'learning_rate': 1e-3, 'dqn': 3, 'out': 'x',
-               'env': 'minatar/breakout'},
-      'grid': {
-          'env': ['minatar/brekout', 'minatar/asterix'],
-          'method.method': ['sn', 'divgrd'],
-          'method.layers': [[-2], [-5], -3],
-          'seed': [],
-          'dqn.learning_rate': [1e-4, -1.0],
-          'network.hidden': 64,
-      },
-      'zip': {'network.conv_layers': [1, 2], 'network.conv_channels': [24]},
-      'exclude': [{'seed': 1}, {'dqn.gamma': 0.9}, {'dqn.learning_rate': 0.5}],
+    'name': 'bad',
+    'out': 'runs/bad',
+    'preset': 'dqn-minatr',
+    'grdi': {},
+    'base': {
+      'dqn.learnin_rate': 1e-3,
+      'steps': 'many',
+      'learning_rate': 1e-3,
+      'dqn': 3,
+      'out': 'x',
+      'env': 'minatar/breakout',
+    },
+    'grid': {
+      'env': ['minatar/brekout', 'minatar/asterix'],
+      'method.method': ['sn', 'divgrd'],
+      'method.layers': [[-2], [-5], -3],
+      'seed': [],
+      'dqn.learning_rate': [1e-4, -1.0],
+      'network.hidden': 64,
+    },
+    'zip': {'network.conv_layers': [1, 2], 'network.conv_channels': [24]},
+    'exclude': [{'seed': 1}, {'dqn.gamma': 0.9}, {'dqn.learning_rate': 0.5}],
   }
   problems = _problems(data)
   _one(problems, "unknown top-level key 'grdi'", "did you mean 'grid'")
@@ -142,7 +180,7 @@ def test_one_error_lists_every_problem():
   _one(problems, 'grid.seed: empty list')
   _one(problems, 'grid.network.hidden: expected a list of values')
   _one(problems, 'zip: lists of different lengths', 'network.conv_layers has 2', 'network.conv_channels has 1')
-  _one(problems, "exclude[1].dqn.gamma: not a grid or zip field")
+  _one(problems, 'exclude[1].dqn.gamma: not a grid or zip field')
   _one(problems, 'exclude[2].dqn.learning_rate: 0.5 is not among its values')
   # config.validate on every run, each distinct problem once with its count and an example run.
   env = _one(problems, "unknown environment 'minatar/brekout'")
@@ -155,8 +193,9 @@ def test_one_error_lists_every_problem():
 
 
 def test_unknown_nested_field_suggests_the_closest_name():
-  problems = _problems(_spec(base={'dqn': {'learnin_rate': 1e-3}, 'network.hiden': 64},
-                             grid={'methd.layers': [[-2]], 'seed': [0]}))
+  problems = _problems(
+    _spec(base={'dqn': {'learnin_rate': 1e-3}, 'network.hiden': 64}, grid={'methd.layers': [[-2]], 'seed': [0]})
+  )
   _one(problems, "base.dqn.learnin_rate: unknown field; did you mean 'dqn.learning_rate'?")
   _one(problems, "base.network.hiden: unknown field; did you mean 'network.hidden'?")
   _one(problems, "grid.methd.layers: unknown field; did you mean 'method.layers'?")
@@ -168,15 +207,22 @@ def test_repeated_runs_values_and_dead_exclusions():
   repeat = _one(problems, 'runs repeat an earlier run')
   assert repeat.startswith('9 runs repeat') and 'differ only in method.layers' in repeat
   # Layer order does not change a run either; repeated values and rows are named as such.
-  problems = _problems(_spec(grid={'method.method': ['sn'], 'method.layers': [[-2, -3], [-3, -2]],
-                                   'seed': [0, 0, 1]}, exclude=[],
-                             zip={'network.conv_layers': [1, 1], 'network.hidden': [64, 64]}))
+  problems = _problems(
+    _spec(
+      grid={'method.method': ['sn'], 'method.layers': [[-2, -3], [-3, -2]], 'seed': [0, 0, 1]},
+      exclude=[],
+      zip={'network.conv_layers': [1, 1], 'network.hidden': [64, 64]},
+    )
+  )
   _one(problems, 'grid.seed: repeated values [0]')
   _one(problems, 'zip: repeated rows network.conv_layers=1, network.hidden=64')
   _one(problems, '2 runs repeat an earlier run')
   # An exclusion that removes nothing is a typo somewhere: here no zip row pairs these values.
-  problems = _problems(_spec(exclude=[{'method.method': 'none', 'method.layers': [-2, -3]},
-                                      {'network.conv_layers': 1, 'network.hidden': 256}]))
+  problems = _problems(
+    _spec(
+      exclude=[{'method.method': 'none', 'method.layers': [-2, -3]}, {'network.conv_layers': 1, 'network.hidden': 256}]
+    )
+  )
   assert problems == ['exclude {network.conv_layers: 1, network.hidden: 256} matches no run']
 
 
@@ -210,8 +256,10 @@ def test_expand_checks_specs_built_by_hand():
 
 def test_yaml_files(tmp_path):
   path = tmp_path / 'spec.yaml'
-  path.write_text('name: y\nout: runs/y\nbase:\n  dqn:\n    learning_rate: 3e-4\n  steps: 5e6\n'
-                  'grid:\n  dqn.adam_eps: [1e-5, 1.0e-4]\n  seed: [0, 1]\n')
+  path.write_text(
+    'name: y\nout: runs/y\nbase:\n  dqn:\n    learning_rate: 3e-4\n  steps: 5e6\n'
+    'grid:\n  dqn.adam_eps: [1e-5, 1.0e-4]\n  seed: [0, 1]\n'
+  )
   spec = sweep.load_spec(path)
   assert spec.source == str(path)
   runs = sweep.expand(spec)
@@ -222,7 +270,9 @@ def test_yaml_files(tmp_path):
   with pytest.raises(sweep.SweepError) as info:
     sweep.load_spec(path)
   assert [p for p in info.value.problems if 'given twice' in p] == [
-      "line 4: key 'seed' is given twice in one mapping", "line 5: key 'steps' is given twice in one mapping"]
+    "line 4: key 'seed' is given twice in one mapping",
+    "line 5: key 'steps' is given twice in one mapping",
+  ]
 
   path.write_text('name: y\ngrid: [unclosed\n')
   with pytest.raises(sweep.SweepError, match='not valid YAML'):
@@ -230,32 +280,50 @@ def test_yaml_files(tmp_path):
 
 
 def test_read_value():
-  assert [sweep.read_value(t) for t in ('1e-5', '5000', 'sn', '[-2, -3]', 'true')] == [1e-5, 5000, 'sn', [-2, -3],
-                                                                                      True]
+  assert [sweep.read_value(t) for t in ('1e-5', '5000', 'sn', '[-2, -3]', 'true')] == [1e-5, 5000, 'sn', [-2, -3], True]
 
 
 def test_grid_from_args():
   base = config_lib.replace(config_lib.preset('dqn-minatar'), steps=2000, env='minatar/seaquest', out='runs/cli')
-  spec = sweep.grid_from_args(base, ['dqn.learning_rate=1e-4,3e-4', 'method.method=sn,divgrad', 'seed=0-4',
-                                     'method.layers=-2;-2,-3'])
+  spec = sweep.grid_from_args(
+    base, ['dqn.learning_rate=1e-4,3e-4', 'method.method=sn,divgrad', 'seed=0-4', 'method.layers=-2;-2,-3']
+  )
   assert (spec.name, spec.out) == ('cli', 'runs/cli')
-  assert dict(spec.grid) == {'dqn.learning_rate': (1e-4, 3e-4), 'method.method': ('sn', 'divgrad'),
-                             'seed': (0, 1, 2, 3, 4), 'method.layers': ((-2,), (-2, -3))}
+  assert dict(spec.grid) == {
+    'dqn.learning_rate': (1e-4, 3e-4),
+    'method.method': ('sn', 'divgrad'),
+    'seed': (0, 1, 2, 3, 4),
+    'method.layers': ((-2,), (-2, -3)),
+  }
   runs = sweep.expand(spec)
   assert len(runs) == 2 * 2 * 5 * 2
   assert all(r.config.steps == 2000 and r.config.env == 'minatar/seaquest' for r in runs)
   assert runs[0].out == 'runs/cli/runs/lr=0.0001,method=sn,layers=-2,seed=0'
 
   sn = config_lib.replace(config_lib.TrainConfig(), **{'method.method': 'sn'})
-  spec = sweep.grid_from_args(sn, ['regulariser.batch_norm=true,false', 'seed=3',
-                                                         'method.lipschitz=1,2.5', 'steps=1e4'], name='g', out='o')
-  assert dict(spec.grid) == {'regulariser.batch_norm': (True, False), 'seed': (3,), 'method.lipschitz': (1.0, 2.5),
-                             'steps': (10000,)}
+  spec = sweep.grid_from_args(
+    sn, ['regulariser.batch_norm=true,false', 'seed=3', 'method.lipschitz=1,2.5', 'steps=1e4'], name='g', out='o'
+  )
+  assert dict(spec.grid) == {
+    'regulariser.batch_norm': (True, False),
+    'seed': (3,),
+    'method.lipschitz': (1.0, 2.5),
+    'steps': (10000,),
+  }
 
   with pytest.raises(sweep.SweepError) as info:
-    sweep.grid_from_args(config_lib.TrainConfig(), ['seed=a', 'nonsense', 'dqn.learnin_rate=1',
-                                                    'method.layers=-2;x', 'seed=1', 'network.conv_layers=4-2',
-                                                    'dqn.gamma='])
+    sweep.grid_from_args(
+      config_lib.TrainConfig(),
+      [
+        'seed=a',
+        'nonsense',
+        'dqn.learnin_rate=1',
+        'method.layers=-2;x',
+        'seed=1',
+        'network.conv_layers=4-2',
+        'dqn.gamma=',
+      ],
+    )
   problems = info.value.problems
   assert info.value.source == 'command-line grid'
   _one(problems, "grid.seed[0]: expected an integer, got 'a'")
@@ -270,14 +338,21 @@ def test_grid_from_args():
 
 # The shipped specs: each loads, validates and has the run count of the grid it documents.
 
+
 def _log_spaced(values, step):
   return all(math.isclose(math.log10(b) - math.log10(a), step, abs_tol=2e-3) for a, b in zip(values, values[1:]))
 
 
 def test_every_shipped_spec_is_tested():
   assert sorted(p.name for p in SPECS.glob('*.yaml')) == sorted(
-      ['smoke.yaml', 'fig7_2b_minatar_sn.yaml', 'fig7_4_sensitivity.yaml', 'fig7_5_divgrad_muleps.yaml',
-       'figE3_lipschitz.yaml'])
+    [
+      'smoke.yaml',
+      'fig7_2b_minatar_sn.yaml',
+      'fig7_4_sensitivity.yaml',
+      'fig7_5_divgrad_muleps.yaml',
+      'figE3_lipschitz.yaml',
+    ]
+  )
   for path in SPECS.glob('*.yaml'):
     assert path.read_text().startswith('#'), f'{path.name} needs its comment header'
 
@@ -342,7 +417,10 @@ def test_figE3_spec():
 
 # Bad input: files that are no specs, values of the wrong kind, sweeps too large to hold.
 
-@pytest.mark.parametrize('name, content, problem', [
+
+@pytest.mark.parametrize(
+  'name, content, problem',
+  [
     ('missing.yaml', None, 'no such file'),
     ('adir', 'directory', 'is a directory, not a spec file'),
     ('random.yaml', bytes(range(128, 256)) * 4, 'not a text file (UTF-8)'),
@@ -353,7 +431,8 @@ def test_figE3_spec():
     ('list.yaml', b'[1, 2]', 'expected a mapping with keys name, kind, out'),
     ('words.yaml', b'just words', 'got str'),
     ('deep.yaml', b'[' * 5000, 'nested too deeply'),
-])
+  ],
+)
 def test_files_that_are_no_specs(tmp_path, name, content, problem):
   path = tmp_path / name
   if content == 'directory':
@@ -369,7 +448,7 @@ def test_files_that_are_no_specs(tmp_path, name, content, problem):
 def test_values_of_the_wrong_kind_are_problems_not_crashes():
   _one(_problems({'name': 'n', 'kind': ['rl']}), "kind: unknown run kind ['rl']")
   _one(_problems({'name': 'n', 'preset': {'a': 1}, 'grid': {'seed': [0]}}), "preset: unknown preset {'a': 1}")
-  _one(_problems({'name': 'n\n', 'grid': {'seed': [0]}}), "name: expected a name of letters")
+  _one(_problems({'name': 'n\n', 'grid': {'seed': [0]}}), 'name: expected a name of letters')
   _one(_problems({'name': 'n', 'out': 'a\0b', 'grid': {'seed': [0]}}), 'out: expected a directory path')
   problems = _problems({'name': 'n', 'base': {'dqn.gamma': 10**400}, 'grid': {'seed': [-1, 0, 2**32]}})
   _one(problems, 'base.dqn.gamma: expected a number, got 1000')
@@ -420,12 +499,14 @@ def test_the_out_of_a_spec_file_can_be_overridden(tmp_path):
 
 
 def test_grid_from_args_with_fixed_fields():
-  spec = sweep.grid_from_args(config_lib.TrainConfig(), ['seed=0-1'], out='o',
-                              fixed={'steps': 5000, 'dqn': {'learning_rate': 1e-3}})
+  spec = sweep.grid_from_args(
+    config_lib.TrainConfig(), ['seed=0-1'], out='o', fixed={'steps': 5000, 'dqn': {'learning_rate': 1e-3}}
+  )
   assert spec.base_config().steps == 5000 and spec.base_config().dqn.learning_rate == 1e-3
   with pytest.raises(sweep.SweepError) as info:
-    sweep.grid_from_args(config_lib.TrainConfig(), ['seed=0-1'], out='o',
-                         fixed={'dqn': 3, 'stepz': 1, 'out': 'x', 'seed': 2})
+    sweep.grid_from_args(
+      config_lib.TrainConfig(), ['seed=0-1'], out='o', fixed={'dqn': 3, 'stepz': 1, 'out': 'x', 'seed': 2}
+    )
   problems = info.value.problems
   _one(problems, 'base.dqn: a config section, not a field')
   _one(problems, "base.stepz: unknown field; did you mean 'steps'?")

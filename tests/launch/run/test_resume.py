@@ -9,24 +9,45 @@ import time
 
 import numpy as np
 import pytest
-
 from chain_runs import interrupt_at
-from smoothrl.launch.run import checkpoint
-from smoothrl.launch.run import recorder
+
+from smoothrl.launch.run import checkpoint, host, recorder
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
 from smoothrl.launch.run.files import CHECKPOINT_DIR, LEGACY_CHECKPOINT_FILE, read_metrics
 
 MANIFEST = f'{CHECKPOINT_DIR}/manifest.json'  # there once a checkpoint is whole
 
-FLAGS = ['--env', 'minatar/breakout', '--steps', '3000', '--warmup-steps', '500', '--eval-period', '1000',
-         '--eval-steps', '200', '--log-period', '500', '--sigma-log-period', '1000', '--checkpoint-period', '1000',
-         '--seed', '4', '--no-progress']
+FLAGS = [
+  '--env',
+  'minatar/breakout',
+  '--steps',
+  '3000',
+  '--warmup-steps',
+  '500',
+  '--eval-period',
+  '1000',
+  '--eval-steps',
+  '200',
+  '--log-period',
+  '500',
+  '--sigma-log-period',
+  '1000',
+  '--checkpoint-period',
+  '1000',
+  '--seed',
+  '4',
+  '--no-progress',
+]
 
 
 def _cli(*args, **kwargs):
-  return subprocess.Popen([sys.executable, '-m', 'smoothrl.launch.cli', 'train', *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kwargs)
+  return subprocess.Popen(
+    [sys.executable, '-m', 'smoothrl.launch.cli', 'train', *args],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    **kwargs,
+  )
 
 
 def _timeless(records):
@@ -68,11 +89,25 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_with_its_reason(tmp_path):
-  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=400, log_period=100,
-                                                  eval_period=400, eval_steps=20, sigma_log_period=400,
-                                                  checkpoint_period=0),
-                           **{'network.conv_layers': 0, 'dqn.warmup_steps': 50, 'dqn.learning_rate': 1e30,
-                              'dqn.gamma': 1.0, 'dqn.adam_eps': 1e-30})
+  cfg = config_lib.replace(
+    config_lib.TrainConfig(
+      env='chain/4',
+      out=str(tmp_path),
+      steps=400,
+      log_period=100,
+      eval_period=400,
+      eval_steps=20,
+      sigma_log_period=400,
+      checkpoint_period=0,
+    ),
+    **{
+      'network.conv_layers': 0,
+      'dqn.warmup_steps': 50,
+      'dqn.learning_rate': 1e30,
+      'dqn.gamma': 1.0,
+      'dqn.adam_eps': 1e-30,
+    },
+  )
   with pytest.raises(config_lib.TrainingError, match='non-finite loss'):
     host.train(cfg, show_progress=False)
   status = recorder.read_status(tmp_path)
@@ -81,9 +116,18 @@ def test_non_finite_loss_stops_the_run_with_its_reason(tmp_path):
 
 
 def test_a_diverging_run_stops_alone_among_several(tmp_path):
-  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', steps=400, log_period=100, eval_period=400,
-                                                  eval_steps=20, sigma_log_period=400, checkpoint_period=0),
-                           **{'network.conv_layers': 0, 'dqn.warmup_steps': 50})
+  cfg = config_lib.replace(
+    config_lib.TrainConfig(
+      env='chain/4',
+      steps=400,
+      log_period=100,
+      eval_period=400,
+      eval_steps=20,
+      sigma_log_period=400,
+      checkpoint_period=0,
+    ),
+    **{'network.conv_layers': 0, 'dqn.warmup_steps': 50},
+  )
   diverging = config_lib.replace(cfg, out=str(tmp_path / 'nan'), **{'dqn.learning_rate': 1e30})
   fine = config_lib.replace(cfg, out=str(tmp_path / 'fine'))
   failed, done = host.train_many([diverging, fine], show_progress=False)
@@ -92,8 +136,16 @@ def test_a_diverging_run_stops_alone_among_several(tmp_path):
 
 
 def test_resume_refuses_a_different_config(tmp_path):
-  cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=200, log_period=100, eval_period=200,
-                               eval_steps=10, sigma_log_period=200, checkpoint_period=0)
+  cfg = config_lib.TrainConfig(
+    env='chain/4',
+    out=str(tmp_path),
+    steps=200,
+    log_period=100,
+    eval_period=200,
+    eval_steps=10,
+    sigma_log_period=200,
+    checkpoint_period=0,
+  )
   cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'dqn.warmup_steps': 50})
   host.train(cfg, show_progress=False)
   with pytest.raises(config_lib.ConfigError, match='different config'):
@@ -101,8 +153,16 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
-  cfg = config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=400, log_period=100, eval_period=400,
-                               eval_steps=10, sigma_log_period=400, checkpoint_period=200)
+  cfg = config_lib.TrainConfig(
+    env='chain/4',
+    out=str(tmp_path),
+    steps=400,
+    log_period=100,
+    eval_period=400,
+    eval_steps=10,
+    sigma_log_period=400,
+    checkpoint_period=200,
+  )
   cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50})
 
   interrupt_at(300, lambda: host.train(cfg, show_progress=False), host)
@@ -115,8 +175,11 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_the_run(tmp_path):
   checkpoint.save(tmp_path, saved.step, {**saved.leaves, 'state': state}, saved.meta)
   metrics = (tmp_path / 'metrics.jsonl').read_text()
 
-  with pytest.raises(config_lib.ConfigError, match=r"params\['hidden'\]\['w'\] is float32\[4, 8\], the run needs "
-                                                   r"float32\[4, 16\]; remove .*checkpoint to start the run afresh"):
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=r"params\['hidden'\]\['w'\] is float32\[4, 8\], the run needs "
+    r'float32\[4, 16\]; remove .*checkpoint to start the run afresh',
+  ):
     host.train(cfg, show_progress=False, resume=True)
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # the records after the checkpoint kept
   status = recorder.read_status(tmp_path)

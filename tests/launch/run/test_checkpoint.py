@@ -12,25 +12,21 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 from chain_runs import interrupt_at
+
 from smoothrl import envs
-from smoothrl.agents import device_replay
-from smoothrl.agents import dqn
+from smoothrl.agents import device_replay, dqn
 from smoothrl.agents.frame_replay import FrameReplayBuffer
 from smoothrl.envs.atari import AtariEnv
 from smoothrl.envs.chain import ChainEnv
 from smoothrl.envs.minatar import GAMES, MinAtarEnv
 from smoothrl.launch import cli
-from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import checkpoint, host, policy, recorder
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
-from smoothrl.launch.run import policy
-from smoothrl.launch.run import recorder
 from smoothrl.launch.run.checkpoint import CheckpointError
 from smoothrl.launch.run.files import CHECKPOINT_DIR, LEGACY_CHECKPOINT_FILE, METRICS_FILE, MODEL_DIR, read_metrics
 
-SMOOTHRL = Path(__file__).resolve().parents[1] / 'smoothrl'
+SMOOTHRL = Path(__file__).resolve().parents[3] / 'smoothrl'
 
 
 def _through_checkpoint(directory, obj):
@@ -134,8 +130,7 @@ def test_atari_continues_exactly_after_a_round_trip(tmp_path, protocol):
   restored.set_state(*_through_checkpoint(tmp_path, env))
   _same_state(env, restored)
   _same_steps(env, restored, [int(a) for a in rng.integers(0, 4, 800)])
-  assert (restored.episode_score, restored.lives, restored.last_noops) == (env.episode_score, env.lives,
-                                                                           env.last_noops)
+  assert (restored.episode_score, restored.lives, restored.last_noops) == (env.episode_score, env.lives, env.last_noops)
   with pytest.raises(ValueError, match='cannot be restored'):
     AtariEnv('Breakout', seed=6, protocol=protocol).set_state(*env.get_state())
 
@@ -217,10 +212,20 @@ class _Touch:
 
 
 def _chain_config(out, **fields):
-  cfg = config_lib.TrainConfig(env='chain/4', out=str(out), steps=600, log_period=100, eval_period=200,
-                               eval_steps=30, sigma_log_period=200, checkpoint_period=200)
-  return config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50,
-                                    'dqn.replay_capacity': 500, **fields})
+  cfg = config_lib.TrainConfig(
+    env='chain/4',
+    out=str(out),
+    steps=600,
+    log_period=100,
+    eval_period=200,
+    eval_steps=30,
+    sigma_log_period=200,
+    checkpoint_period=200,
+  )
+  return config_lib.replace(
+    cfg,
+    **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50, 'dqn.replay_capacity': 500, **fields},
+  )
 
 
 @pytest.fixture(scope='module')
@@ -288,7 +293,7 @@ def test_an_arrays_file_holding_an_object_array_is_refused_unread(tmp_path, stop
 
 def _truncate(directory):
   arrays = next(directory.glob('arrays-*.npz'))
-  arrays.write_bytes(arrays.read_bytes()[:arrays.stat().st_size // 2])
+  arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])
   return arrays, 'is truncated or corrupted'
 
 
@@ -316,8 +321,9 @@ def _alter_manifest(directory):  # still JSON: an earlier step
 
 
 @pytest.mark.parametrize('damage', [_truncate, _flip_a_byte, _garble_manifest, _alter_manifest])
-def test_a_damaged_checkpoint_is_refused_naming_its_file_and_the_run_is_untouched(tmp_path, stopped_run, damage,
-                                                                                  capsys):
+def test_a_damaged_checkpoint_is_refused_naming_its_file_and_the_run_is_untouched(
+  tmp_path, stopped_run, damage, capsys
+):
   cfg = _copy(stopped_run, tmp_path)
   path, problem = damage(Path(cfg.out) / CHECKPOINT_DIR)
   metrics = (Path(cfg.out) / METRICS_FILE).read_bytes()
@@ -337,9 +343,11 @@ def test_an_environment_state_that_does_not_fit_is_refused_and_the_run_is_untouc
   saved.meta['eval_env']['settings']['max_episode_steps'] = 99  # as a chain of other settings would have saved
   checkpoint.save(cfg.out, saved.step, saved.leaves, saved.meta)
   metrics = (Path(cfg.out) / METRICS_FILE).read_bytes()
-  expected = (r'the checkpoint in .* does not fit this run: its eval_env state: ValueError: a saved state of '
-              r'ChainEnv\(.*\) cannot be restored into ChainEnv\(n=4, max_episode_steps=16, image=False\); remove '
-              r'.*checkpoint to start the run afresh')
+  expected = (
+    r'the checkpoint in .* does not fit this run: its eval_env state: ValueError: a saved state of '
+    r'ChainEnv\(.*\) cannot be restored into ChainEnv\(n=4, max_episode_steps=16, image=False\); remove '
+    r'.*checkpoint to start the run afresh'
+  )
   with pytest.raises(config_lib.ConfigError, match=expected):
     host.train(cfg, show_progress=False, resume=True)
   assert cli.main(['train', '--resume', cfg.out, '--no-progress']) == 2
@@ -357,8 +365,9 @@ def test_a_run_of_the_earlier_format_is_refused_by_resume_and_says_how_to_restar
   out.mkdir()
   (out / 'config.json').write_text(cfg.to_json())
   (out / 'status.json').write_text(json.dumps({'state': 'running', 'step': 200}))
-  (out / METRICS_FILE).write_text(''.join(json.dumps({'step': s, 'kind': 'train', 'loss': 0.5}) + '\n'
-                                          for s in (100, 200, 300)))
+  (out / METRICS_FILE).write_text(
+    ''.join(json.dumps({'step': s, 'kind': 'train', 'loss': 0.5}) + '\n' for s in (100, 200, 300))
+  )
   (out / LEGACY_CHECKPOINT_FILE).write_bytes(pickle.dumps({'step': 200, 'state': _Touch(sentinel)}))
   metrics = (out / METRICS_FILE).read_bytes()
 
@@ -384,18 +393,40 @@ def _timeless(records):
 def _resume_config(env, out):
   if env.startswith('chain/'):
     return _chain_config(out)
-  cfg = config_lib.TrainConfig(env=env, out=str(out), steps=600, log_period=100, eval_period=200, eval_steps=60,
-                               sigma_log_period=200, checkpoint_period=200, smoothness_states=16)
+  cfg = config_lib.TrainConfig(
+    env=env,
+    out=str(out),
+    steps=600,
+    log_period=100,
+    eval_period=200,
+    eval_steps=60,
+    sigma_log_period=200,
+    checkpoint_period=200,
+    smoothness_states=16,
+  )
   fields = {'network.conv_layers': 1, 'network.hidden': 16}
   if env.startswith('atari/'):  # sticky actions (the emulator's repeated action must come back too), short games
-    fields = {'network.conv_layers': 0, 'network.hidden': 16, 'atari.protocol': 'sticky',
-              'atari.max_episode_frames': 600}
-  return config_lib.replace(cfg, **{'dqn.warmup_steps': 100, 'dqn.replay_capacity': 300, 'dqn.batch_size': 8,
-                                    'dqn.target_update_period': 48, **fields})
+    fields = {
+      'network.conv_layers': 0,
+      'network.hidden': 16,
+      'atari.protocol': 'sticky',
+      'atari.max_episode_frames': 600,
+    }
+  return config_lib.replace(
+    cfg,
+    **{
+      'dqn.warmup_steps': 100,
+      'dqn.replay_capacity': 300,
+      'dqn.batch_size': 8,
+      'dqn.target_update_period': 48,
+      **fields,
+    },
+  )
 
 
-@pytest.mark.parametrize('env', ['chain/4', 'minatar/breakout', 'jax-minatar/breakout',
-                                 pytest.param('atari/Freeway', marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+  'env', ['chain/4', 'minatar/breakout', 'jax-minatar/breakout', pytest.param('atari/Freeway', marks=pytest.mark.slow)]
+)
 def test_a_resumed_host_run_ends_as_an_uninterrupted_one(tmp_path, env):
   full, stopped = _resume_config(env, tmp_path / 'full'), _resume_config(env, tmp_path / 'stopped')
   host.train(full, show_progress=False)
@@ -408,7 +439,8 @@ def test_a_resumed_host_run_ends_as_an_uninterrupted_one(tmp_path, env):
   assert {r['kind'] for r in b} >= {'episode', 'train', 'sigma', 'eval'}
   expected = json.loads((Path(full.out) / 'summary.json').read_text())
   assert {k: summary[k] for k in ('episodes', 'updates', 'final_eval')} == {
-      k: expected[k] for k in ('episodes', 'updates', 'final_eval')}
+    k: expected[k] for k in ('episodes', 'updates', 'final_eval')
+  }
   for x, y in zip(checkpoint.load_model(full.out)[1], checkpoint.load_model(stopped.out)[1]):
     np.testing.assert_array_equal(x, y)  # the same final parameters
   assert not (Path(stopped.out) / CHECKPOINT_DIR).exists()
@@ -421,8 +453,7 @@ def test_a_finished_run_keeps_the_agent_of_its_last_training_state(tmp_path, mon
   cfg = _chain_config(tmp_path / 'run', steps=1_000, eval_period=500, checkpoint_period=500)
   last = []
   record = policy.model_record
-  monkeypatch.setattr(policy, 'model_record', lambda config, state, *a: last.append(state) or record(config, state,
-                                                                                                         *a))
+  monkeypatch.setattr(policy, 'model_record', lambda config, state, *a: last.append(state) or record(config, state, *a))
   interrupt_at(700, lambda: host.train(cfg, show_progress=False), host)
   with pytest.raises(config_lib.ConfigError, match='no final parameters'):
     policy.load(cfg.out)  # unfinished: a checkpoint, no final/
@@ -441,9 +472,15 @@ def test_a_finished_run_keeps_the_agent_of_its_last_training_state(tmp_path, mon
 
 
 def test_no_source_file_unpickles():
-  unsafe = re.compile(r'^\s*(import|from)\s+(c?pickle|dill|cloudpickle|joblib|shelve)\b|pickle\.loads?\(|'
-                      r'allow_pickle\s*=\s*True|Unpickler', re.MULTILINE)
-  found = [f'{path.relative_to(SMOOTHRL.parent)}: {m.group(0).strip()}'
-           for path in sorted(SMOOTHRL.rglob('*.py')) for m in unsafe.finditer(path.read_text(encoding='utf-8'))]
+  unsafe = re.compile(
+    r'^\s*(import|from)\s+(c?pickle|dill|cloudpickle|joblib|shelve)\b|pickle\.loads?\(|'
+    r'allow_pickle\s*=\s*True|Unpickler',
+    re.MULTILINE,
+  )
+  found = [
+    f'{path.relative_to(SMOOTHRL.parent)}: {m.group(0).strip()}'
+    for path in sorted(SMOOTHRL.rglob('*.py'))
+    for m in unsafe.finditer(path.read_text(encoding='utf-8'))
+  ]
   assert not found, found
   assert len(list(SMOOTHRL.rglob('*.py'))) > 20  # the tree was found

@@ -58,8 +58,10 @@ def test_registry_builds_atari_and_validating_is_cheap():
   assert 'atari/Breakout' in envs.list_envs()
   env = envs.make('atari/Pong', seed=0, protocol='sticky')
   assert isinstance(env, AtariEnv) and env.game == 'Pong' and env.protocol == 'sticky'
-  code = ('import sys; from smoothrl import envs; envs.validate_name("atari/Pong"); '
-          'assert "ale_py" not in sys.modules, "validate_name imported ale_py"')
+  code = (
+    'import sys; from smoothrl import envs; envs.validate_name("atari/Pong"); '
+    'assert "ale_py" not in sys.modules, "validate_name imported ale_py"'
+  )
   subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
 
 

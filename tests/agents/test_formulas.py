@@ -9,16 +9,13 @@ import pytest
 from scipy import stats
 
 from smoothrl import envs
-from smoothrl.agents import c51
-from smoothrl.agents import dqn
+from smoothrl.agents import c51, dqn
 from smoothrl.agents.replay import Transitions
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import host
 from smoothrl.launch.run.files import read_metrics
-from smoothrl.networks import critics
+from smoothrl.networks import critics, smoothness, spectral
 from smoothrl.networks import method as method_lib
-from smoothrl.networks import smoothness
-from smoothrl.networks import spectral
 
 CHAIN_NET = critics.NetworkConfig(conv_layers=0, hidden=16)  # hidden (-2, 4 -> 16), out (-1, 16 -> actions)
 
@@ -72,11 +69,16 @@ def test_smoothness_measure_matches_per_state_jacobians_of_a_relu_conv_critic():
 
 def _sn_agent(update_period=4, target_update_period=12, warmup_steps=8, on_acting=False, power_iterations=1):
   """DQN with SN[-2] on the chain's dense critic: the vector of 'hidden' advances, the one of 'out' is unused."""
-  method = method_lib.MethodConfig(method='sn', layers=(-2,), power_iterations=power_iterations,
-                                   power_iteration_on_acting=on_acting)
+  method = method_lib.MethodConfig(
+    method='sn', layers=(-2,), power_iterations=power_iterations, power_iteration_on_acting=on_acting
+  )
   critic = method_lib.make_critic(CHAIN_NET, method, (4,), 2)
-  config = dqn.DQNConfig(update_period=update_period, target_update_period=target_update_period,
-                         warmup_steps=warmup_steps, learning_rate=3e-2)
+  config = dqn.DQNConfig(
+    update_period=update_period,
+    target_update_period=target_update_period,
+    warmup_steps=warmup_steps,
+    learning_rate=3e-2,
+  )
   agent = dqn.make_dqn(config, critic, 'sn', 2)
   return agent, agent.init(jax.random.PRNGKey(0), jnp.eye(4)[0]), critic
 
@@ -84,9 +86,13 @@ def _sn_agent(update_period=4, target_update_period=12, warmup_steps=8, on_actin
 def _batch(size=16, seed=0):
   rng = np.random.default_rng(seed)
   eye = np.eye(4, dtype=np.float32)
-  return Transitions(eye[rng.integers(0, 4, size)], rng.integers(0, 2, size).astype(np.int32),
-                     rng.normal(size=size).astype(np.float32), np.ones(size, np.float32),
-                     eye[rng.integers(0, 4, size)])
+  return Transitions(
+    eye[rng.integers(0, 4, size)],
+    rng.integers(0, 2, size).astype(np.int32),
+    rng.normal(size=size).astype(np.float32),
+    np.ones(size, np.float32),
+    eye[rng.integers(0, 4, size)],
+  )
 
 
 def _hidden_spec(critic):
@@ -150,8 +156,7 @@ def test_target_spectral_vectors_are_copied_at_each_target_refresh_only():
 def test_power_iteration_on_acting_replays_the_acting_passes_on_the_weights_they_saw(power_iterations):
   """update_period 4, warm-up 10: the first update follows 12 acting steps on the initial weights, each later one 4
   on the weights of the update before; every pass, acting or learning, takes `power_iterations` steps."""
-  agent, state, critic = _sn_agent(update_period=4, warmup_steps=10, on_acting=True,
-                                   power_iterations=power_iterations)
+  agent, state, critic = _sn_agent(update_period=4, warmup_steps=10, on_acting=True, power_iterations=power_iterations)
   plain, plain_state, _ = _sn_agent(update_period=4, warmup_steps=10, power_iterations=power_iterations)
   spec = _hidden_spec(critic)
   start = plain_state.spectral['hidden']  # the same key: the vector before any pass
@@ -169,9 +174,12 @@ def test_power_iteration_on_acting_replays_the_acting_passes_on_the_weights_they
   # Off, init leaves the vector as drawn and an update advances it one pass.
   np.testing.assert_array_equal(plain_state.spectral['hidden'], start)
   after, _ = jax.jit(plain.learner_step)(plain_state, _batch(seed=1))
-  np.testing.assert_allclose(after.spectral['hidden'],
-                             spectral.power_iteration(spec, plain_state.params['hidden']['w'], start,
-                                                      power_iterations), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    after.spectral['hidden'],
+    spectral.power_iteration(spec, plain_state.params['hidden']['w'], start, power_iterations),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_acting_passes_count_what_the_runners_act_before_each_update():
@@ -253,11 +261,27 @@ def _spy_on_smoothness(monkeypatch):
 
 def test_evaluation_smoothness_uses_smoothness_states_states(tmp_path, monkeypatch):
   seen = _spy_on_smoothness(monkeypatch)
-  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=120, eval_period=120,
-                                                  eval_steps=60, smoothness_states=7, log_period=40,
-                                                  sigma_log_period=40, checkpoint_period=0),
-                           **{'network.conv_layers': 0, 'network.hidden': 8, 'dqn.warmup_steps': 40,
-                              'dqn.epsilon_decay_steps': 80, 'dqn.batch_size': 8, 'dqn.replay_capacity': 200})
+  cfg = config_lib.replace(
+    config_lib.TrainConfig(
+      env='chain/4',
+      out=str(tmp_path),
+      steps=120,
+      eval_period=120,
+      eval_steps=60,
+      smoothness_states=7,
+      log_period=40,
+      sigma_log_period=40,
+      checkpoint_period=0,
+    ),
+    **{
+      'network.conv_layers': 0,
+      'network.hidden': 8,
+      'dqn.warmup_steps': 40,
+      'dqn.epsilon_decay_steps': 80,
+      'dqn.batch_size': 8,
+      'dqn.replay_capacity': 200,
+    },
+  )
   host.train(cfg, show_progress=False)
   evals = list(read_metrics(tmp_path / 'metrics.jsonl', 'eval'))
   assert [shape for shape, _ in seen] == [(7, 4)]  # 7 of the 60 visited states, one-hot over the chain's 4
@@ -273,21 +297,25 @@ def test_evaluate_measures_a_uniform_sample_of_the_visited_states_or_all_of_them
   measured = []
   measure = lambda actor, states: measured.append(np.asarray(states)) or 0.5
   for num_states, want in ((5, 5), (30, 30), (100, 30)):
-    record = host.evaluate(state, env, 30, acting, jax.random.PRNGKey(1), measure, np.random.default_rng(0),
-                           num_states)
+    record = host.evaluate(state, env, 30, acting, jax.random.PRNGKey(1), measure, np.random.default_rng(0), num_states)
     assert measured[-1].shape == (want, 4) and record['smoothness'] == 0.5
     assert np.all(measured[-1].sum(axis=1) == 1.0)  # visited chain states
   # The measure itself is the maximum over those states (Eq E.1).
   real = host.smoothness_fn(agent)
   q_fn = lambda o: agent.q_values(dqn.actor_state(state), o)
-  np.testing.assert_allclose(float(real(dqn.actor_state(state), jnp.asarray(measured[-1]))),
-                             _reference_norms(q_fn, measured[-1]).max(), rtol=1e-5)
+  np.testing.assert_allclose(
+    float(real(dqn.actor_state(state), jnp.asarray(measured[-1]))),
+    _reference_norms(q_fn, measured[-1]).max(),
+    rtol=1e-5,
+  )
 
 
 def test_validate_checks_the_new_options():
   config_lib.validate(config_lib.replace(config_lib.TrainConfig(), **{'method.power_iteration_on_acting': True}))
-  for fields, message in (({'network.obs_scale': 0.0}, 'network.obs_scale must be a positive number'),
-                          ({'network.obs_scale': '1/255'}, 'network.obs_scale must be a positive number'),
-                          ({'method.power_iteration_on_acting': 'yes'}, 'power_iteration_on_acting must be true')):
+  for fields, message in (
+    ({'network.obs_scale': 0.0}, 'network.obs_scale must be a positive number'),
+    ({'network.obs_scale': '1/255'}, 'network.obs_scale must be a positive number'),
+    ({'method.power_iteration_on_acting': 'yes'}, 'power_iteration_on_acting must be true'),
+  ):
     with pytest.raises(config_lib.ConfigError, match=message):
       config_lib.validate(config_lib.replace(config_lib.TrainConfig(), **fields))

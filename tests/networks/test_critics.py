@@ -12,9 +12,16 @@ from smoothrl.launch.run import config as config_lib
 from smoothrl.networks import critics
 
 
-@pytest.mark.parametrize('kernel, stride, padding, shape', [
-    (3, 1, 'VALID', (10, 10, 4)), (3, 1, 'SAME', (10, 10, 4)), (8, 4, 'VALID', (84, 84, 4)),
-    (4, 2, 'VALID', (20, 20, 32)), (3, 2, 'SAME', (9, 11, 3))])
+@pytest.mark.parametrize(
+  'kernel, stride, padding, shape',
+  [
+    (3, 1, 'VALID', (10, 10, 4)),
+    (3, 1, 'SAME', (10, 10, 4)),
+    (8, 4, 'VALID', (84, 84, 4)),
+    (4, 2, 'VALID', (20, 20, 32)),
+    (3, 2, 'SAME', (9, 11, 3)),
+  ],
+)
 def test_patch_conv_equals_haiku_conv(kernel, stride, padding, shape):
   def net(impl):
     if impl == 'haiku':
@@ -22,6 +29,7 @@ def test_patch_conv_equals_haiku_conv(kernel, stride, padding, shape):
     else:
       layer = lambda: critics.Conv2D(5, kernel, stride, padding, impl, name='conv')
     return hk.without_apply_rng(hk.transform(lambda x: layer()(x)))
+
   x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
   params = net('haiku').init(jax.random.PRNGKey(1), x)
   grad = lambda impl: jax.grad(lambda p: (net(impl).apply(p, x) ** 2).sum())(params)
@@ -40,8 +48,14 @@ def test_linear_equals_haiku_linear():
   np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-6)
 
 
-@pytest.mark.parametrize('layer', [lambda: critics.Linear(5, name='l'), lambda: critics.Conv2D(5, 3, name='l'),
-                                   lambda: critics.Conv2D(5, 3, impl='xla', name='l')])
+@pytest.mark.parametrize(
+  'layer',
+  [
+    lambda: critics.Linear(5, name='l'),
+    lambda: critics.Conv2D(5, 3, name='l'),
+    lambda: critics.Conv2D(5, 3, impl='xla', name='l'),
+  ],
+)
 def test_a_scale_divides_the_weights_not_the_bias(layer):
   x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
   net = hk.without_apply_rng(hk.transform(lambda x, s: layer()(x, s)))
@@ -63,7 +77,8 @@ def test_atari_critic_scales_uint8_frames_to_the_unit_interval():
   frames = np.random.default_rng(0).integers(0, 256, size=(2, 84, 84, 4), dtype=np.uint8)
   params, state = plain.init(jax.random.PRNGKey(1), frames.astype(np.float32) / 255, True)
   q = np.asarray(scaled.apply(params, state, None, frames, False)[0])
-  np.testing.assert_allclose(q, plain.apply(params, state, None, frames.astype(np.float32) / 255, False)[0],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    q, plain.apply(params, state, None, frames.astype(np.float32) / 255, False)[0], rtol=1e-5, atol=1e-6
+  )
   unscaled = np.asarray(plain.apply(params, state, None, frames, False)[0])
   assert np.abs(unscaled - q).max() > 10 * np.abs(q).max()  # 0-255 inputs give outputs ~255 times larger

@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 
 from smoothrl import envs
-from smoothrl.agents import c51
+from smoothrl.agents import c51, dqn
+from smoothrl.agents.replay import ReplayBuffer, Transitions
+from smoothrl.networks import critics, smoothness, spectral
 from smoothrl.networks import method as method_lib
-from smoothrl.agents import dqn
-from smoothrl.agents.replay import ReplayBuffer
-from smoothrl.agents.replay import Transitions
-from smoothrl.networks import critics
-from smoothrl.networks import smoothness
-from smoothrl.networks import spectral
 
 CHAIN_NET = critics.NetworkConfig(conv_layers=0, hidden=16)
 _loss = jax.jit(c51.categorical_loss)
@@ -68,16 +64,24 @@ def test_projection_and_loss_by_hand():
   #   target network says. Online p(s, a=0) uniform: CE = ln 3.
   # Transition 2: r = -3, gamma * discount = 0.5: atoms at -3.5, -3, -2.5, all clipped to -1 -> target (1, 0, 0).
   #   Online p(s, a=0) = (1/2, 1/4, 1/4): CE = ln 2.
-  logits = jnp.asarray(np.stack([
-      np.stack([log(0.6, 0.2, 0.2), log(0.25, 0.5, 0.25)]),
-      np.stack([np.zeros(3, np.float32), log(0.1, 0.1, 0.8)]),
-      np.stack([log(0.5, 0.25, 0.25), log(0.2, 0.2, 0.6)]),
-  ]))
-  target_logits = jnp.asarray(np.stack([
-      np.stack([log(0.25, 0.25, 0.5), log(0.5, 0.25, 0.25)]),
-      np.stack([log(0.3, 0.3, 0.4), log(0.7, 0.2, 0.1)]),
-      np.stack([log(0.3, 0.3, 0.4), log(0.7, 0.2, 0.1)]),
-  ]))
+  logits = jnp.asarray(
+    np.stack(
+      [
+        np.stack([log(0.6, 0.2, 0.2), log(0.25, 0.5, 0.25)]),
+        np.stack([np.zeros(3, np.float32), log(0.1, 0.1, 0.8)]),
+        np.stack([log(0.5, 0.25, 0.25), log(0.2, 0.2, 0.6)]),
+      ]
+    )
+  )
+  target_logits = jnp.asarray(
+    np.stack(
+      [
+        np.stack([log(0.25, 0.25, 0.5), log(0.5, 0.25, 0.25)]),
+        np.stack([log(0.3, 0.3, 0.4), log(0.7, 0.2, 0.1)]),
+        np.stack([log(0.3, 0.3, 0.4), log(0.7, 0.2, 0.1)]),
+      ]
+    )
+  )
   actions = jnp.array([1, 0, 0])
   rewards = jnp.array([0.25, 0.4, -3.0])
   discounts = jnp.array([0.5, 0.0, 0.5])
@@ -112,9 +116,13 @@ def _chain_agent(method='none', num_atoms=5, regulariser=method_lib.RegulariserC
 def _batch(size=8, seed=0):
   rng = np.random.default_rng(seed)
   eye = np.eye(4, dtype=np.float32)
-  return Transitions(eye[rng.integers(0, 4, size)], rng.integers(0, 2, size).astype(np.int32),
-                     rng.normal(size=size).astype(np.float32) * 0.5, rng.integers(0, 2, size).astype(np.float32),
-                     eye[rng.integers(0, 4, size)])
+  return Transitions(
+    eye[rng.integers(0, 4, size)],
+    rng.integers(0, 2, size).astype(np.int32),
+    rng.normal(size=size).astype(np.float32) * 0.5,
+    rng.integers(0, 2, size).astype(np.float32),
+    eye[rng.integers(0, 4, size)],
+  )
 
 
 def test_q_values_are_expected_values_and_act_is_greedy_on_them():
@@ -134,8 +142,9 @@ def test_learner_step_loss_matches_numpy_reference():
   state = state._replace(target_params=jax.tree.map(lambda p: p * 3 + 0.2, state.params))
   batch = _batch()
   support = np.linspace(-1, 1, 5)
-  apply = lambda params, obs: np.asarray(
-      agent.critic.apply(params, state.net_state, state.spectral, obs).q).reshape(-1, 2, 5)
+  apply = lambda params, obs: np.asarray(agent.critic.apply(params, state.net_state, state.spectral, obs).q).reshape(
+    -1, 2, 5
+  )
   probs, next_probs = _softmax(apply(state.params, batch.obs)), _softmax(apply(state.target_params, batch.next_obs))
   losses, q_taken = [], []
   for b in range(len(batch.action)):
@@ -183,7 +192,8 @@ def test_divout_is_a_softmax_temperature_rho():
   """DIVOUT divides the logits by rho = exact sigma(hidden) * sigma(out): p = softmax(plain_logits / rho)."""
   num_actions, num_atoms = 2, 5
   make = lambda method: method_lib.make_critic(
-      CHAIN_NET, method_lib.MethodConfig(method=method, layers=(-1, -2)), (4,), num_actions * num_atoms)
+    CHAIN_NET, method_lib.MethodConfig(method=method, layers=(-1, -2)), (4,), num_actions * num_atoms
+  )
   critic, plain = make('divout'), make('none')
   cfg = c51.C51Config(num_atoms=num_atoms, v_min=-1.0, v_max=1.0)
   agent = c51.make_c51(cfg, critic, 'divout', num_actions)
@@ -195,8 +205,10 @@ def test_divout_is_a_softmax_temperature_rho():
     vectors = advance(params, vectors)
   state = state._replace(params=params, target_params=params, spectral=vectors, target_spectral=vectors)
   specs = {s.name: s for s in critic.specs}
-  rho = float(spectral.exact_sigma(specs['hidden'], params['hidden']['w'])
-              * spectral.exact_sigma(specs['out'], params['out']['w']))
+  rho = float(
+    spectral.exact_sigma(specs['hidden'], params['hidden']['w'])
+    * spectral.exact_sigma(specs['out'], params['out']['w'])
+  )
   assert rho > 2.0
   obs = jnp.asarray(np.random.default_rng(1).normal(size=(6, 4)), jnp.float32)
   plain_logits = np.asarray(plain.apply(params, state.net_state, vectors, obs).q).reshape(6, num_actions, num_atoms)
@@ -209,11 +221,22 @@ def test_divout_is_a_softmax_temperature_rho():
   support = np.linspace(-1.0, 1.0, num_atoms)
   np.testing.assert_allclose(agent.q_values(state, obs), want @ support, rtol=2e-3, atol=1e-5)
   # The loss sees the same tempered distributions online and in the target.
-  batch = Transitions(obs[:-1], np.arange(5, dtype=np.int32) % num_actions, np.linspace(-1, 1, 5, dtype=np.float32),
-                      np.ones(5, np.float32), obs[1:])
+  batch = Transitions(
+    obs[:-1],
+    np.arange(5, dtype=np.int32) % num_actions,
+    np.linspace(-1, 1, 5, dtype=np.float32),
+    np.ones(5, np.float32),
+    obs[1:],
+  )
   _, metrics = jax.jit(agent.learner_step)(state, batch)
-  want_loss = _loss(jnp.asarray(plain_logits[:-1] / rho), batch.action, batch.reward, cfg.gamma * batch.discount,
-                    jnp.asarray(plain_logits[1:] / rho), jnp.asarray(support, jnp.float32))
+  want_loss = _loss(
+    jnp.asarray(plain_logits[:-1] / rho),
+    batch.action,
+    batch.reward,
+    cfg.gamma * batch.discount,
+    jnp.asarray(plain_logits[1:] / rho),
+    jnp.asarray(support, jnp.float32),
+  )
   np.testing.assert_allclose(metrics['loss'], want_loss, rtol=2e-3)
 
 
@@ -225,9 +248,18 @@ def test_c51_learns_a_chain_with_known_optimum(method):
   keeps the mean of targets inside the support, so the expected values converge to Q* itself.
   """
   steps, warmup = 1_000, 100
-  cfg = c51.C51Config(num_atoms=31, v_min=0.0, v_max=1.5, warmup_steps=warmup, epsilon_decay_steps=500,
-                      epsilon_end=0.1, update_period=1, target_update_period=100, learning_rate=3e-3,
-                      replay_capacity=5_000)
+  cfg = c51.C51Config(
+    num_atoms=31,
+    v_min=0.0,
+    v_max=1.5,
+    warmup_steps=warmup,
+    epsilon_decay_steps=500,
+    epsilon_end=0.1,
+    update_period=1,
+    target_update_period=100,
+    learning_rate=3e-3,
+    replay_capacity=5_000,
+  )
   env = envs.make('chain/4', seed=0)
   net = dataclasses.replace(CHAIN_NET, hidden=32)
   critic = method_lib.make_critic(net, method_lib.MethodConfig(method=method), (4,), 2 * cfg.num_atoms)

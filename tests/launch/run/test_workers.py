@@ -6,12 +6,10 @@ import os
 
 import numpy as np
 import pytest
-
 from chain_runs import chain_config, records
-from smoothrl.launch.run import compiled
+
+from smoothrl.launch.run import compiled, host, workers
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
-from smoothrl.launch.run import workers
 
 
 def test_core_shares_are_disjoint_round_robin():

@@ -15,10 +15,38 @@ from smoothrl.launch.run.files import read_metrics
 
 def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
   out = tmp_path / 'run'
-  code = cli.main(['train', '--agent', 'dqn', '--env', 'minatar/breakout', '--steps', '1500', '--seed', '3',
-                   '--warmup-steps', '500', '--eval-period', '1000', '--eval-steps', '300', '--log-period', '250',
-                   '--sigma-log-period', '500', '--method', 'sn', '--layers', '-2,-3', '--learning-rate', '0.001',
-                   '--out', str(out), '--no-progress'])
+  code = cli.main(
+    [
+      'train',
+      '--agent',
+      'dqn',
+      '--env',
+      'minatar/breakout',
+      '--steps',
+      '1500',
+      '--seed',
+      '3',
+      '--warmup-steps',
+      '500',
+      '--eval-period',
+      '1000',
+      '--eval-steps',
+      '300',
+      '--log-period',
+      '250',
+      '--sigma-log-period',
+      '500',
+      '--method',
+      'sn',
+      '--layers',
+      '-2,-3',
+      '--learning-rate',
+      '0.001',
+      '--out',
+      str(out),
+      '--no-progress',
+    ]
+  )
   assert code == 0
   assert 'evaluation return' in capsys.readouterr().out
 
@@ -45,21 +73,28 @@ def test_short_minatar_run_writes_config_and_metrics(tmp_path, capsys):
   assert summary['steps'] == 1500 and summary['final_eval'] == {k: evals[-1][k] for k in summary['final_eval']}
 
 
-@pytest.mark.parametrize('flags, message', [
-    (['--env', 'minatar/pong'], 'valid: minatar/asterix, minatar/breakout, minatar/freeway, minatar/seaquest, '
-                                'minatar/space_invaders'),
+@pytest.mark.parametrize(
+  'flags, message',
+  [
+    (
+      ['--env', 'minatar/pong'],
+      'valid: minatar/asterix, minatar/breakout, minatar/freeway, minatar/seaquest, minatar/space_invaders',
+    ),
     (['--agent', 'ppo'], "unknown agent 'ppo'; valid: dqn"),
     (['--method', 'sn', '--layers', '7'], 'The critic has 4 layers, indexed from the output: -4 = conv_0'),
     (['--method', 'sn', '--layers', '-2,-2'], 'duplicate layer indices'),
     (['--method', 'weird'], "unknown method 'weird'"),
     (['--steps', '0'], 'steps must be a positive integer'),
     (['--seeds', '0-1', '--workers', '-1'], 'workers must be 0 (one per core) or positive'),
-    (['--seed', '-1'], 'seed must be an integer from 0 to 4,293,967,292 (evaluation seeds it + 1,000,003, below '
-                       '2**32), got -1'),
+    (
+      ['--seed', '-1'],
+      'seed must be an integer from 0 to 4,293,967,292 (evaluation seeds it + 1,000,003, below 2**32), got -1',
+    ),
     (['--seed', str(2**32)], 'got 4294967296'),
     (['--seeds', '4293967292-4293967293'], 'got 4293967293'),  # the first seed is the largest there is
     (['--env', 'atari/Pong', '--seed', str(2**31)], 'seed must be an integer from 0 to 2,146,483,644'),
-])
+  ],
+)
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
   out = tmp_path / 'never'
   assert cli.main(['train', '--out', str(out), *flags]) == 2
@@ -72,8 +107,10 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, flags, message):
 def test_bad_seeds_leave_no_default_run_directory(tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(tmp_path)
   assert cli.main(['train', '--seed', '-1', '--steps', '100', '--no-progress']) == 2
-  assert capsys.readouterr().err == ('smoothrl: invalid config: seed must be an integer from 0 to 4,293,967,292 '
-                                     '(evaluation seeds it + 1,000,003, below 2**32), got -1\n')
+  assert capsys.readouterr().err == (
+    'smoothrl: invalid config: seed must be an integer from 0 to 4,293,967,292 '
+    '(evaluation seeds it + 1,000,003, below 2**32), got -1\n'
+  )
   assert not list(tmp_path.iterdir())
 
 
@@ -93,8 +130,9 @@ def test_an_out_in_a_directory_without_write_permission_is_refused(tmp_path, cap
   locked.mkdir()
   access = os.access
   # As root every directory is writable, so the directory says it is not, as a read-only one does.
-  monkeypatch.setattr(os, 'access', lambda path, mode, **kw: False if Path(path) == locked else access(path, mode,
-                                                                                                       **kw))
+  monkeypatch.setattr(
+    os, 'access', lambda path, mode, **kw: False if Path(path) == locked else access(path, mode, **kw)
+  )
   for out in (locked, locked / 'run'):
     assert cli.main(['train', '--out', str(out), '--steps', '100', '--no-progress']) == 2
     assert capsys.readouterr().err == f'smoothrl: --out {out}: cannot write in {locked}\n'
@@ -141,6 +179,7 @@ def test_help_from_the_installed_command():
 
 def test_runs_larger_than_the_accelerator_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
   from smoothrl.launch.run import compiled  # pylint: disable=g-import-not-at-top
+
   monkeypatch.setattr(compiled.jax, 'default_backend', lambda: 'gpu')  # members vmapped, as on an accelerator
   monkeypatch.setattr(compiled, 'device_bytes', lambda: 2**20)
   out = tmp_path / 'never'
@@ -150,17 +189,48 @@ def test_runs_larger_than_the_accelerator_are_refused_before_any_work(tmp_path, 
 
 
 def test_help_documents_the_flags():
-  proc = subprocess.run([sys.executable, '-m', 'smoothrl.launch.cli', 'train', '--help'], capture_output=True,
-                        text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, '-m', 'smoothrl.launch.cli', 'train', '--help'], capture_output=True, text=True, timeout=120
+  )
   assert proc.returncode == 0
-  for flag in ('--agent', '--env', '--steps', '--seed', '--out', '--method', '--layers', '--lipschitz',
-               '--learning-rate', '--adam-eps', '--target-update-period', '--eval-period', '--eval-steps'):
+  for flag in (
+    '--agent',
+    '--env',
+    '--steps',
+    '--seed',
+    '--out',
+    '--method',
+    '--layers',
+    '--lipschitz',
+    '--learning-rate',
+    '--adam-eps',
+    '--target-update-period',
+    '--eval-period',
+    '--eval-steps',
+  ):
     assert flag in proc.stdout
 
 
 def test_seeds_after_one_that_diverged_still_run_and_the_exit_code_says_so(tmp_path, capsys):
-  flags = ['--env', 'chain/4', '--conv-layers', '0', '--steps', '400', '--warmup-steps', '50', '--log-period', '100',
-           '--eval-period', '400', '--eval-steps', '20', '--sigma-log-period', '400', '--no-progress']
+  flags = [
+    '--env',
+    'chain/4',
+    '--conv-layers',
+    '0',
+    '--steps',
+    '400',
+    '--warmup-steps',
+    '50',
+    '--log-period',
+    '100',
+    '--eval-period',
+    '400',
+    '--eval-steps',
+    '20',
+    '--sigma-log-period',
+    '400',
+    '--no-progress',
+  ]
   assert cli.main(['train', *flags, '--learning-rate', '1e30', '--seeds', '0-1', '--out', str(tmp_path)]) == 1
   err = capsys.readouterr().err
   failed = [line.split(':')[0] for line in err.splitlines() if 'run failed: TrainingError: non-finite loss' in line]

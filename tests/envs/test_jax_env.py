@@ -6,8 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from smoothrl import envs
-from smoothrl import keys
+from smoothrl import envs, keys
 from smoothrl.envs import jax_env
 
 

@@ -12,8 +12,15 @@ BREAKOUT_RANDOM = 0.52  # thesis Table E.2
 @pytest.mark.slow
 @pytest.mark.parametrize('method', ['none', 'sn', 'divout', 'divgrad', 'muleps'])
 def test_each_method_learns_breakout(tmp_path, method):
-  cfg = config_lib.replace(config_lib.preset('minatar-quick'), out=str(tmp_path), steps=40_000, eval_period=20_000,
-                           eval_steps=5_000, seed=1, **{'method.method': method, 'method.layers': (-2,)})
+  cfg = config_lib.replace(
+    config_lib.preset('minatar-quick'),
+    out=str(tmp_path),
+    steps=40_000,
+    eval_period=20_000,
+    eval_steps=5_000,
+    seed=1,
+    **{'method.method': method, 'method.layers': (-2,)},
+  )
   summary = host.train(cfg, show_progress=False)
   evals = list(read_metrics(tmp_path / 'metrics.jsonl', 'eval'))
   assert evals[-1] == {**evals[-1], **summary['final_eval']}
@@ -24,8 +31,17 @@ def test_each_method_learns_breakout(tmp_path, method):
 @pytest.mark.parametrize('agent', ['dqn', 'c51'])
 def test_compiled_runner_learns_breakout(tmp_path, agent):
   from smoothrl.launch.run import compiled  # pylint: disable=g-import-not-at-top
-  cfg = config_lib.replace(config_lib.preset('minatar-quick'), out=str(tmp_path), steps=40_000, eval_period=20_000,
-                           eval_steps=5_000, seed=1, runner='compiled', agent=agent,
-                           **{'method.method': 'sn', 'method.layers': (-2,)})
-  summary, = compiled.train_grid([cfg], show_progress=False)
+
+  cfg = config_lib.replace(
+    config_lib.preset('minatar-quick'),
+    out=str(tmp_path),
+    steps=40_000,
+    eval_period=20_000,
+    eval_steps=5_000,
+    seed=1,
+    runner='compiled',
+    agent=agent,
+    **{'method.method': 'sn', 'method.layers': (-2,)},
+  )
+  (summary,) = compiled.train_grid([cfg], show_progress=False)
   assert summary['final_eval']['return_mean'] > 2 * BREAKOUT_RANDOM, summary['final_eval']

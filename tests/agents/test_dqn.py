@@ -9,8 +9,7 @@ from smoothrl import envs
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
-from smoothrl.launch.run import policy
+from smoothrl.launch.run import host, policy
 
 
 def test_td_targets_by_hand():
@@ -66,8 +65,9 @@ def test_host_epsilon_matches_the_schedule_at_every_step(warmup, decay):
 
 
 def _chain_setup(method='none', **dqn_fields):
-  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4'), **{'network.conv_layers': 0, 'network.hidden': 16,
-                                                                     'method.method': method})
+  cfg = config_lib.replace(
+    config_lib.TrainConfig(env='chain/4'), **{'network.conv_layers': 0, 'network.hidden': 16, 'method.method': method}
+  )
   cfg = config_lib.replace(cfg, **{f'dqn.{k}': v for k, v in dqn_fields.items()})
   env = envs.make(cfg.env, seed=0)
   agent = host.build_agent(cfg, env)
@@ -79,8 +79,13 @@ def _batch(n=4, size=8, seed=0):
   rng = np.random.default_rng(seed)
   eye = np.eye(n, dtype=np.float32)
   s = rng.integers(0, n, size)
-  return Transitions(eye[s], rng.integers(0, 2, size).astype(np.int32), rng.normal(size=size).astype(np.float32),
-                     rng.integers(0, 2, size).astype(np.float32), eye[rng.integers(0, n, size)])
+  return Transitions(
+    eye[s],
+    rng.integers(0, 2, size).astype(np.int32),
+    rng.normal(size=size).astype(np.float32),
+    rng.integers(0, 2, size).astype(np.float32),
+    eye[rng.integers(0, n, size)],
+  )
 
 
 def test_learner_step_loss_matches_hand_computation():
@@ -126,12 +131,29 @@ def test_act_is_greedy_at_zero_epsilon_and_uniform_at_one():
 @pytest.mark.parametrize('method', ['none', pytest.param('sn', marks=pytest.mark.slow)])
 def test_dqn_learns_a_chain_with_known_optimum(tmp_path, method):
   """A 4-state chain: the optimal policy walks right and earns 1 in 4 steps; Q*(s0, right) = gamma^3."""
-  cfg = config_lib.replace(config_lib.TrainConfig(env='chain/4', out=str(tmp_path), steps=4_000, eval_period=4_000,
-                                                  eval_steps=40, sigma_log_period=1_000, log_period=500),
-                           **{'network.conv_layers': 0, 'network.hidden': 32, 'method.method': method,
-                              'dqn.warmup_steps': 200, 'dqn.epsilon_decay_steps': 1_500, 'dqn.epsilon_end': 0.1,
-                              'dqn.update_period': 1, 'dqn.target_update_period': 100, 'dqn.learning_rate': 3e-3,
-                              'dqn.replay_capacity': 5_000})
+  cfg = config_lib.replace(
+    config_lib.TrainConfig(
+      env='chain/4',
+      out=str(tmp_path),
+      steps=4_000,
+      eval_period=4_000,
+      eval_steps=40,
+      sigma_log_period=1_000,
+      log_period=500,
+    ),
+    **{
+      'network.conv_layers': 0,
+      'network.hidden': 32,
+      'method.method': method,
+      'dqn.warmup_steps': 200,
+      'dqn.epsilon_decay_steps': 1_500,
+      'dqn.epsilon_end': 0.1,
+      'dqn.update_period': 1,
+      'dqn.target_update_period': 100,
+      'dqn.learning_rate': 3e-3,
+      'dqn.replay_capacity': 5_000,
+    },
+  )
   summary = host.train(cfg, show_progress=False)
   assert summary['final_eval']['return_mean'] == 1.0  # every evaluation episode reaches the goal
   assert summary['final_eval']['episodes'] == 10  # 40 steps / 4 steps per optimal episode
@@ -153,4 +175,5 @@ def test_dqn_learns_a_chain_with_known_optimum(tmp_path, method):
 
 def _records(path):
   import json  # pylint: disable=g-import-not-at-top
+
   return [json.loads(line) for line in open(path)]

@@ -6,23 +6,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from chain_runs import chain_config, chain_program, interrupt_at, member_bytes, records, run_chain
+
 from smoothrl.agents import device_replay
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_chain import JaxChain
-from smoothrl.launch.run import checkpoint
-from smoothrl.launch.run import recorder
-from smoothrl.launch.run import compiled
+from smoothrl.launch.run import checkpoint, compiled, grouping, host, recorder
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import grouping
-from smoothrl.launch.run import host
 from smoothrl.launch.run.files import MetricsWriter
 
 
 def _transition(i):
-  return Transitions(jnp.full((2,), i, jnp.int32), jnp.int32(i % 3), jnp.float32(i), jnp.float32(i % 2),
-                     jnp.full((2,), i + 1, jnp.int32))
+  return Transitions(
+    jnp.full((2,), i, jnp.int32), jnp.int32(i % 3), jnp.float32(i), jnp.float32(i % 2), jnp.full((2,), i + 1, jnp.int32)
+  )
 
 
 def test_device_replay_wraps_around_and_samples_only_written_slots():
@@ -54,14 +51,16 @@ def test_host_replay_holds_what_the_device_buffer_does():
     first = 10 if i >= 3 else 0
     obs, next_obs = np.full(2, first + i % 3, np.int32), np.full(2, first + i % 3 + 1, np.int32)
     held.add(i % 3, float(i), float(i != 2), next_obs)
-    device = device_replay.add(device, Transitions(obs, jnp.int32(i % 3), jnp.float32(i), jnp.float32(i != 2),
-                                                   next_obs))
+    device = device_replay.add(
+      device, Transitions(obs, jnp.int32(i % 3), jnp.float32(i), jnp.float32(i != 2), next_obs)
+    )
   assert len(held) == 4
   jax.tree.map(np.testing.assert_array_equal, held.buffer, device)
 
 
 def test_jax_chain_matches_the_dm_env_chain():
   from smoothrl.envs.chain import ChainEnv  # pylint: disable=g-import-not-at-top
+
   jenv, env = JaxChain(3, max_episode_steps=5), ChainEnv(3, max_episode_steps=5)
   obs, state = jenv.reset(jax.random.PRNGKey(0))
   timestep = env.reset()
@@ -116,8 +115,10 @@ def test_a_single_member_runs_unbatched_with_the_vmapped_results():
 
 def test_members_are_independent_and_learn(tmp_path):
   alone = chain_config(tmp_path / 'alone', seed=0)
-  together = [chain_config(tmp_path / f'm{s}', seed=s, **{'dqn.learning_rate': lr, 'method.lipschitz': k})
-              for s, lr, k in [(0, 3e-3, 1.0), (1, 1e-3, 2.0), (2, 3e-3, 1.0)]]
+  together = [
+    chain_config(tmp_path / f'm{s}', seed=s, **{'dqn.learning_rate': lr, 'method.lipschitz': k})
+    for s, lr, k in [(0, 3e-3, 1.0), (1, 1e-3, 2.0), (2, 3e-3, 1.0)]
+  ]
   run_chain([alone])
   summaries = run_chain(together, vmap_members=True)
   assert all(s['members_together'] == 3 for s in summaries)
@@ -165,9 +166,11 @@ def test_the_program_updates_its_carry_in_place(tmp_path):
   program = chain_program(config)
   hp = jax.tree.map(lambda x: x[None], compiled.HParams.of(config))
   carry = program.init(hp, jax.random.PRNGKey(0)[None])
-  calls = {'warmup': lambda c: program.warmup(hp, c, 0, 200)[0],
-           'train_chunk': lambda c: program.train_chunk(hp, c, 200, 10)[0],
-           'measure': lambda c: program.measure(hp, c)[1]}
+  calls = {
+    'warmup': lambda c: program.warmup(hp, c, 0, 200)[0],
+    'train_chunk': lambda c: program.train_chunk(hp, c, 200, 10)[0],
+    'measure': lambda c: program.measure(hp, c)[1],
+  }
   for name, call in calls.items():
     before = carry
     carry = call(carry)
@@ -214,8 +217,12 @@ def test_an_interrupted_run_ends_its_progress_line_and_closes_its_files(tmp_path
   monkeypatch.setattr(sys, 'stderr', terminal)
   configs = [chain_config(tmp_path / f'm{s}', seed=s) for s in range(2)]
   env = JaxChain(4)
-  interrupt_at(1_000, lambda: compiled.train(configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env),
-                                             vmap_members=True))
+  interrupt_at(
+    1_000,
+    lambda: compiled.train(
+      configs, lambda name: env, lambda c, hp: compiled.build_agent(c, hp, env), vmap_members=True
+    ),
+  )
   assert terminal.getvalue().startswith('\r[') and terminal.getvalue().endswith('\x1b[K\n')
   assert sorted(map(str, closed)) == [f'{c.out}/metrics.jsonl' for c in configs]
 
@@ -230,8 +237,11 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_any_work(tmp_p
   checkpoint.save(config.out, saved.step, {'carry': carry._replace(replay=replay._replace(data=data))}, saved.meta)
   metrics = (tmp_path / 'metrics.jsonl').read_text()
 
-  with pytest.raises(config_lib.ConfigError, match=r": replay\.data\.obs is float32\[2000, 3\], the run needs "
-                                                   r"float32\[2000, 4\]; remove .*checkpoint to start the run afresh"):
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=r': replay\.data\.obs is float32\[2000, 3\], the run needs '
+    r'float32\[2000, 4\]; remove .*checkpoint to start the run afresh',
+  ):
     run_chain([config], resume=True)
   assert (tmp_path / 'metrics.jsonl').read_text() == metrics  # nothing touched
   status = recorder.read_status(config.out)

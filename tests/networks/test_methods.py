@@ -7,13 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smoothrl.networks import method as method_lib
 from smoothrl.agents import dqn
 from smoothrl.agents.replay import Transitions
-from smoothrl.networks import critics
-from smoothrl.networks import smoothness
-from smoothrl.networks import spectral
-from smoothrl.networks import spectral_norm
+from smoothrl.networks import critics, smoothness, spectral, spectral_norm
+from smoothrl.networks import method as method_lib
 
 NET = critics.NetworkConfig()  # Table E.3: conv_0, conv_1, hidden, out
 OBS_SHAPE = (10, 10, 4)
@@ -60,7 +57,8 @@ def test_sn_layers_have_sigma_at_most_k_and_match_exact_normalisation(layers, li
   critic = _critic(layers=layers, lipschitz=lipschitz)
   params, net_state, vectors = _converged(critic)
   sigmas = spectral.sigmas_from_state(
-      [s for s in critic.specs if s.name in critic.selected], params, {n: vectors[n] for n in critic.selected})
+    [s for s in critic.specs if s.name in critic.selected], params, {n: vectors[n] for n in critic.selected}
+  )
   for name in critic.selected:
     assert float(sigmas[name]) == pytest.approx(_exact(params, name), rel=1e-3)
     scale = max(float(sigmas[name]) / lipschitz, 1.0)
@@ -76,12 +74,14 @@ def test_sn_only_if_sigma_exceeds_k_unless_always():
   params, net_state, vectors = _converged(critic)
   plain = _critic(method='none')
   obs = _states()
-  np.testing.assert_allclose(critic.apply(params, net_state, vectors, obs).q,
-                             plain.apply(params, net_state, vectors, obs).q, rtol=1e-6)
+  np.testing.assert_allclose(
+    critic.apply(params, net_state, vectors, obs).q, plain.apply(params, net_state, vectors, obs).q, rtol=1e-6
+  )
   always = _critic(layers=(-2,), lipschitz=100.0, sn_always=True)  # divides by sigma / K: sigma becomes K
   got = always.apply(params, net_state, vectors, obs).q
-  np.testing.assert_allclose(got, _normalised_apply(always, params, net_state, vectors, obs, 100.0, True),
-                             rtol=2e-3, atol=1e-4)
+  np.testing.assert_allclose(
+    got, _normalised_apply(always, params, net_state, vectors, obs, 100.0, True), rtol=2e-3, atol=1e-4
+  )
 
 
 @pytest.mark.parametrize('always', [False, True])
@@ -95,8 +95,12 @@ def test_sn_outputs_equal_the_plain_critic_on_normalised_weights(always):
     np.testing.assert_allclose(normalised[name]['w'], want, rtol=1e-6)
   np.testing.assert_array_equal(normalised['conv_0']['w'], params['conv_0']['w'])
   obs = _states()
-  np.testing.assert_allclose(critic.apply(params, net_state, vectors, obs).q,
-                             _critic(method='none').apply(normalised, net_state, vectors, obs).q, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    critic.apply(params, net_state, vectors, obs).q,
+    _critic(method='none').apply(normalised, net_state, vectors, obs).q,
+    rtol=1e-4,
+    atol=1e-5,
+  )
 
 
 @pytest.mark.parametrize('through', [False, True])
@@ -145,8 +149,13 @@ def test_divgrad_and_muleps_leave_the_critic_unchanged_and_report_rho(method):
 def _batch(n=16):
   rng = np.random.default_rng(0)
   obs = rng.integers(0, 2, (n + 1, *OBS_SHAPE)).astype(np.uint8)
-  return Transitions(obs[:-1], rng.integers(0, 6, n).astype(np.int32), rng.normal(size=n).astype(np.float32),
-                     np.ones(n, np.float32), obs[1:])
+  return Transitions(
+    obs[:-1],
+    rng.integers(0, 6, n).astype(np.int32),
+    rng.normal(size=n).astype(np.float32),
+    np.ones(n, np.float32),
+    obs[1:],
+  )
 
 
 def test_divgrad_agent_update_is_adam_on_gradients_over_rho():
@@ -160,13 +169,23 @@ def test_divgrad_agent_update_is_adam_on_gradients_over_rho():
   assert rho > 0 and rho != pytest.approx(1.0)
   # The same gradients through a plain Adam after dividing by rho.
   from smoothrl import optimizers  # pylint: disable=g-import-not-at-top
+
   spectral_state = div.critic.advance(state.params, state.spectral)
-  grads = jax.grad(lambda p: jnp.mean(jnp.square(
-      jnp.take_along_axis(div.critic.apply(p, state.net_state, spectral_state, batch.obs).q,
-                          batch.action[:, None], -1)[:, 0]
-      - dqn.td_targets(batch.reward, batch.discount,
-                       div.critic.apply(state.target_params, state.net_state, state.target_spectral,
-                                        batch.next_obs).q, cfg.gamma))))(state.params)
+  grads = jax.grad(
+    lambda p: jnp.mean(
+      jnp.square(
+        jnp.take_along_axis(
+          div.critic.apply(p, state.net_state, spectral_state, batch.obs).q, batch.action[:, None], -1
+        )[:, 0]
+        - dqn.td_targets(
+          batch.reward,
+          batch.discount,
+          div.critic.apply(state.target_params, state.net_state, state.target_spectral, batch.next_obs).q,
+          cfg.gamma,
+        )
+      )
+    )
+  )(state.params)
   adam = optimizers.adam(cfg.learning_rate, cfg.adam_b1, cfg.adam_b2, cfg.adam_eps)
   updates, _ = adam.update(jax.tree.map(lambda g: g / rho, grads), adam.init(state.params), state.params)
   want = jax.tree.map(lambda p, u: p + u, state.params, updates)
@@ -186,19 +205,23 @@ def test_acting_and_target_use_the_normalised_weights():
   assert int(agent.act(state, jax.random.PRNGKey(1), obs[0], 0.0)) == greedy
 
 
-W = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0], [2.0, 1.0, -1.0], [-1.0, 0.0, 2.0]], np.float32)  # (state 4, actions 3)
+W = np.array(
+  [[1.0, -2.0, 0.5], [0.0, 3.0, 1.0], [2.0, 1.0, -1.0], [-1.0, 0.0, 2.0]], np.float32
+)  # (state 4, actions 3)
 
 
 def test_gradient_penalties_on_a_linear_critic_by_hand():
   q_fn = lambda s: s @ W  # dQ_i/ds = W[:, i] for every state
   states = jnp.asarray(np.random.default_rng(0).normal(size=(5, 4)), jnp.float32)
   col_norms = np.linalg.norm(W, axis=0)
-  np.testing.assert_allclose(smoothness.gradient_penalty(q_fn, states, 'norm_of_sum'),
-                             np.linalg.norm(W.sum(axis=1)), rtol=1e-6)
+  np.testing.assert_allclose(
+    smoothness.gradient_penalty(q_fn, states, 'norm_of_sum'), np.linalg.norm(W.sum(axis=1)), rtol=1e-6
+  )
   np.testing.assert_allclose(smoothness.gradient_penalty(q_fn, states, 'sum_of_norms'), col_norms.sum(), rtol=1e-6)
   best = np.argmax(np.asarray(states) @ W, axis=1)
-  np.testing.assert_allclose(smoothness.gradient_penalty(q_fn, states, 'norm_of_max'), col_norms[best].mean(),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    smoothness.gradient_penalty(q_fn, states, 'norm_of_max'), col_norms[best].mean(), rtol=1e-6
+  )
   np.testing.assert_allclose(smoothness.max_jacobian_norm(q_fn, states), col_norms.max(), rtol=1e-6)
   with pytest.raises(ValueError, match='unknown gradient penalty'):
     smoothness.gradient_penalty(q_fn, states, 'l2')
@@ -255,7 +278,10 @@ def test_layer_selection_errors_name_the_layers():
 def test_layer_specs_follow_the_valid_padding_shapes():
   specs = critics.layer_specs(NET, OBS_SHAPE)
   assert [(s.name, s.kind, s.input_shape) for s in specs] == [
-      ('conv_0', 'conv', (10, 10, 4)), ('conv_1', 'conv', (8, 8, 16)), ('hidden', 'dense', (576,)),
-      ('out', 'dense', (128,))]
+    ('conv_0', 'conv', (10, 10, 4)),
+    ('conv_1', 'conv', (8, 8, 16)),
+    ('hidden', 'dense', (576,)),
+    ('out', 'dense', (128,)),
+  ]
   with pytest.raises(ValueError, match='leave no spatial extent'):
     critics.layer_specs(dataclasses.replace(NET, conv_layers=5), OBS_SHAPE)

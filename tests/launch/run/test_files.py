@@ -41,8 +41,8 @@ def _events(directory):
     data = (directory / name).read_bytes()
     offset = 0
     while offset < len(data):
-      (length,) = struct.unpack('<Q', data[offset:offset + 8])
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      (length,) = struct.unpack('<Q', data[offset : offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
       offset += 12 + length + 4
       for value in event.summary.value:
         scalars.append((value.tag, event.step, round(value.simple_value, 6)))
@@ -51,10 +51,20 @@ def _events(directory):
 
 def test_an_evaluation_record_summarises_its_episodes_or_reports_the_running_one():
   record = eval_record([1.0, 2.0, 6.0], running_return=9.0, smoothness=0.5)
-  assert record == {'episodes': 3, 'smoothness': 0.5, 'return_mean': 3.0, 'return_std': pytest.approx((14 / 3) ** 0.5),
-                    'return_min': 1.0, 'return_max': 6.0}
-  assert eval_record([], running_return=9.0, smoothness=0.5) == {'episodes': 0, 'smoothness': 0.5,
-                                                                  'return_mean': 9.0, 'incomplete': True}
+  assert record == {
+    'episodes': 3,
+    'smoothness': 0.5,
+    'return_mean': 3.0,
+    'return_std': pytest.approx((14 / 3) ** 0.5),
+    'return_min': 1.0,
+    'return_max': 6.0,
+  }
+  assert eval_record([], running_return=9.0, smoothness=0.5) == {
+    'episodes': 0,
+    'smoothness': 0.5,
+    'return_mean': 9.0,
+    'incomplete': True,
+  }
 
 
 def test_tensorboard_scalars_mirror_the_numeric_fields(tmp_path):
@@ -63,8 +73,12 @@ def test_tensorboard_scalars_mirror_the_numeric_fields(tmp_path):
     writer.write({'step': 20, 'kind': 'sigma', 'sigma': {'hidden': 1.5, 'out': 0.75}, 'selected': ['hidden']})
     writer.write({'step': 30, 'kind': 'eval', 'return_mean': 4.0, 'incomplete': True})
   assert sorted(_events(tmp_path / 'tb')) == [
-      ('eval/return_mean', 30, 4.0), ('sigma/hidden', 20, 1.5), ('sigma/out', 20, 0.75),
-      ('train/loss', 10, 0.25), ('train/updates', 10, 3.0)]
+    ('eval/return_mean', 30, 4.0),
+    ('sigma/hidden', 20, 1.5),
+    ('sigma/out', 20, 0.75),
+    ('train/loss', 10, 0.25),
+    ('train/updates', 10, 3.0),
+  ]
 
 
 def test_the_progress_line_ends_when_the_run_stops(terminal):

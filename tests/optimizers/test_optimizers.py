@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import haiku as hk
 import jax
@@ -17,25 +18,24 @@ from smoothrl import optimizers as opt
 def _params(seed: int = 0) -> dict[str, Any]:
   rng = np.random.default_rng(seed)
   return {
-      'dense': {'w': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
-                'b': jnp.asarray(rng.normal(size=(3,)), jnp.float32)},
-      'out': {'w': jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},
+    'dense': {
+      'w': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+      'b': jnp.asarray(rng.normal(size=(3,)), jnp.float32),
+    },
+    'out': {'w': jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},
   }
 
 
-def _grads(params: Any, num_steps: int, scale: float = 1.0,
-           seed: int = 1) -> list[Any]:
+def _grads(params: Any, num_steps: int, scale: float = 1.0, seed: int = 1) -> list[Any]:
   rng = np.random.default_rng(seed)
   return [
-      jax.tree.map(
-          lambda p: jnp.asarray(scale * rng.normal(size=p.shape), p.dtype),
-          params)
-      for _ in range(num_steps)
+    jax.tree.map(lambda p: jnp.asarray(scale * rng.normal(size=p.shape), p.dtype), params) for _ in range(num_steps)
   ]
 
 
-def _run(tx: optax.GradientTransformation, params: Any, grads: Sequence[Any],
-         rhos: Sequence[float] | None = None) -> list[Any]:
+def _run(
+  tx: optax.GradientTransformation, params: Any, grads: Sequence[Any], rhos: Sequence[float] | None = None
+) -> list[Any]:
   """Applies `tx` to successive gradients; returns each step's updates."""
   state = tx.init(params)
   out = []
@@ -47,21 +47,18 @@ def _run(tx: optax.GradientTransformation, params: Any, grads: Sequence[Any],
   return out
 
 
-def _assert_trees_close(a: Any, b: Any, rtol: float = 1e-6,
-                        atol: float = 0.0) -> None:
+def _assert_trees_close(a: Any, b: Any, rtol: float = 1e-6, atol: float = 0.0) -> None:
   leaves_a, tree_a = jax.tree.flatten(a)
   leaves_b, tree_b = jax.tree.flatten(b)
   assert tree_a == tree_b
   for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol,
-                               atol=atol)
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
 def _max_rel_diff(a: Any, b: Any) -> float:
   diffs = jax.tree.map(
-      lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y))
-                                / np.maximum(np.abs(np.asarray(y)), 1e-12))),
-      a, b)
+    lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)) / np.maximum(np.abs(np.asarray(y)), 1e-12))), a, b
+  )
   return max(jax.tree.leaves(diffs))
 
 
@@ -84,10 +81,8 @@ def test_adam_outside_equals_optax_adam(eps):
 def test_adam_inside_equals_optax_adam_with_eps_root(eps):
   params = _params()
   grads = _grads(params, 8, scale=0.05)
-  ours = _run(opt.adam(1e-2, b1=0.8, b2=0.95, eps=eps, eps_placement='inside'),
-              params, grads)
-  ref = _run(optax.adam(1e-2, b1=0.8, b2=0.95, eps=0.0, eps_root=eps),
-             params, grads)
+  ours = _run(opt.adam(1e-2, b1=0.8, b2=0.95, eps=eps, eps_placement='inside'), params, grads)
+  ref = _run(optax.adam(1e-2, b1=0.8, b2=0.95, eps=0.0, eps_root=eps), params, grads)
   for u, r in zip(ours, ref):
     _assert_trees_close(u, r, rtol=1e-6)
 
@@ -96,8 +91,7 @@ def test_adam_accepts_schedule_and_ignores_rho():
   params = _params()
   grads = _grads(params, 6)
   schedule = optax.linear_schedule(1e-2, 1e-3, transition_steps=5)
-  ours = _run(opt.adam(schedule, eps=1e-3), params, grads,
-              rhos=[2.0, 5.0, 0.5, 3.0, 1.0, 7.0])
+  ours = _run(opt.adam(schedule, eps=1e-3), params, grads, rhos=[2.0, 5.0, 0.5, 3.0, 1.0, 7.0])
   ref = _run(optax.adam(schedule, eps=1e-3), params, grads)
   for u, r in zip(ours, ref):
     _assert_trees_close(u, r, rtol=1e-6)
@@ -161,12 +155,9 @@ def test_divgrad_is_adam_on_gradient_over_rho(eps_placement):
   params = _params()
   grads = _grads(params, 6, scale=0.1)
   rhos = [1.5, 4.0, 0.7, 2.2, 9.0, 3.0]
-  ours = _run(opt.divgrad(1e-2, eps=1e-3, eps_placement=eps_placement),
-              params, grads, rhos)
-  scaled = [jax.tree.map(lambda g, r=r: g / jnp.float32(r), g)
-            for g, r in zip(grads, rhos)]
-  ref = _run(opt.adam(1e-2, eps=1e-3, eps_placement=eps_placement),
-             params, scaled)
+  ours = _run(opt.divgrad(1e-2, eps=1e-3, eps_placement=eps_placement), params, grads, rhos)
+  scaled = [jax.tree.map(lambda g, r=r: g / jnp.float32(r), g) for g, r in zip(grads, rhos)]
+  ref = _run(opt.adam(1e-2, eps=1e-3, eps_placement=eps_placement), params, scaled)
   for u, r in zip(ours, ref):
     _assert_trees_close(u, r, rtol=1e-5)
 
@@ -176,11 +167,11 @@ def test_divgrad_is_adam_on_gradient_over_rho(eps_placement):
 # ----------------------------------------------------------------------------
 
 
-def _numpy_adam(grads: Sequence[Any], epsilons: Sequence[float], lr: float,
-                b1: float, b2: float, inside: bool) -> list[Any]:
+def _numpy_adam(
+  grads: Sequence[Any], epsilons: Sequence[float], lr: float, b1: float, b2: float, inside: bool
+) -> list[Any]:
   """Adam's updates in float64 with a per-step ε_t (Kingma & Ba, Eq 2.22)."""
-  flat = [[np.asarray(x, np.float64) for x in jax.tree.leaves(g)]
-          for g in grads]
+  flat = [[np.asarray(x, np.float64) for x in jax.tree.leaves(g)] for g in grads]
   treedef = jax.tree.structure(grads[0])
   m = [np.zeros_like(x) for x in flat[0]]
   v = [np.zeros_like(x) for x in flat[0]]
@@ -199,27 +190,28 @@ def _numpy_adam(grads: Sequence[Any], epsilons: Sequence[float], lr: float,
 
 
 @pytest.mark.parametrize(
-    'eps_placement, rho_power, expected_power, eps0',
-    [('outside', None, 1, 1e-3),
-     ('inside', None, 2, 1e-5),
-     ('inside', 1, 1, 1e-5),   # Eq 7.31 as printed.
-     ('outside', 2, 2, 1e-3)])
-def test_muleps_eps_is_eps0_times_rho_each_step(eps_placement, rho_power,
-                                                expected_power, eps0):
+  'eps_placement, rho_power, expected_power, eps0',
+  [
+    ('outside', None, 1, 1e-3),
+    ('inside', None, 2, 1e-5),
+    ('inside', 1, 1, 1e-5),  # Eq 7.31 as printed.
+    ('outside', 2, 2, 1e-3),
+  ],
+)
+def test_muleps_eps_is_eps0_times_rho_each_step(eps_placement, rho_power, expected_power, eps0):
   params = _params()
   grads = _grads(params, 7, scale=0.01)
   rhos = [1.0, 3.0, 0.5, 6.0, 2.0, 2.5, 10.0]
   lr = 1e-2
-  tx = opt.muleps(lr, b1=0.9, b2=0.99, eps=eps0, eps_placement=eps_placement,
-                  rho_power=rho_power)
+  tx = opt.muleps(lr, b1=0.9, b2=0.99, eps=eps0, eps_placement=eps_placement, rho_power=rho_power)
   ours = _run(tx, params, grads, rhos)
-  ref = _numpy_adam(grads, [eps0 * r**expected_power for r in rhos], lr,
-                    b1=0.9, b2=0.99, inside=eps_placement == 'inside')
+  ref = _numpy_adam(
+    grads, [eps0 * r**expected_power for r in rhos], lr, b1=0.9, b2=0.99, inside=eps_placement == 'inside'
+  )
   for u, r in zip(ours, ref):
     _assert_trees_close(u, r, rtol=1e-5, atol=1e-9)
   # The ρ-scaling is visible: a plain-Adam reference with ε₀ differs.
-  plain = _numpy_adam(grads, [eps0] * len(rhos), lr, b1=0.9, b2=0.99,
-                      inside=eps_placement == 'inside')
+  plain = _numpy_adam(grads, [eps0] * len(rhos), lr, b1=0.9, b2=0.99, inside=eps_placement == 'inside')
   assert _max_rel_diff(ours[-1], plain[-1]) > 0.1
 
 
@@ -241,23 +233,21 @@ def test_a_zero_rho_power_is_refused(make):
     make(1e-3, rho_power=0)
 
 
-@pytest.mark.parametrize('eps_placement, eps, right_power, wrong_power', [
+@pytest.mark.parametrize(
+  'eps_placement, eps, right_power, wrong_power',
+  [
     ('outside', 1e-3, 1, 2),
     ('inside', 1e-5, 2, 1),
-])
-def test_divgrad_equals_muleps_at_constant_rho(eps_placement, eps, right_power,
-                                               wrong_power):
+  ],
+)
+def test_divgrad_equals_muleps_at_constant_rho(eps_placement, eps, right_power, wrong_power):
   params = _params()
   grads = _grads(params, 10, scale=0.01)
   rhos = [3.0] * len(grads)
-  div = _run(opt.divgrad(1e-2, eps=eps, eps_placement=eps_placement),
-             params, grads, rhos)
-  mul_default = _run(opt.muleps(1e-2, eps=eps, eps_placement=eps_placement),
-                     params, grads, rhos)
-  mul_right = _run(opt.muleps(1e-2, eps=eps, eps_placement=eps_placement,
-                              rho_power=right_power), params, grads, rhos)
-  mul_wrong = _run(opt.muleps(1e-2, eps=eps, eps_placement=eps_placement,
-                              rho_power=wrong_power), params, grads, rhos)
+  div = _run(opt.divgrad(1e-2, eps=eps, eps_placement=eps_placement), params, grads, rhos)
+  mul_default = _run(opt.muleps(1e-2, eps=eps, eps_placement=eps_placement), params, grads, rhos)
+  mul_right = _run(opt.muleps(1e-2, eps=eps, eps_placement=eps_placement, rho_power=right_power), params, grads, rhos)
+  mul_wrong = _run(opt.muleps(1e-2, eps=eps, eps_placement=eps_placement, rho_power=wrong_power), params, grads, rhos)
   for d, m_default, m_right in zip(div, mul_default, mul_right):
     # Updates are ~1e-2 (lr times a unit direction); atol covers float32
     # cancellation in near-zero first moments.
@@ -285,18 +275,15 @@ def test_composes_in_chain_under_jit():
   params = _params()
   grads = _grads(params, 5, scale=3.0)
   rhos = [2.0, 3.0, 4.0, 5.0, 6.0]
-  tx = optax.chain(optax.clip_by_global_norm(1.0),
-                   opt.divgrad(1e-2, eps=1e-3))
+  tx = optax.chain(optax.clip_by_global_norm(1.0), opt.divgrad(1e-2, eps=1e-3))
   update = jax.jit(tx.update)
   state = tx.init(params)
   ours = []
   for g, r in zip(grads, rhos):
     u, state = update(g, state, params, rho=jnp.float32(r))
     ours.append(u)
-  clipped = [optax.clip_by_global_norm(1.0).update(g, optax.EmptyState())[0]
-             for g in grads]
-  scaled = [jax.tree.map(lambda x, r=r: x / jnp.float32(r), c)
-            for c, r in zip(clipped, rhos)]
+  clipped = [optax.clip_by_global_norm(1.0).update(g, optax.EmptyState())[0] for g in grads]
+  scaled = [jax.tree.map(lambda x, r=r: x / jnp.float32(r), c) for c, r in zip(clipped, rhos)]
   ref = _run(optax.adam(1e-2, eps=1e-3), params, scaled)
   for u, r in zip(ours, ref):
     _assert_trees_close(u, r, rtol=1e-5)
@@ -306,8 +293,7 @@ def test_scale_by_inverse_rho_with_optax_adam_is_divgrad():
   params = _params()
   grads = _grads(params, 4, scale=0.1)
   rhos = [2.0, 0.5, 8.0, 1.0]
-  chained = optax.chain(opt.scale_by_inverse_rho(),
-                        optax.adam(1e-2, eps=1e-3))
+  chained = optax.chain(opt.scale_by_inverse_rho(), optax.adam(1e-2, eps=1e-3))
   ours = _run(chained, params, grads, rhos)
   ref = _run(opt.divgrad(1e-2, eps=1e-3), params, grads, rhos)
   for u, r in zip(ours, ref):
@@ -315,8 +301,7 @@ def test_scale_by_inverse_rho_with_optax_adam_is_divgrad():
 
 
 def test_with_extra_args_support_keeps_transforms():
-  for tx in (opt.scale_by_adam(), opt.scale_by_inverse_rho(),
-             opt.divgrad(1e-3), opt.muleps(1e-3)):
+  for tx in (opt.scale_by_adam(), opt.scale_by_inverse_rho(), opt.divgrad(1e-3), opt.muleps(1e-3)):
     assert isinstance(tx, optax.GradientTransformationExtraArgs)
     assert optax.with_extra_args_support(tx) is tx
 
@@ -370,8 +355,11 @@ def test_rho_scaled_adam_is_divgrad_muleps_or_adam_exactly(eps_placement):
   ones = [1.0] * len(rhos)
   kwargs = dict(b1=0.8, b2=0.99, eps=1e-3, eps_placement=eps_placement)
   tx = opt.rho_scaled_adam(1e-2, **kwargs)
-  cases = [(rhos, ones, opt.divgrad(1e-2, **kwargs)), (ones, rhos, opt.muleps(1e-2, **kwargs)),
-           (ones, ones, opt.adam(1e-2, **kwargs))]
+  cases = [
+    (rhos, ones, opt.divgrad(1e-2, **kwargs)),
+    (ones, rhos, opt.muleps(1e-2, **kwargs)),
+    (ones, ones, opt.adam(1e-2, **kwargs)),
+  ]
   for grad_rhos, eps_rhos, reference in cases:
     ours = _run_named(tx, params, grads, grad_rhos, eps_rhos)
     ref = _run(reference, params, grads, rhos)
@@ -400,17 +388,14 @@ def test_make_optimizer_plain_adam_ignores_rho(method):
 
 
 @pytest.mark.parametrize('eps_placement', ['outside', 'inside'])
-@pytest.mark.parametrize('method, factory', [('divgrad', opt.divgrad),
-                                             ('muleps', opt.muleps)])
+@pytest.mark.parametrize('method, factory', [('divgrad', opt.divgrad), ('muleps', opt.muleps)])
 def test_make_optimizer_spectral_methods(method, factory, eps_placement):
   params = _params()
   grads = _grads(params, 4, scale=0.01)
   rhos = [5.0, 0.1, 2.0, 9.0]
-  tx = opt.make_optimizer(method, 1e-2, 0.8, 0.99, 1e-4,
-                          eps_placement=eps_placement)
+  tx = opt.make_optimizer(method, 1e-2, 0.8, 0.99, 1e-4, eps_placement=eps_placement)
   ours = _run(tx, params, grads, rhos)
-  ref = _run(factory(1e-2, 0.8, 0.99, 1e-4, eps_placement=eps_placement),
-             params, grads, rhos)
+  ref = _run(factory(1e-2, 0.8, 0.99, 1e-4, eps_placement=eps_placement), params, grads, rhos)
   for u, r in zip(ours, ref):
     _assert_trees_close(u, r, rtol=0.0)
   with pytest.raises(ValueError, match='rho'):
@@ -449,8 +434,7 @@ class _CountingExactRho:
 
 
 def _exact_rho(params: Any, names: Sequence[str]) -> float:
-  return float(np.prod([np.linalg.norm(np.asarray(params[n]['w'], np.float64),
-                                       2) for n in names]))
+  return float(np.prod([np.linalg.norm(np.asarray(params[n]['w'], np.float64), 2) for n in names]))
 
 
 @pytest.mark.parametrize('factory', [opt.divgrad, opt.muleps])
@@ -467,8 +451,7 @@ def test_inject_rho_feeds_estimated_rho(factory):
   p = params
   for t, g in enumerate(grads, start=1):
     u, state = update(g, state, p)
-    u_ref, inner_state = inner.update(g, inner_state, p,
-                                      rho=jnp.float32(_exact_rho(p, names)))
+    u_ref, inner_state = inner.update(g, inner_state, p, rho=jnp.float32(_exact_rho(p, names)))
     _assert_trees_close(u, u_ref, rtol=1e-5)
     assert int(state.estimator_state) == t
     p = optax.apply_updates(p, u)
@@ -496,8 +479,10 @@ def _mlp(x: jax.Array) -> jax.Array:
   return hk.nets.MLP([32, 1], name='mlp')(x)
 
 
-def _fit(tx: optax.GradientTransformation, num_steps: int = 200,
-         ) -> tuple[float, float, Any]:
+def _fit(
+  tx: optax.GradientTransformation,
+  num_steps: int = 200,
+) -> tuple[float, float, Any]:
   x, y = _regression_data()
   net = hk.without_apply_rng(hk.transform(_mlp))
   params = net.init(jax.random.PRNGKey(0), x)
@@ -511,11 +496,8 @@ def _fit(tx: optax.GradientTransformation, num_steps: int = 200,
     u, s = tx.update(g, s, p)
     return (optax.apply_updates(p, u), s), loss
 
-  (params, state), _ = jax.jit(
-      lambda c: jax.lax.scan(step, c, None, length=num_steps))(
-          (params, tx.init(params)))
-  return float(loss_fn(net.init(jax.random.PRNGKey(0), x))), float(
-      loss_fn(params)), state
+  (params, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=num_steps))((params, tx.init(params)))
+  return float(loss_fn(net.init(jax.random.PRNGKey(0), x))), float(loss_fn(params)), state
 
 
 def test_supervised_regression_with_divgrad_and_exact_rho():
@@ -530,21 +512,17 @@ def test_supervised_regression_with_rho_estimator():
   from smoothrl.networks.layers import LayerSpec
   from smoothrl.networks.spectral import rho_estimator
 
-  specs = [LayerSpec('mlp/~/linear_0', 'dense', (5,)),
-           LayerSpec('mlp/~/linear_1', 'dense', (32,))]
-  estimator = rho_estimator(specs, [s.name for s in specs],
-                            jax.random.PRNGKey(1), num_iterations=2)
+  specs = [LayerSpec('mlp/~/linear_0', 'dense', (5,)), LayerSpec('mlp/~/linear_1', 'dense', (32,))]
+  estimator = rho_estimator(specs, [s.name for s in specs], jax.random.PRNGKey(1), num_iterations=2)
   tx = opt.inject_rho(opt.muleps(1e-2, eps=1e-3), estimator)
   initial, final, _ = _fit(tx)
   assert final < 0.05 * initial, (initial, final)
 
   # The power-iteration ρ converges to the exact product of spectral norms.
   x, _ = _regression_data()
-  params = hk.without_apply_rng(hk.transform(_mlp)).init(
-      jax.random.PRNGKey(0), x)
+  params = hk.without_apply_rng(hk.transform(_mlp)).init(jax.random.PRNGKey(0), x)
   update = jax.jit(estimator.update)
   state = estimator.init(params)
   for _ in range(100):
     rho, state = update(params, state)
-  np.testing.assert_allclose(
-      float(rho), _exact_rho(params, [s.name for s in specs]), rtol=1e-4)
+  np.testing.assert_allclose(float(rho), _exact_rho(params, [s.name for s in specs]), rtol=1e-4)

@@ -3,20 +3,38 @@
 import json
 
 import pytest
-
 from chain_runs import interrupt_at
+
 from smoothrl.envs import atari_scores
 from smoothrl.launch import cli
-from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import checkpoint, host
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
 from smoothrl.launch.run.files import read_metrics
 
-SHORT = ['--env', 'atari/Pong', '--steps', '400', '--warmup-steps', '200', '--replay-capacity', '2000',
-         '--eval-period', '400', '--eval-steps', '300', '--log-period', '200', '--sigma-log-period', '400',
-         '--checkpoint-period', '0', '--no-progress',
-         # Same parameters and outputs as the preset's patch convolutions (tests/test_critics.py), 20 s less compiling.
-         '--conv-impl', 'xla']
+SHORT = [
+  '--env',
+  'atari/Pong',
+  '--steps',
+  '400',
+  '--warmup-steps',
+  '200',
+  '--replay-capacity',
+  '2000',
+  '--eval-period',
+  '400',
+  '--eval-steps',
+  '300',
+  '--log-period',
+  '200',
+  '--sigma-log-period',
+  '400',
+  '--checkpoint-period',
+  '0',
+  '--no-progress',
+  # Same parameters and outputs as the preset's patch convolutions (tests/test_critics.py), 20 s less compiling.
+  '--conv-impl',
+  'xla',
+]
 
 
 @pytest.mark.parametrize('preset', ['dqn-adam-atari', pytest.param('c51-atari', marks=pytest.mark.slow)])
@@ -48,14 +66,30 @@ def test_unknown_atari_game_lists_the_games(capsys):
 def test_a_stopped_pong_run_resumes_through_the_command_line_to_the_uninterrupted_result(tmp_path, protocol):
   """The frame replay, both emulators (with sticky actions, the action they repeat) and the no-op starts come back
   from the checkpoint exactly."""
-  flags = [*SHORT, '--steps', '600', '--eval-period', '200', '--eval-steps', '100', '--sigma-log-period', '200',
-           '--checkpoint-period', '200', '--protocol', protocol, '--max-episode-frames', '800']
+  flags = [
+    *SHORT,
+    '--steps',
+    '600',
+    '--eval-period',
+    '200',
+    '--eval-steps',
+    '100',
+    '--sigma-log-period',
+    '200',
+    '--checkpoint-period',
+    '200',
+    '--protocol',
+    protocol,
+    '--max-episode-frames',
+    '800',
+  ]
   full, stopped = tmp_path / 'full', tmp_path / 'stopped'
   assert cli.main(['train', '--preset', 'dqn-adam-atari', *flags, '--out', str(full)]) == 0
   interrupt_at(500, lambda: cli.main(['train', '--preset', 'dqn-adam-atari', *flags, '--out', str(stopped)]), host)
   assert checkpoint.saved_step(stopped) == 400
   assert cli.main(['train', '--resume', str(stopped), '--no-progress']) == 0
-  timeless = lambda out: [{k: v for k, v in r.items() if k not in ('elapsed', 'steps_per_sec')}
-                          for r in read_metrics(out / 'metrics.jsonl')]
+  timeless = lambda out: [
+    {k: v for k, v in r.items() if k not in ('elapsed', 'steps_per_sec')} for r in read_metrics(out / 'metrics.jsonl')
+  ]
   assert timeless(full) == timeless(stopped)
   assert {r['kind'] for r in timeless(stopped)} == {'episode', 'train', 'sigma', 'eval'}

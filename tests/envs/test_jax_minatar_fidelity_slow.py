@@ -34,13 +34,15 @@ UNIFORM = np.full(6, 1.0 / 6.0)
 # Freeway: mostly up (action 2), so that episodes score.
 MOSTLY_UP = np.array([0.1, 0.05, 0.6, 0.05, 0.1, 0.1])
 
-CASES = [(game, 'uniform') for game in jax_minatar.GAMES] + [
-    ('freeway', 'mostly_up')]
+CASES = [(game, 'uniform') for game in jax_minatar.GAMES] + [('freeway', 'mostly_up')]
 POLICIES = {'uniform': UNIFORM, 'mostly_up': MOSTLY_UP}
 
 
 def _official_episodes(
-    game: str, probs: np.ndarray, num: int, seed: int,
+  game: str,
+  probs: np.ndarray,
+  num: int,
+  seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Returns and lengths of `num` episodes in one official environment."""
   env = minatar.Environment(game)  # Sticky actions 0.1, ramping on.
@@ -60,7 +62,10 @@ def _official_episodes(
 
 
 def _jax_episodes(
-    game: str, probs: np.ndarray, num: int, seed: int,
+  game: str,
+  probs: np.ndarray,
+  num: int,
+  seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Returns and lengths of `num` episodes, one per vmapped lane."""
   env = jax_minatar.make(game)
@@ -70,8 +75,7 @@ def _jax_episodes(
     key_first, key_reset, key = jax.random.split(key, 3)
     # The official environment carries the last action over from the
     # previous episode; under a random policy that is a random action.
-    _, state = env.reset(key_reset,
-                         jax.random.categorical(key_first, logits))
+    _, state = env.reset(key_reset, jax.random.categorical(key_first, logits))
 
     def cond(carry):
       _, _, _, steps, done = carry
@@ -89,25 +93,27 @@ def _jax_episodes(
     return total, steps, done
 
   run = jax.jit(jax.vmap(episode))
-  returns, lengths, done = jax.device_get(
-      run(jax.random.split(jax.random.key(seed), num)))
+  returns, lengths, done = jax.device_get(run(jax.random.split(jax.random.key(seed), num)))
   assert np.all(done), 'an episode did not end'
   return np.asarray(returns, np.float64), np.asarray(lengths)
 
 
 def _compare(
-    name: str, official: np.ndarray, jax_: np.ndarray,
+  name: str,
+  official: np.ndarray,
+  jax_: np.ndarray,
 ) -> tuple[str, bool]:
   """A line of statistics, and whether the distributions agree."""
-  line = (f'{name}: official mean {official.mean():.3f} '
-          f'(sd {official.std(ddof=1):.3f}), '
-          f'jax mean {jax_.mean():.3f} (sd {jax_.std(ddof=1):.3f})')
+  line = (
+    f'{name}: official mean {official.mean():.3f} '
+    f'(sd {official.std(ddof=1):.3f}), '
+    f'jax mean {jax_.mean():.3f} (sd {jax_.std(ddof=1):.3f})'
+  )
   if np.ptp(official) == 0 and np.ptp(jax_) == 0:
     return line + ', both constant', bool(official[0] == jax_[0])
   ks = stats.ks_2samp(official, jax_, method='asymp')
   welch = stats.ttest_ind(official, jax_, equal_var=False)
-  line += (f', KS D {ks.statistic:.3f} p {ks.pvalue:.3f}, '
-           f'Welch p {welch.pvalue:.3f}')
+  line += f', KS D {ks.statistic:.3f} p {ks.pvalue:.3f}, Welch p {welch.pvalue:.3f}'
   return line, bool(ks.pvalue > ALPHA and welch.pvalue > ALPHA)
 
 
@@ -117,17 +123,17 @@ def test_episode_statistics_match_the_official_game(game, policy):
   probs = POLICIES[policy]
   num = NUM_EPISODES.get(game, DEFAULT_NUM_EPISODES)
   start = time.perf_counter()
-  official_returns, official_lengths = _official_episodes(
-      game, probs, num, seed=0)
+  official_returns, official_lengths = _official_episodes(game, probs, num, seed=0)
   middle = time.perf_counter()
   jax_returns, jax_lengths = _jax_episodes(game, probs, num, seed=0)
   end = time.perf_counter()
   results = [
-      _compare('return', official_returns, jax_returns),
-      _compare('length', official_lengths, jax_lengths),
+    _compare('return', official_returns, jax_returns),
+    _compare('length', official_lengths, jax_lengths),
   ]
-  report = (f'{game} ({policy}, {num} episodes each; official '
-            f'{middle - start:.1f}s, jax {end - middle:.1f}s)\n  ' +
-            '\n  '.join(line for line, _ in results))
+  report = (
+    f'{game} ({policy}, {num} episodes each; official '
+    f'{middle - start:.1f}s, jax {end - middle:.1f}s)\n  ' + '\n  '.join(line for line, _ in results)
+  )
   print('\n' + report)
   assert all(ok for _, ok in results), report

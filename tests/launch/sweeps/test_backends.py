@@ -9,21 +9,34 @@ import types
 
 import pytest
 
-from smoothrl.launch.run import checkpoint
-from smoothrl.launch.run import recorder
-from smoothrl.launch.run import compiled
+from smoothrl.launch.run import compiled, recorder
+from smoothrl.launch.run.files import read_metrics
 from smoothrl.launch.sweeps import backends
 from smoothrl.launch.sweeps import spec as sweep
-from smoothrl.launch.run.files import read_metrics
 
 
 def _spec(out, grid=None, **base):
-  return sweep.parse_spec({
-      'name': 'chain', 'out': str(out),
-      'base': {'env': 'chain/4', 'steps': 400, 'eval_period': 400, 'eval_steps': 20, 'log_period': 100,
-               'sigma_log_period': 200, 'checkpoint_period': 0, 'network.conv_layers': 0, 'network.hidden': 16,
-               'dqn.warmup_steps': 100, 'dqn.update_period': 2, **base},
-      'grid': grid or {'method.method': ['none', 'sn'], 'seed': [0, 1]}})
+  return sweep.parse_spec(
+    {
+      'name': 'chain',
+      'out': str(out),
+      'base': {
+        'env': 'chain/4',
+        'steps': 400,
+        'eval_period': 400,
+        'eval_steps': 20,
+        'log_period': 100,
+        'sigma_log_period': 200,
+        'checkpoint_period': 0,
+        'network.conv_layers': 0,
+        'network.hidden': 16,
+        'dqn.warmup_steps': 100,
+        'dqn.update_period': 2,
+        **base,
+      },
+      'grid': grid or {'method.method': ['none', 'sn'], 'seed': [0, 1]},
+    }
+  )
 
 
 def _index(out):
@@ -36,7 +49,8 @@ def test_local_sweep_runs_everything_once(tmp_path):
   assert counts == {'pending': 0, 'running': 0, 'done': 4, 'failed': 0}
   index = _index(tmp_path / 'sweep')
   assert [r['values'] for r in index['runs']] == [
-      {'method.method': m, 'seed': s} for m in ('none', 'sn') for s in (0, 1)]
+    {'method.method': m, 'seed': s} for m in ('none', 'sn') for s in (0, 1)
+  ]
   for run in sweep.expand(spec):
     assert [r['step'] for r in read_metrics(f'{run.out}/metrics.jsonl', 'eval')] == [400]
   stamps = {r.name: os.stat(f'{r.out}/metrics.jsonl').st_mtime_ns for r in sweep.expand(spec)}
@@ -49,8 +63,7 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
   runs = sweep.expand(spec)
   broken = runs[1]
   os.makedirs(broken.out)  # a stale directory holding another run: this member fails before it starts
-  (tmp_path / 'sweep' / 'runs' / broken.name / 'config.json').write_text(
-      runs[0].config.to_json())
+  (tmp_path / 'sweep' / 'runs' / broken.name / 'config.json').write_text(runs[0].config.to_json())
   counts = backends.run_sweep(spec, workers=1, show_progress=False)
   assert counts['done'] == 2 and counts['failed'] == 1
   failed = [r for r in _index(tmp_path / 'sweep')['runs'] if r['state'] == 'failed']
@@ -71,13 +84,38 @@ def test_compiled_backend_runs_a_grid_of_one_structure(tmp_path):
 
 def test_a_diverging_run_of_the_compiled_backend_fails_alone(tmp_path, capsys):
   from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
-  base = {'env': 'chain/4', 'steps': 400, 'eval_period': 400, 'eval_steps': 20, 'log_period': 100,
-          'sigma_log_period': 200, 'checkpoint_period': 0, 'network.conv_layers': 0, 'network.hidden': 16,
-          'dqn.warmup_steps': 100, 'dqn.update_period': 2}
+
+  base = {
+    'env': 'chain/4',
+    'steps': 400,
+    'eval_period': 400,
+    'eval_steps': 20,
+    'log_period': 100,
+    'sigma_log_period': 200,
+    'checkpoint_period': 0,
+    'network.conv_layers': 0,
+    'network.hidden': 16,
+    'dqn.warmup_steps': 100,
+    'dqn.update_period': 2,
+  }
   # Each worker's share starts with a run whose loss turns NaN; the runs after it in the share still run.
-  code = cli.main(['sweep', '--grid', 'dqn.learning_rate=1e30,1e-3', '--grid', 'seed=0-1', '--backend', 'compiled',
-                   '--workers', '2', '--out', str(tmp_path), '--no-progress',
-                   *[arg for k, v in base.items() for arg in ('--set', f'{k}={v}')]])
+  code = cli.main(
+    [
+      'sweep',
+      '--grid',
+      'dqn.learning_rate=1e30,1e-3',
+      '--grid',
+      'seed=0-1',
+      '--backend',
+      'compiled',
+      '--workers',
+      '2',
+      '--out',
+      str(tmp_path),
+      '--no-progress',
+      *[arg for k, v in base.items() for arg in ('--set', f'{k}={v}')],
+    ]
+  )
   assert code == 1
   out, err = capsys.readouterr()
   assert ': 2 done, 2 failed, 0 pending; index in' in out
@@ -135,6 +173,7 @@ def test_an_interrupted_sweep_ends_its_progress_line(tmp_path, monkeypatch, term
 
 def test_ray_backend_on_a_local_cluster(tmp_path):
   import ray  # pylint: disable=g-import-not-at-top
+
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
     spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1]})
@@ -159,14 +198,22 @@ def test_unknown_backend_is_refused(tmp_path):
 
 def test_plot_and_summary_commands_read_a_finished_sweep(tmp_path, capsys):
   from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
+
   # The shape of specs/smoke.yaml: 2 methods x 2 learning rates x 2 seeds.
-  spec = _spec(tmp_path / 'sweep', grid={'method.method': ['none', 'sn'], 'dqn.learning_rate': [1e-3, 3e-3],
-                                         'seed': [0, 1]})
+  spec = _spec(
+    tmp_path / 'sweep', grid={'method.method': ['none', 'sn'], 'dqn.learning_rate': [1e-3, 3e-3], 'seed': [0, 1]}
+  )
   assert backends.run_sweep(spec, backend='compiled', show_progress=False)['done'] == 8
   assert cli.main(['plot', str(tmp_path / 'sweep'), '--out', str(tmp_path / 'figs')]) == 0
   written = sorted(p.name for p in (tmp_path / 'figs').glob('*.png'))
-  assert written == ['aggregate_intervals.png', 'learning_curves.png', 'method_bars.png', 'performance_profiles.png',
-                     'sensitivity_best.png', 'sensitivity_final.png']
+  assert written == [
+    'aggregate_intervals.png',
+    'learning_curves.png',
+    'method_bars.png',
+    'performance_profiles.png',
+    'sensitivity_best.png',
+    'sensitivity_final.png',
+  ]
   for name in written:
     assert (tmp_path / 'figs' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert (tmp_path / 'figs' / name).with_suffix('.pdf').read_bytes()[:5] == b'%PDF-'
@@ -223,8 +270,9 @@ def fake_ray(monkeypatch):
 
 def test_the_ray_backend_asks_for_the_resources_of_each_run(tmp_path, fake_ray):
   spec = _spec(tmp_path / 'sweep', grid={'seed': [0, 1]})
-  backends.run_sweep(spec, backend='ray', address='ray://head:10001', show_progress=False, cpus_per_run=2,
-                     gpus_per_run=0.5)
+  backends.run_sweep(
+    spec, backend='ray', address='ray://head:10001', show_progress=False, cpus_per_run=2, gpus_per_run=0.5
+  )
   assert fake_ray.options == {'num_cpus': 2, 'num_gpus': 0.5, 'max_retries': 0}
   assert fake_ray.init_kwargs == {'address': 'ray://head:10001', 'log_to_driver': False}
   assert fake_ray.calls == [('_train_one', 'rl')] * 2
@@ -234,16 +282,27 @@ def test_the_ray_backend_asks_for_the_resources_of_each_run(tmp_path, fake_ray):
 
 def test_gpus_per_run_from_the_command_line(tmp_path, fake_ray, capsys):
   from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
-  args = ['sweep', '--grid', 'seed=0-1', '--set', 'env=chain/4', '--set', 'network.conv_layers=0',
-          '--out', str(tmp_path / 'sweep'), '--no-progress']
+
+  args = [
+    'sweep',
+    '--grid',
+    'seed=0-1',
+    '--set',
+    'env=chain/4',
+    '--set',
+    'network.conv_layers=0',
+    '--out',
+    str(tmp_path / 'sweep'),
+    '--no-progress',
+  ]
   assert cli.main([*args, '--backend', 'ray', '--gpus-per-run', '0.25', '--cpus-per-run', '4']) == 0
   assert fake_ray.options == {'num_cpus': 4.0, 'num_gpus': 0.25, 'max_retries': 0}
   capsys.readouterr()
   fake_ray.options = None
-  for flags, problem in ((['--gpus-per-run', '1'], 'smoothrl: --gpus-per-run is an option of the ray backend, '
-                                                   'not of the local one'),
-                         (['--backend', 'compiled', '--cpus-per-run', '2'], 'smoothrl: --cpus-per-run is an '
-                                                                             'option of the ray backend')):
+  for flags, problem in (
+    (['--gpus-per-run', '1'], 'smoothrl: --gpus-per-run is an option of the ray backend, not of the local one'),
+    (['--backend', 'compiled', '--cpus-per-run', '2'], 'smoothrl: --cpus-per-run is an option of the ray backend'),
+  ):
     out = tmp_path / 'never'
     assert cli.main([*args[:-3], '--out', str(out), '--no-progress', *flags]) == 2
     assert capsys.readouterr().err.startswith(problem)
@@ -255,11 +314,14 @@ def test_gpus_per_run_from_the_command_line(tmp_path, fake_ray, capsys):
     assert 'argument --gpus-per-run: expected a number >= 0' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('resources, problem', [
+@pytest.mark.parametrize(
+  'resources, problem',
+  [
     ({'gpus_per_run': -1}, 'gpus_per_run must be a finite number >= 0, got -1'),
     ({'cpus_per_run': float('nan')}, 'cpus_per_run must be a finite number >= 0, got nan'),
     ({'gpus_per_run': 1, 'backend': 'local'}, 'gpus_per_run is an option of the ray backend, not of the local one'),
-])
+  ],
+)
 def test_bad_resources_are_refused_before_anything_is_written(tmp_path, fake_ray, resources, problem):
   resources = {'backend': 'ray', **resources}
   with pytest.raises(ValueError, match=re.escape(problem)):
@@ -288,13 +350,18 @@ def test_the_compiled_backend_refuses_runs_it_cannot_compile_before_writing(tmp_
 
 def test_a_spec_file_with_another_out(tmp_path, monkeypatch, capsys):
   from smoothrl.launch import cli  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(backends, '_process_submitter',  # the run in this process
-                      lambda workers: lambda: concurrent.futures.ThreadPoolExecutor(1))
+
+  monkeypatch.setattr(
+    backends,
+    '_process_submitter',  # the run in this process
+    lambda workers: lambda: concurrent.futures.ThreadPoolExecutor(1),
+  )
   monkeypatch.chdir(tmp_path)
   (tmp_path / 'spec.yaml').write_text(
-      'name: moved\nout: runs/default\nbase: {env: chain/4, steps: 200, eval_period: 200, eval_steps: 20, '
-      'log_period: 100, sigma_log_period: 200, checkpoint_period: 0, network.conv_layers: 0, network.hidden: 8, '
-      'dqn.warmup_steps: 100}\ngrid: {seed: [0]}\n')
+    'name: moved\nout: runs/default\nbase: {env: chain/4, steps: 200, eval_period: 200, eval_steps: 20, '
+    'log_period: 100, sigma_log_period: 200, checkpoint_period: 0, network.conv_layers: 0, network.hidden: 8, '
+    'dqn.warmup_steps: 100}\ngrid: {seed: [0]}\n'
+  )
   assert cli.main(['sweep', 'spec.yaml', '--out', 'elsewhere', '--no-progress']) == 0
   assert 'index in elsewhere/index.json' in capsys.readouterr().out
   assert not (tmp_path / 'runs').exists()
