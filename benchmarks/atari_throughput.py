@@ -14,11 +14,11 @@ import argparse
 import tempfile
 import time
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import common
 from smoothrl.agents import frame_replay
 from smoothrl.envs import atari
 from smoothrl.launch.run import config as config_lib
@@ -51,9 +51,18 @@ def vector_rate(game: str, num_envs: int, steps: int) -> float:
 
 
 def training_config(game: str, steps: int, out: str) -> config_lib.TrainConfig:
-  return config_lib.replace(config_lib.preset('dqn-adam-atari'), env=f'atari/{game}', steps=steps, out=out,
-                            eval_period=10**9, eval_steps=10, log_period=500, sigma_log_period=10**9,
-                            checkpoint_period=0, **{'dqn.warmup_steps': 1_000, 'dqn.replay_capacity': 100_000})
+  return config_lib.replace(
+    config_lib.preset('dqn-adam-atari'),
+    env=f'atari/{game}',
+    steps=steps,
+    out=out,
+    eval_period=10**9,
+    eval_steps=10,
+    log_period=500,
+    sigma_log_period=10**9,
+    checkpoint_period=0,
+    **{'dqn.warmup_steps': 1_000, 'dqn.replay_capacity': 100_000},
+  )
 
 
 def training_rate(cfg: config_lib.TrainConfig) -> float:
@@ -66,8 +75,7 @@ def learner_rate(game: str, updates: int = 20) -> float:
   env = atari.AtariEnv(game, seed=0)
   agent = host.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_spec().shape, jnp.uint8))
-  batch = common.random_batch(env.observation_spec().shape, env.action_spec().num_values, cfg.dqn.batch_size,
-                              high=256)
+  batch = common.random_batch(env.observation_spec().shape, env.action_spec().num_values, cfg.dqn.batch_size, high=256)
   run = common.called_learner(agent, jax.tree.map(lambda x: x[None], batch), updates)
   return common.updates_per_second(run, state, updates, repeats=1)
 
@@ -86,8 +94,11 @@ def main() -> None:
   updates = learner_rate(args.game)
   print(f'Atari {args.game}, jax {jax.__version__} on {jax.default_backend()}; frame skip {FRAME_SKIP}')
   print(f'{"":<44}{"agent steps/s":>14}{"frames/s":>10}')
-  for name, rate in (('environment alone, 1 env', single), (f'environment alone, vector of {args.num_envs}', vector),
-                     ('DQN-Adam training run (host runner)', training)):
+  for name, rate in (
+    ('environment alone, 1 env', single),
+    (f'environment alone, vector of {args.num_envs}', vector),
+    ('DQN-Adam training run (host runner)', training),
+  ):
     print(f'{name:<44}{rate:>14.0f}{FRAME_SKIP * rate:>10.0f}')
   print(f'{"learner step alone, updates/s":<44}{updates:>14.1f}')
   print(f'{"projected 50M-frame run (host runner)":<44}{50e6 / FRAME_SKIP / training / 3600:>13.1f}h')

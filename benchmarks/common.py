@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smoothrl.agents import device_replay
-from smoothrl.agents import dqn
+from smoothrl.agents import device_replay, dqn
 from smoothrl.agents.replay import Transitions
 from smoothrl.launch.run import compiled
 from smoothrl.launch.run import config as config_lib
@@ -29,9 +29,11 @@ def check_logged_budget(config: config_lib.TrainConfig, flag: str = '--steps') -
   log entries: the first at the first multiple of `log_period` after the warm-up, the next one period later."""
   least = (config.dqn.warmup_steps // config.log_period + 2) * config.log_period
   if config.steps < least:
-    raise SystemExit(f'{flag} {config.steps}: too few steps to measure a rate; a run logs its first training entry '
-                     f'after the {config.dqn.warmup_steps:,}-step warm-up, then every {config.log_period:,} steps, '
-                     f'and a rate needs two: give at least {least}')
+    raise SystemExit(
+      f'{flag} {config.steps}: too few steps to measure a rate; a run logs its first training entry '
+      f'after the {config.dqn.warmup_steps:,}-step warm-up, then every {config.log_period:,} steps, '
+      f'and a rate needs two: give at least {least}'
+    )
 
 
 def logged_rate(out: str) -> float:
@@ -45,8 +47,10 @@ def logged_rate(out: str) -> float:
 def make_program(config: config_lib.TrainConfig) -> tuple[compiled.Program, Any]:
   """The compiled runner's program for `config` on its JAX-native game, and one member's hyperparameters."""
   env = compiled.make_env(config.env)
-  return (compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env)),
-          jax.tree.map(lambda x: x[None], compiled.HParams.of(config)))
+  return (
+    compiled.Program(config, env, env, lambda c, hp: compiled.build_agent(c, hp, env)),
+    jax.tree.map(lambda x: x[None], compiled.HParams.of(config)),
+  )
 
 
 def warmed_up(config: config_lib.TrainConfig) -> tuple[compiled.Program, Any, compiled.Carry]:
@@ -70,8 +74,13 @@ def random_batch(obs_shape: tuple[int, ...], num_actions: int, batch_size: int, 
   """A fixed batch of uint8 observations in [0, high), random actions, zero rewards and unit discounts."""
   rng = np.random.default_rng(0)
   obs = rng.integers(0, high, (2, batch_size, *obs_shape)).astype(np.uint8)
-  return Transitions(obs[0], rng.integers(0, num_actions, batch_size).astype(np.int32),
-                     np.zeros(batch_size, np.float32), np.ones(batch_size, np.float32), obs[1])
+  return Transitions(
+    obs[0],
+    rng.integers(0, num_actions, batch_size).astype(np.int32),
+    np.zeros(batch_size, np.float32),
+    np.ones(batch_size, np.float32),
+    obs[1],
+  )
 
 
 def scanned_learner(agent: dqn.DQN, batches: Transitions, updates: int) -> Callable[[Any], Any]:
@@ -100,8 +109,9 @@ def full_replay(carry: compiled.Carry) -> device_replay.DeviceReplay:
   return device_replay.DeviceReplay(data, jnp.zeros((), jnp.int32), jnp.asarray(capacity, jnp.int32))
 
 
-def sampling_learner(agent: dqn.DQN, replay: device_replay.DeviceReplay, batch_size: int, updates: int,
-                     seed: int = 0) -> Callable[[Any], Any]:
+def sampling_learner(
+  agent: dqn.DQN, replay: device_replay.DeviceReplay, batch_size: int, updates: int, seed: int = 0
+) -> Callable[[Any], Any]:
   """As `scanned_learner`, but each step first samples its batch from `replay` (`device_replay.sample`, passed to
   the program as an argument, as the compiled runner's carry holds it): the learner iteration of the compiled
   runner without its environment steps and replay writes."""

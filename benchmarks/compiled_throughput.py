@@ -26,31 +26,40 @@ import platform
 import statistics
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+import common
 import jax
 import jax.numpy as jnp
 
-import common
 from smoothrl.agents import dqn
-from smoothrl.launch.run import compiled
+from smoothrl.launch.run import compiled, host, workers
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
-from smoothrl.launch.run import workers
-
 
 FLOOR_UPDATES = 250  # updates per timed call of the floor, and learner iterations per timed training chunk
 
 
 def _config(game: str, steps: int, out: str, seed: int = 0, runner_name: str = 'compiled') -> config_lib.TrainConfig:
   return config_lib.replace(
-      config_lib.TrainConfig(env=f'minatar/{game}', steps=steps, out=out, seed=seed, runner=runner_name,
-                             eval_period=steps, eval_steps=100, log_period=5_000, sigma_log_period=steps),
-      **{'method.method': 'sn', 'dqn.warmup_steps': 5_000})
+    config_lib.TrainConfig(
+      env=f'minatar/{game}',
+      steps=steps,
+      out=out,
+      seed=seed,
+      runner=runner_name,
+      eval_period=steps,
+      eval_steps=100,
+      log_period=5_000,
+      sigma_log_period=steps,
+    ),
+    **{'method.method': 'sn', 'dqn.warmup_steps': 5_000},
+  )
 
 
-def _floors(cfg: config_lib.TrainConfig, carry: compiled.Carry, updates: int
-            ) -> tuple[dict[str, Callable[[Any], Any]], Any]:
+def _floors(
+  cfg: config_lib.TrainConfig, carry: compiled.Carry, updates: int
+) -> tuple[dict[str, Callable[[Any], Any]], Any]:
   """The learner step alone, `updates` steps per call, on 64 batches sampled from `carry`'s replay: scanned in one
   XLA program (`common.scanned_learner`, the floor) and called once per update from Python
   (`common.called_learner`); scanned and sampling each batch from the replay filled to its capacity
@@ -59,13 +68,23 @@ def _floors(cfg: config_lib.TrainConfig, carry: compiled.Carry, updates: int
   agent = host.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   batches = common.replay_batches(cfg, 64, carry)
-  return {'scanned': common.scanned_learner(agent, batches, updates),
-          'called': common.called_learner(agent, batches, updates),
-          'sampling': common.sampling_learner(agent, common.full_replay(carry), cfg.dqn.batch_size, updates)}, state
+  return {
+    'scanned': common.scanned_learner(agent, batches, updates),
+    'called': common.called_learner(agent, batches, updates),
+    'sampling': common.sampling_learner(agent, common.full_replay(carry), cfg.dqn.batch_size, updates),
+  }, state
 
 
-def paired_rates(program: compiled.Program, hp, carry: compiled.Carry, floors: dict[str, Callable[[Any], Any]],
-                 state: Any, cfg: config_lib.TrainConfig, rounds: int, iterations: int) -> dict[str, float]:
+def paired_rates(
+  program: compiled.Program,
+  hp,
+  carry: compiled.Carry,
+  floors: dict[str, Callable[[Any], Any]],
+  state: Any,
+  cfg: config_lib.TrainConfig,
+  rounds: int,
+  iterations: int,
+) -> dict[str, float]:
   """Updates/s of the compiled runner's training chunks of `iterations` learner iterations from `carry` (after
   warm-up) and of each of `floors` (learners of as many updates), timed in turn `rounds` times in this process; the
   medians, the runner's under 'compiled'."""
@@ -126,16 +145,19 @@ def main() -> None:
       rows.append((f'compiled runner, {k} vmapped', k, k * common.logged_rate(group[0].out)))
   program, hp, carry = common.warmed_up(one)
   floors, state = _floors(one, carry, FLOOR_UPDATES)
-  floor, called, sampling = (common.updates_per_second(floors[name], state, FLOOR_UPDATES)
-                             for name in ('scanned', 'called', 'sampling'))
+  floor, called, sampling = (
+    common.updates_per_second(floors[name], state, FLOOR_UPDATES) for name in ('scanned', 'called', 'sampling')
+  )
   table = config_lib.TrainConfig()  # the default protocol: Table E.1's validation phases
   phases = table.steps // table.eval_period
   validation = phases * evaluation_seconds(one, carry, table.eval_steps) / 60
   filled = carry._replace(replay=jax.tree.map(lambda x: x[None], common.full_replay(carry)))
   paired = paired_rates(program, hp, filled, floors, state, one, args.rounds, FLOOR_UPDATES)  # donates `filled`
   period = one.dqn.update_period
-  print(f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
-        f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
+  print(
+    f'machine: {platform.machine()}, {jax.device_count()} {jax.default_backend()} device(s): '
+    f'{jax.devices()[0].device_kind}, jax {jax.__version__}'
+  )
   print(f'DQN + SN[-2] on minatar/{args.game}, Table E.1 settings (update every {period} steps, batch 32)')
   print(f'{"":<40}{"env steps/s":>12}{"updates/s":>11}{"/ floor":>9}{"min per 5M-step run":>21}')
   for name, _, rate in rows:  # `rate` counts the steps of all the row's runs together
@@ -143,15 +165,19 @@ def main() -> None:
   print(f'{"learner only, scanned (floor)":<40}{"":>12}{floor:>11.0f}{1.0:>9.2f}')
   print(f'{"learner only, one call per update":<40}{"":>12}{called:>11.0f}{called / floor:>9.2f}')
   print(f'{"learner sampling a full replay, scanned":<40}{"":>12}{sampling:>11.0f}{sampling / floor:>9.2f}')
-  print(f'evaluation: {phases} phases of {table.eval_steps:,} steps at epsilon {table.eval_epsilon} in a '
-        f'{table.steps:,}-step run (one every {table.eval_period:,} steps), {validation:.1f} min in all')
+  print(
+    f'evaluation: {phases} phases of {table.eval_steps:,} steps at epsilon {table.eval_epsilon} in a '
+    f'{table.steps:,}-step run (one every {table.eval_period:,} steps), {validation:.1f} min in all'
+  )
   rate = paired['compiled']
   minutes = 5e6 / period / rate / 60
-  print(f'timed in turn ({args.rounds} rounds): compiled runner {rate:.0f} updates/s, {minutes:.1f} min per 5M-step '
-        f'run ({minutes + validation:.1f} with its evaluations); / scanned floor ({paired["scanned"]:.0f}) '
-        f'{rate / paired["scanned"]:.2f}; / one call per update ({paired["called"]:.0f}) '
-        f'{rate / paired["called"]:.2f}; / learner sampling a full replay ({paired["sampling"]:.0f}) '
-        f'{rate / paired["sampling"]:.2f}')
+  print(
+    f'timed in turn ({args.rounds} rounds): compiled runner {rate:.0f} updates/s, {minutes:.1f} min per 5M-step '
+    f'run ({minutes + validation:.1f} with its evaluations); / scanned floor ({paired["scanned"]:.0f}) '
+    f'{rate / paired["scanned"]:.2f}; / one call per update ({paired["called"]:.0f}) '
+    f'{rate / paired["called"]:.2f}; / learner sampling a full replay ({paired["sampling"]:.0f}) '
+    f'{rate / paired["sampling"]:.2f}'
+  )
 
 
 if __name__ == '__main__':

@@ -14,11 +14,11 @@ import argparse
 import platform
 import tempfile
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import common
 from smoothrl import envs
 from smoothrl.agents.replay import ReplayBuffer
 from smoothrl.launch.run import config as config_lib
@@ -61,17 +61,29 @@ def main() -> None:
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as out:
     cfg = config_lib.replace(
-        config_lib.TrainConfig(env=f'minatar/{args.game}', steps=args.steps, out=out, eval_period=10**9,
-                               eval_steps=100, log_period=2_000, sigma_log_period=10**9),
-        **{'method.method': args.method, 'dqn.warmup_steps': 5_000})
+      config_lib.TrainConfig(
+        env=f'minatar/{args.game}',
+        steps=args.steps,
+        out=out,
+        eval_period=10**9,
+        eval_steps=100,
+        log_period=2_000,
+        sigma_log_period=10**9,
+      ),
+      **{'method.method': args.method, 'dqn.warmup_steps': 5_000},
+    )
     common.check_logged_budget(cfg)
     steps_per_s = training_rate(cfg)
     updates_per_s = learner_rate(cfg, args.updates)
   end_to_end = steps_per_s / cfg.dqn.update_period
-  print(f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} {jax.default_backend()} '
-        f'device(s), jax {jax.__version__}')
-  print(f'DQN on minatar/{args.game}, method {args.method}, Table E.1 settings (update every '
-        f'{cfg.dqn.update_period} steps, batch {cfg.dqn.batch_size})')
+  print(
+    f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} {jax.default_backend()} '
+    f'device(s), jax {jax.__version__}'
+  )
+  print(
+    f'DQN on minatar/{args.game}, method {args.method}, Table E.1 settings (update every '
+    f'{cfg.dqn.update_period} steps, batch {cfg.dqn.batch_size})'
+  )
   print(f'{"host loop, env steps/s":<40}{steps_per_s:>10.0f}')
   print(f'{"host loop, updates/s (end to end)":<40}{end_to_end:>10.0f}')
   print(f'{"learner only, updates/s":<40}{updates_per_s:>10.0f}')

@@ -18,13 +18,12 @@ import json
 import re
 import tempfile
 
+import common
 import jax
 import jax.numpy as jnp
 
-import common
-from smoothrl.launch.run import compiled
+from smoothrl.launch.run import compiled, host
 from smoothrl.launch.run import config as config_lib
-from smoothrl.launch.run import host
 
 
 def kernel_times(trace_dir: str, updates: int) -> collections.Counter:
@@ -50,8 +49,10 @@ def main() -> None:
   parser.add_argument('--updates', type=int, default=500)
   parser.add_argument('--top', type=int, default=15)
   args = parser.parse_args()
-  cfg = config_lib.replace(config_lib.TrainConfig(env=f'minatar/{args.game}'),
-                           **{'method.method': args.method, 'network.conv_impl': args.conv_impl})
+  cfg = config_lib.replace(
+    config_lib.TrainConfig(env=f'minatar/{args.game}'),
+    **{'method.method': args.method, 'network.conv_impl': args.conv_impl},
+  )
   env = compiled.make_env(cfg.env)
   agent = host.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
@@ -63,8 +64,10 @@ def main() -> None:
     jax.block_until_ready(run(state))
     jax.profiler.stop_trace()
     kinds = kernel_times(trace_dir, args.updates)
-  print(f'DQN learner step, method {args.method}, conv {args.conv_impl}, minatar/{args.game}, batch {b}: '
-        f'{wall:.0f} us per update untraced; kernels traced (us per update, may overlap):')
+  print(
+    f'DQN learner step, method {args.method}, conv {args.conv_impl}, minatar/{args.game}, batch {b}: '
+    f'{wall:.0f} us per update untraced; kernels traced (us per update, may overlap):'
+  )
   for name, micros in kinds.most_common(args.top):
     print(f'  {micros:8.1f}  {name}')
   print(f'  {sum(kinds.values()):8.1f}  all kernels')

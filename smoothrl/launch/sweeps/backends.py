@@ -143,7 +143,7 @@ def run_sweep(
       elif backend == 'ray':
         _run_pool(spec.kind, todo, index, progress, lambda: ray_pool)
       else:
-        _run_pool(spec.kind, todo, index, progress, _process_submitter(workers))
+        _run_pool(spec.kind, todo, index, progress, _process_submitter(workers), capacity=workers)
     index.refresh()
   return index.counts()
 
@@ -227,27 +227,47 @@ class _RayPool:
 
 
 def _run_pool(
-  kind_name: str, todo: list[sweep_lib.RunSpec], index: Index, progress: _SweepProgress, make_pool: Callable[[], Any]
+  kind_name: str,
+  todo: list[sweep_lib.RunSpec],
+  index: Index,
+  progress: _SweepProgress,
+  make_pool: Callable[[], Any],
+  capacity: int | None = None,
 ) -> None:
+  """Runs `todo` on a pool that runs `capacity` runs at a time in the order submitted (None: all at once, as far
+  as this process can tell, which is so for Ray); the index and the progress line count as running only those."""
   with make_pool() as pool:
-    futures = {}
-    for run in todo:
-      futures[pool.submit(_train_one, kind_name, run.config.to_dict())] = run
+    futures = {pool.submit(_train_one, kind_name, run.config.to_dict()): run for run in todo}
+    order = list(futures)
+    capacity = capacity or len(order)
+    started = 0
+
+    def start_next() -> None:
+      nonlocal started
+      run = futures[order[started]]
       index.set(run, {'state': 'running', 'step': index.states[run.name].get('step', 0)})
-    progress.update(len(futures))
+      started += 1
+
+    while started < min(capacity, len(order)):
+      start_next()
     pending = set(futures)
+    progress.update(min(capacity, len(pending)))
     while pending:
       finished, pending = concurrent.futures.wait(pending, timeout=5.0, return_when=concurrent.futures.FIRST_COMPLETED)
-      for future in finished:
+      for future in sorted(finished, key=order.index):  # the pool starts runs in order: those before had started
+        while started <= order.index(future):
+          start_next()
         run = futures[future]
         try:
           state = future.result()
         except Exception as e:  # pylint: disable=broad-except
           state = recorder.record_failure(run.out, f'worker died: {type(e).__name__}: {e}')
         index.set(run, state)
-        progress.finish_one(len(pending))
+        if started < len(order):
+          start_next()  # the worker it freed takes the next run
+        progress.finish_one(min(capacity, len(pending)))
       if not finished:
-        progress.update(len(pending))
+        progress.update(min(capacity, len(pending)))
 
 
 def _check_compiled(kind: RunKind, runs: Sequence[sweep_lib.RunSpec]) -> None:

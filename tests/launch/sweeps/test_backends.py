@@ -160,7 +160,7 @@ def test_a_crash_of_the_compiled_backend_fails_the_run_it_hit(tmp_path, monkeypa
 
 
 def test_an_interrupted_sweep_ends_its_progress_line(tmp_path, monkeypatch, terminal):
-  def interrupted(kind, todo, index, progress, submitter):
+  def interrupted(kind, todo, index, progress, submitter, capacity=None):
     progress.update(running=1)
     raise KeyboardInterrupt
 
@@ -368,3 +368,28 @@ def test_a_spec_file_with_another_out(tmp_path, monkeypatch, capsys):
   assert _index(tmp_path / 'elsewhere')['runs'][0]['state'] == 'done'
   assert recorder.read_status(tmp_path / 'elsewhere/runs/seed=0') == {'state': 'done', 'step': 200}
   assert (tmp_path / 'elsewhere/spec.yaml').read_text().startswith('name: moved\nout: elsewhere\n')
+
+
+def test_a_sweep_counts_as_running_only_what_its_workers_run(tmp_path, monkeypatch, terminal):
+  running_at_once, running = [], set()
+  set_state = backends.Index.set
+
+  def recorded(self, run, state):
+    (running.add if state['state'] == 'running' else running.discard)(run.name)
+    running_at_once.append(len(running))
+    set_state(self, run, state)
+
+  def train_one(kind_name, config_data):  # a run that finishes at once, in a thread
+    os.makedirs(config_data['out'])
+    recorder.write_status(config_data['out'], 'done', config_data['steps'])
+    return {'state': 'done', 'step': config_data['steps']}
+
+  monkeypatch.setattr(backends.Index, 'set', recorded)
+  monkeypatch.setattr(backends, '_train_one', train_one)
+  monkeypatch.setattr(backends, '_process_submitter', lambda workers: lambda: concurrent.futures.ThreadPoolExecutor(2))
+  monkeypatch.setattr(sys, 'stderr', terminal)
+  spec = _spec(tmp_path / 'sweep', grid={'seed': list(range(8))})
+  assert backends.run_sweep(spec, workers=2)['done'] == 8
+  assert max(running_at_once) == 2  # not 8: the other runs wait for a worker
+  shown = [int(n) for n in re.findall(r'running (\d+)', terminal.getvalue())]
+  assert shown and max(shown) == 2 and shown[-1] == 0
