@@ -1,11 +1,13 @@
 """Run files: atomic writes, JSON lines, TensorBoard scalars; the progress line."""
 
+import io
 import os
 import struct
 
 import pytest
 from tensorboardX.proto import event_pb2
 
+from smoothrl.launch.run import progress as progress_lib
 from smoothrl.launch.run.files import MetricsWriter, atomic_file, atomic_write_text, eval_record, read_metrics
 from smoothrl.launch.run.progress import Progress
 
@@ -87,3 +89,15 @@ def test_the_progress_line_ends_when_the_run_stops(terminal):
       progress.update(3, force=True)
       raise RuntimeError('stopped')
   assert terminal.getvalue().startswith('\r[#######') and terminal.getvalue().endswith('\x1b[K\n')
+
+
+def test_the_eta_leaves_out_the_time_before_the_first_update(monkeypatch):
+  now = [0.0]
+  monkeypatch.setattr(progress_lib.time, 'perf_counter', lambda: now[0])
+  stream = io.StringIO()
+  line = Progress(1_000, stream=stream, interval_s=0.0)
+  now[0] = 60.0  # a minute compiling before the first step is reported
+  line.update(10)
+  now[0] = 61.0
+  line.update(110)  # then 100 steps/s
+  assert 'ETA 00:08' in stream.getvalue().splitlines()[-1]  # (1000 - 110) / 100 s, not (1000 - 110) / (110 / 61) s

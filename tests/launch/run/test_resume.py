@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from chain_runs import interrupt_at
+from tensorboardX.proto import event_pb2
 
 from smoothrl.launch.run import checkpoint, host, recorder
 from smoothrl.launch.run import config as config_lib
@@ -204,3 +206,44 @@ def test_a_checkpoint_holds_its_step_in_its_manifest_and_a_pickle_one_is_refused
   for read in (checkpoint.saved_step, checkpoint.load):
     with pytest.raises(checkpoint.CheckpointError, match='pickle checkpoint of an earlier smoothrl version'):
       read(tmp_path)
+
+
+def _board(directory):
+  """(tag, step) of the scalars TensorBoard shows from `directory`'s event files, read in the order written: a
+  SessionLog START at step s purges the scalars at steps >= s written before it (tensorboardX's `purge_step`)."""
+  shown = []
+  for name in sorted(os.listdir(directory)):
+    data, offset = (directory / name).read_bytes(), 0
+    while offset < len(data):
+      (length,) = struct.unpack('<Q', data[offset : offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+      offset += 16 + length
+      if event.HasField('session_log') and event.session_log.status == event_pb2.SessionLog.START:
+        shown = [(tag, step) for tag, step in shown if step < event.step]
+      shown += [(value.tag, event.step) for value in event.summary.value]
+  return shown
+
+
+def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path):
+  cfg = config_lib.TrainConfig(
+    env='chain/4',
+    steps=400,
+    log_period=100,
+    eval_period=400,
+    eval_steps=10,
+    sigma_log_period=100,
+    checkpoint_period=200,
+    tensorboard=True,
+  )
+  cfg = config_lib.replace(cfg, **{'network.conv_layers': 0, 'network.hidden': 16, 'dqn.warmup_steps': 50})
+  whole = config_lib.replace(cfg, out=str(tmp_path / 'whole'))
+  host.train(whole, show_progress=False)
+  stopped = config_lib.replace(cfg, out=str(tmp_path / 'stopped'))
+  interrupt_at(300, lambda: host.train(stopped, show_progress=False), host)  # records up to 300, checkpoint at 200
+  host.train(stopped, show_progress=False, resume=True)
+  shown = _board(tmp_path / 'stopped' / 'tensorboard')
+  assert len(shown) == len(set(shown))  # no step twice
+  for tag in {tag for tag, _ in shown}:
+    steps = [step for t, step in shown if t == tag]
+    assert steps == sorted(steps)  # none going backwards
+  assert sorted(shown) == sorted(_board(tmp_path / 'whole' / 'tensorboard'))
