@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smoothrl.agents import frame_replay
+from smoothrl.agents import factory, frame_replay
 from smoothrl.envs import atari
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import host
@@ -73,7 +73,7 @@ def training_rate(cfg: config_lib.TrainConfig) -> float:
 def learner_rate(game: str, updates: int = 20) -> float:
   cfg = config_lib.preset('dqn-adam-atari')
   env = atari.AtariEnv(game, seed=0)
-  agent = host.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
+  agent = factory.make_agent(cfg, env.observation_spec().shape, env.action_spec().num_values)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_spec().shape, jnp.uint8))
   batch = common.random_batch(env.observation_spec().shape, env.action_spec().num_values, cfg.dqn.batch_size, high=256)
   run = common.called_learner(agent, jax.tree.map(lambda x: x[None], batch), updates)

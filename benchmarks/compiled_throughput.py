@@ -33,7 +33,7 @@ import common
 import jax
 import jax.numpy as jnp
 
-from smoothrl.agents import dqn
+from smoothrl.agents import dqn, factory
 from smoothrl.launch.run import compiled, host, workers
 from smoothrl.launch.run import config as config_lib
 
@@ -65,7 +65,7 @@ def _floors(
   (`common.called_learner`); scanned and sampling each batch from the replay filled to its capacity
   (`common.sampling_learner`); and a fresh agent state."""
   env = compiled.make_env(cfg.env)
-  agent = host.make_agent(cfg, env.obs_shape, env.num_actions)
+  agent = factory.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   batches = common.replay_batches(cfg, 64, carry)
   return {

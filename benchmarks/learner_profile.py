@@ -22,7 +22,8 @@ import common
 import jax
 import jax.numpy as jnp
 
-from smoothrl.launch.run import compiled, host
+from smoothrl.agents import factory
+from smoothrl.launch.run import compiled
 from smoothrl.launch.run import config as config_lib
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     **{'method.method': args.method, 'network.conv_impl': args.conv_impl},
   )
   env = compiled.make_env(cfg.env)
-  agent = host.make_agent(cfg, env.obs_shape, env.num_actions)
+  agent = factory.make_agent(cfg, env.obs_shape, env.num_actions)
   state = agent.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape, jnp.uint8))
   b = cfg.dqn.batch_size
   run = common.scanned_learner(agent, common.replay_batches(cfg, count=64), args.updates)
