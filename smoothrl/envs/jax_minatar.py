@@ -63,9 +63,9 @@ What remains different (none of it changes a game's rules):
 * After a terminal step the official game ignores actions; gymnax keeps
   simulating. Use `step_autoreset`, or reset after `done`.
 
-Checked against the official games by `tests/test_jax_minatar.py` (official
+Checked against the official games by `tests/envs/test_jax_minatar.py` (official
 states copied in, one step compared, spawns replayed) and
-`tests/test_jax_minatar_fidelity_slow.py` (distributions of episode return
+`tests/envs/test_jax_minatar_fidelity_slow.py` (distributions of episode return
 and length under random policies).
 
 Cost on CPU: compiling a game's step takes seconds (about 5-15 s on two
@@ -104,7 +104,7 @@ _NO_TIME_LIMIT = 2**31 - 1
 # bullet leaves within 10 steps, so the enemy bullets in flight number at
 # most the subs alive 10 steps earlier; divers spawn every 31 steps and live
 # at most 60; the player's cool-down of 5 allows 2 bullets in flight.
-# `tests/test_jax_minatar.py` fills the board at the highest difficulty and
+# `tests/envs/test_jax_minatar.py` fills the board at the highest difficulty and
 # checks the counts, and that the game equals itself with 100 rows.
 SEAQUEST_ENTITY_CAPACITY = 48
 
