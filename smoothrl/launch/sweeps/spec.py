@@ -1,10 +1,12 @@
-"""Sweeps: grids over `TrainConfig` fields, checked in full before any run starts.
+"""Sweeps: grids over the fields of a run kind's config (`TrainConfig` for RL), checked in full before any run
+starts.
 
 A sweep spec is a YAML file (DESIGN principle 3: a sweep is a grid over the fields of one config):
 
     name: fig7_4_minatar_sensitivity
+    kind: rl                       # the run kind (`launch.kinds`); rl by default
     out: runs/fig7_4               # the sweep directory; each run writes <out>/runs/<run name>
-    preset: dqn-minatar            # optional starting point, one of `config.PRESETS`
+    preset: dqn-minatar            # optional starting point, one of the kind's presets
     base:                          # fixed overrides: dotted names or nested mappings
       steps: 5000000
       dqn: {warmup_steps: 5000}
