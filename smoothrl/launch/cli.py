@@ -1,8 +1,11 @@
 """The `smoothrl` command line.
 
     smoothrl train --agent dqn --env minatar/breakout --steps 20000 --method sn --layers -2 --out runs/x
+    smoothrl fit --data digits --model mlp:100,100 --optimizer dal-p --p 0.5 --steps 2000 --out runs/d
+    smoothrl sweep SPEC.yaml | smoothrl summary DIR | smoothrl plot DIR | smoothrl reproduce NAME
 
-Every flag maps onto a field of `TrainConfig`; the run directory's `config.json` records the full config.
+Every flag of `train` maps onto a field of `TrainConfig`, of `fit` onto a `FitConfig` (`launch.fit`); the run
+directory's `config.json` records the full config.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from smoothrl.launch import fit, kinds, reproduce
 from smoothrl.launch.analysis import plots, report, results
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import recorder, rl, workers
@@ -271,6 +275,9 @@ def _sweep_parser(sub) -> argparse.ArgumentParser:
   )
   p.add_argument('--preset', default=None, help='the base preset for --grid sweeps')
   p.add_argument(
+    '--kind', default=kinds.DEFAULT, choices=sorted(kinds.KINDS), help='the run kind of --grid sweeps (default: rl)'
+  )
+  p.add_argument(
     '--out', default=None, help="the sweep directory (default: the spec's out, or runs/sweep for --grid sweeps)"
   )
   p.add_argument(
@@ -335,10 +342,15 @@ def _results_parsers(sub) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = _Parser(prog='smoothrl', description='Deep RL with smoothness-aware optimisation.')
+  p = _Parser(
+    prog='smoothrl',
+    description='Smoothness-aware optimisation: RL agents, supervised models, sweeps and their results.',
+  )
   sub = p.add_subparsers(dest='command', required=True)
   _train_parser(sub)
+  fit.add_parser(sub, _seeds, _positive, _MEMBERS_HELP)
   _sweep_parser(sub)
+  reproduce.add_parser(sub)
   _results_parsers(sub)
   return p
 
@@ -380,7 +392,10 @@ def _sweep_spec(args: argparse.Namespace):
     return sweep.load_spec(args.spec, out=args.out)
   if not args.grid:
     raise config_lib.ConfigError('nothing to sweep: give a spec file or at least one --grid FIELD=VALUES')
-  base = config_lib.preset(args.preset) if args.preset else config_lib.TrainConfig()
+  kind = kinds.get(args.kind)
+  if args.preset and args.preset not in kind.presets:
+    raise config_lib.ConfigError(f'unknown preset {args.preset!r}; valid: {", ".join(sorted(kind.presets))}')
+  base = config_lib.replace(kind.config_type(), **kind.presets[args.preset]) if args.preset else kind.config_type()
   fixed = {}
   for text in args.set:
     key, sep, value = text.partition('=')
@@ -452,11 +467,12 @@ def configs_from_args(args: argparse.Namespace) -> list[config_lib.TrainConfig]:
 
 
 def _attach_layer_values(argv: Sequence[str]) -> list[str]:
-  """Lets `--layers -2,-3` through: argparse would read '-2,-3' as an option, so it becomes `--layers=-2,-3`."""
+  """Lets `--layers -2,-3` through: argparse would read '-2,-3' as an option, so it becomes `--layers=-2,-3`
+  (and `--sn-layers` alike)."""
   out, argv = [], list(argv)
   while argv:
     token = argv.pop(0)
-    if token == '--layers' and argv and argv[0].startswith('-'):
+    if token in ('--layers', '--sn-layers') and argv and argv[0].startswith('-'):
       token = f'--layers={argv.pop(0)}'
     out.append(token)
   return out
@@ -491,6 +507,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser().parse_args(_attach_layer_values(sys.argv[1:] if argv is None else argv))
   if args.command == 'sweep':
     return _sweep_main(args)
+  if args.command == 'fit':
+    return fit.main(args, _refuse)
+  if args.command == 'reproduce':
+    return reproduce.main(args, _refuse)
   if args.command in ('plot', 'summary'):
     return _results_main(args)
   try:  # everything is checked before a directory is made

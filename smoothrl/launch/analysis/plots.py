@@ -32,12 +32,14 @@ try:  # the `plots` extra; without it everything but drawing works
 except ImportError:  # pragma: no cover - matplotlib is installed wherever the tests run
   matplotlib = None
 
+from smoothrl.launch import kinds
 from smoothrl.launch.analysis import report, results
 from smoothrl.launch.analysis.results import Run, heatmap_grid, heatmap_grids  # re-exported for callers of this module
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run.files import atomic_file
 
 __all__ = [
+  'save_figure',
   'learning_curves',
   'sensitivity_heatmap',
   'sensitivity_curves',
@@ -71,7 +73,7 @@ def figure_files(path: str | os.PathLike) -> list[Path]:
   return [path] + [path.with_suffix(f'.{fmt}') for fmt in FORMATS[1:]]
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
   """Writes `fig` as a PNG to `path` and as a PDF and an SVG beside it (`figure_files`), each atomically (see
   `io.atomic_file`); returns `path`."""
   path = Path(path)
@@ -177,7 +179,7 @@ def learning_curves(
   title: str | None = None,
   max_lines: int | None = None,
 ) -> Path:
-  """Evaluation score against environment steps: a panel per game, a line per setting, a CI band over seeds.
+  """Evaluation score against steps (environment or optimiser steps, by run kind): a panel per game, a line per setting, a CI band over seeds.
 
   With several games sharing a normalised score, a last panel shows the mean over games (thesis Figure 7.2b);
   panels in one normalised unit share their y-axis. The title says over how many seeds the curves average, or the
@@ -201,6 +203,7 @@ def learning_curves(
     raise ValueError('no runs to plot')
   names = _names(groups)
   envs = sorted({g.env for g in groups})
+  step_name = ' / '.join(sorted({kinds.get(r.kind).step_name for g in groups for r in g.runs}))
   settings = len(results.by_label(groups))
   if max_lines is not None and settings > max_lines:
     keep = set(results.rank_labels(groups, 'final', normalise)[:max_lines])
@@ -251,7 +254,7 @@ def learning_curves(
           lw=0,
         )
     ax.set_title(panel_title)
-    ax.set_xlabel('environment steps')
+    ax.set_xlabel(step_name)
     ax.set_ylabel(_unit_name(panel_unit))
     ax.xaxis.set_major_formatter(_steps_formatter())
     ax.grid(alpha=0.3)
@@ -261,7 +264,7 @@ def learning_curves(
   shown = f' (the {len(labels)} best of {settings} settings by final score)' if len(labels) < settings else ''
   fig.suptitle(title or f'Evaluation during training{shown}: mean {over}, {pct} confidence band')
   _legend_below(fig, list(handles.values()), list(handles))
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _is_log_axis(values: np.ndarray) -> bool:
@@ -398,7 +401,7 @@ def sensitivity_heatmap(
   )
   if mesh is not None:
     fig.colorbar(mesh, ax=axes[: len(grids)].tolist(), label=f'{metric} {unit}', shrink=0.9)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def sensitivity_curves(
@@ -467,7 +470,7 @@ def sensitivity_curves(
   )
   handles, labels = ax.get_legend_handles_labels()
   _legend_below(fig, handles, labels)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def method_bars(
@@ -551,7 +554,7 @@ def method_bars(
   note = f'\n({best.note})' if best.note else ''
   fig.suptitle(f'{metric.capitalize()} score per method: mean {over} ± {pct} CI{note}')
   _legend_below(fig, list(handles.values()), list(handles))
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _runs_text(matrices: report.ScoreMatrices) -> tuple[str, dict[str, str]]:
@@ -608,7 +611,7 @@ def performance_profiles(
   fig.suptitle(f'Performance profiles: {metric} {unit} on {games}, {over}\n({pct} stratified-bootstrap bands)')
   handles, labels = ax.get_legend_handles_labels()
   _legend_below(fig, handles, labels)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def aggregate_intervals(
@@ -660,7 +663,7 @@ def aggregate_intervals(
     f'{metric.capitalize()} {_unit_name(matrices.unit)} on {games}, {over}: estimates and {pct} '
     'stratified-bootstrap CIs'
   )
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _varies(runs: Sequence[Run], field: str) -> bool:

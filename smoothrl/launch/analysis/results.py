@@ -50,7 +50,12 @@ MINATAR_REFERENCE: dict[str, tuple[float, float]] = {
   'space_invaders': (360.92, 2.86),
 }
 
-UNIT_NAMES = {'MNS': 'MinAtar Normalised Score', 'HNS': 'Human Normalised Score', 'return': 'evaluation return'}
+UNIT_NAMES = {
+  'MNS': 'MinAtar Normalised Score',
+  'HNS': 'Human Normalised Score',
+  'return': 'evaluation return',
+  'accuracy': 'test accuracy',
+}
 
 # Fields listed first in labels.
 _LABEL_ORDER = ('agent', 'method.method', 'method.layers', 'method.lipschitz', 'dqn.learning_rate', 'dqn.adam_eps')
@@ -104,7 +109,8 @@ class Run:
 
   @property
   def env(self) -> str:
-    return str(self.config_dict.get('env', '?'))
+    """What the run learns on (its kind's `subject`): the environment, or 'data/<name>' for supervised runs."""
+    return kinds.get(self.kind).subject(self.config_dict)
 
   @property
   def seed(self) -> int:
@@ -322,6 +328,8 @@ def _atari_hns() -> Callable[[str, float], float] | None:
 def normaliser(env: str) -> Normaliser | None:
   """The normaliser of `env`'s scores, or None when it has no reference (raw returns are used then)."""
   family, _, game = env.partition('/')
+  if family == 'data':  # supervised runs: test accuracy is already on one scale for every data set
+    return Normaliser('accuracy', lambda scores: np.asarray(scores, dtype=np.float64))
   if family == 'minatar':
     if game not in MINATAR_REFERENCE:
       return None
@@ -351,8 +359,9 @@ def normalise_scores(env: str, scores: np.ndarray, normalise: bool = True) -> np
 
 
 def score_unit(env: str, normalise: bool = True) -> str:
-  """'MNS', 'HNS' or 'return': what `normalise_scores(env, ..., normalise)` reports."""
-  norm = normaliser(env) if normalise else None
+  """'MNS', 'HNS', 'accuracy' (supervised runs, normalised or not) or 'return': what `normalise_scores(env, ...,
+  normalise)` reports."""
+  norm = normaliser(env) if normalise or env.startswith('data/') else None
   return 'return' if norm is None else norm.unit
 
 
@@ -570,7 +579,8 @@ class Group:
 
   @property
   def env(self) -> str:
-    return str(self.params.get('env', '?'))
+    """What the group's runs learn on (`Run.env`)."""
+    return self.runs[0].env if self.runs else str(self.params.get('env', '?'))
 
   @property
   def seeds(self) -> list[int]:

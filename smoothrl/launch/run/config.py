@@ -110,10 +110,10 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-    return _build(cls, data)
+    return build(cls, data)
 
 
-def _build(cls: type, data: Any, path: str = ''):
+def build(cls: type, data: Any, path: str = ''):
   """Builds a (nested) config dataclass from a mapping, refusing unknown fields; lists become tuples."""
   if not isinstance(data, dict):
     raise ConfigError(f'{path or "config"}: expected a mapping, got {type(data).__name__}')
@@ -125,7 +125,7 @@ def _build(cls: type, data: Any, path: str = ''):
   kwargs = {}
   for name, value in data.items():
     if dataclasses.is_dataclass(hints[name]):
-      kwargs[name] = _build(hints[name], value, f'{path}{name}.')
+      kwargs[name] = build(hints[name], value, f'{path}{name}.')
     else:
       kwargs[name] = tuple(value) if isinstance(value, list) else value
   return cls(**kwargs)

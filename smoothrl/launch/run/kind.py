@@ -58,6 +58,9 @@ class RunKind:
     group: runs with equal `group` keys may share one compiled program (the `compiled` backend); None when the kind
       has no compiled programs.
     score: the field of a run's `eval` records that summaries and plots report.
+    subject: what a run of this kind learns on, from its config as a dict: the environment for RL, 'data/<name>'
+      for supervised runs. Summaries and plots make a panel (and a column) per subject.
+    step_name: what a run's steps count, as axis labels say.
   """
 
   name: str
@@ -68,3 +71,5 @@ class RunKind:
   canonical: Callable[[Any], Any] = lambda config: config
   group: Callable[[Any], str] | None = None
   score: str = 'return_mean'
+  subject: Callable[[Mapping[str, Any]], str] = lambda config: str(config.get('env', '?'))
+  step_name: str = 'environment steps'
