@@ -18,7 +18,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check smoothrl tests benchmarks
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -206,7 +206,10 @@ def _train_group(configs: list[FitConfig], show_progress: bool, resume: bool) ->
         by_step.setdefault(0 if saved[i] is None else saved[i].step, []).append(i)
       for members in by_step.values():
         results = _train_members(
-          programs, [configs[i] for i in members], [recorders[i] for i in members], [saved[i] for i in members],
+          programs,
+          [configs[i] for i in members],
+          [recorders[i] for i in members],
+          [saved[i] for i in members],
           show_progress,
         )
         for i, summary in zip(members, results):

@@ -508,13 +508,13 @@ def test_freeway_alone_is_plotted_in_raw_returns(tmp_path):
 def figures(monkeypatch) -> dict[str, plots.Figure]:
   """{file name: the Figure written there}, for every figure `plots` saves during the test."""
   saved = {}
-  save = plots._save
+  save = plots.save_figure
 
   def keep(fig, path):
     saved[Path(path).name] = fig
     return save(fig, path)
 
-  monkeypatch.setattr(plots, '_save', keep)
+  monkeypatch.setattr(plots, 'save_figure', keep)
   return saved
 
 
