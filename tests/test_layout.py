@@ -46,6 +46,8 @@ def test_optimizers_import_no_environment_ray_matplotlib_or_rlax_module():
     'smoothrl.envs',
     'smoothrl.launch',
     'smoothrl.agents',
+    'smoothrl.supervised',
+    'sklearn',
   )
   assert not [m for m in loaded if m.split('.')[0] in heavy or m.startswith(heavy)]
   assert 'optax' in loaded and 'smoothrl.optimizers.spectral_scaling' in loaded  # it did import
