@@ -348,7 +348,7 @@ def parser() -> argparse.ArgumentParser:
   )
   sub = p.add_subparsers(dest='command', required=True)
   _train_parser(sub)
-  fit.add_parser(sub, _seeds, _positive, _MEMBERS_HELP)
+  fit.add_parser(sub, _seeds, _positive, _layers, _MEMBERS_HELP)
   _sweep_parser(sub)
   reproduce.add_parser(sub)
   _results_parsers(sub)

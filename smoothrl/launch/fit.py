@@ -39,7 +39,7 @@ def _model(text: str) -> dict[str, Any]:
     raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_parser(sub, seeds_type, positive_type, members_help: str) -> argparse.ArgumentParser:
+def add_parser(sub, seeds_type, positive_type, layers_type, members_help: str) -> argparse.ArgumentParser:
   """Adds the `fit` command to the `smoothrl` parser's subcommands."""
   p = sub.add_parser(
     'fit',
@@ -57,7 +57,9 @@ def add_parser(sub, seeds_type, positive_type, members_help: str) -> argparse.Ar
   p.add_argument('--data-path', default=None, help='directory of IDX files for mnist / fashion_mnist')
   p.add_argument('--model', type=_model, default=None, help='mlp:W1,W2,... (hidden widths), cnn[:C1,C2] or resnet18')
   p.add_argument('--activation', default=None, help='relu, elu, tanh or linear')
-  p.add_argument('--sn-layers', default=None, help='layers to spectrally normalise, from the output: e.g. -1,-2')
+  p.add_argument(
+    '--sn-layers', type=layers_type, default=None, help='layers to spectrally normalise, from the output: e.g. -1,-2'
+  )
   p.add_argument(
     '--optimizer', default=None, help='sgd, momentum, adam, dal (Eq 3.20), dal-p (Eq 3.21), momentum-dal (Eq 3.22)'
   )
@@ -77,13 +79,6 @@ def add_parser(sub, seeds_type, positive_type, members_help: str) -> argparse.Ar
   return p
 
 
-def _sn_layers(text: str) -> tuple[int, ...]:
-  try:
-    return tuple(int(part) for part in text.split(',') if part.strip())
-  except ValueError:
-    raise config_lib.ConfigError(f'--sn-layers must be comma-separated integers like -1,-2, got {text!r}') from None
-
-
 def configs_from_args(args: argparse.Namespace) -> list[supervised.FitConfig]:
   """The runs the flags describe: one per learning rate × seed (each in OUT/lr_<h>/seed_<s> when several)."""
   if args.resume:
@@ -93,7 +88,6 @@ def configs_from_args(args: argparse.Namespace) -> list[supervised.FitConfig]:
     if args.preset not in supervised.PRESETS:
       raise config_lib.ConfigError(f'unknown preset {args.preset!r}; valid: {", ".join(sorted(supervised.PRESETS))}')
     base = config_lib.replace(base, **supervised.PRESETS[args.preset])
-  updates: dict[str, Any] = {}
   flags = {
     'data': 'data.name',
     'data_path': 'data.path',
@@ -107,11 +101,13 @@ def configs_from_args(args: argparse.Namespace) -> list[supervised.FitConfig]:
     'seed': 'seed',
     'out': 'out',
   }
-  updates = {field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag) is not None}
+  updates: dict[str, Any] = {
+    field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag) is not None
+  }
   if args.model is not None:
     updates |= {f'model.{k}': v for k, v in args.model.items()}
   if args.sn_layers is not None:
-    updates['model.sn_layers'] = _sn_layers(args.sn_layers)
+    updates['model.sn_layers'] = args.sn_layers
   for text in args.set:
     key, sep, value = text.partition('=')
     if not sep or not key.strip():

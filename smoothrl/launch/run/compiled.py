@@ -33,7 +33,7 @@ from smoothrl.agents import device_replay, dqn, factory
 from smoothrl.agents.factory import HParams
 from smoothrl.agents.replay import Transitions
 from smoothrl.envs.jax_env import JaxEnv
-from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import checkpoint, grouping
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import recorder as recorder_lib
 from smoothrl.launch.run import workers as workers_lib
@@ -212,14 +212,6 @@ def validate(config: config_lib.TrainConfig) -> None:
     )
 
 
-def _stack(trees: Sequence[Any]) -> Any:
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _member(tree: Any, i: int) -> Any:
-  return jax.tree.map(lambda x: x[i], tree)
-
-
 class _Member:
   """Host-side bookkeeping for one member: its recorder, its episodes, its last evaluation."""
 
@@ -244,7 +236,9 @@ class _Member:
 
 def member_shapes(program: Program, config: config_lib.TrainConfig) -> Carry:
   """The shapes and dtypes of one member's carry in `program` (`jax.ShapeDtypeStruct`s, without the member axis)."""
-  shapes = jax.eval_shape(program.init, _stack([HParams.of(config, program.dynamic)]), jax.random.PRNGKey(0)[None])
+  shapes = jax.eval_shape(
+    program.init, grouping.stack([HParams.of(config, program.dynamic)]), jax.random.PRNGKey(0)[None]
+  )
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), shapes)
 
 
@@ -357,13 +351,13 @@ def _train_members(
   failure record takes the place of its summary) while the others go on."""
   base = program.config
   saved = _saved_group(recorders) if resume else None
-  hp = _stack([HParams.of(c, program.dynamic) for c in configs])
+  hp = grouping.stack([HParams.of(c, program.dynamic) for c in configs])
   if saved is None:
     carry = program.init(hp, jnp.stack([jax.random.PRNGKey(c.seed) for c in configs]))
     t0, elapsed = 0, 0.0
   else:
     template = member_shapes(program, base)
-    carry = _stack([checkpoint.restore(s.leaves['carry'], template, c.out) for s, c in zip(saved, configs)])
+    carry = grouping.stack([checkpoint.restore(s.leaves['carry'], template, c.out) for s, c in zip(saved, configs)])
     t0, elapsed = saved[0].step, saved[0].meta['elapsed']
   for i, r in enumerate(recorders):
     r.start(None if saved is None else saved[i])
@@ -433,7 +427,7 @@ def _train_members(
         for i, m in live():
           m.recorder.checkpoint(
             end,
-            {'carry': _member(host_carry, i)},
+            {'carry': grouping.member(host_carry, i)},
             {
               'episodes': m.episodes,
               'recent': m.recent,
@@ -457,7 +451,7 @@ def _train_members(
     if m.stopped:
       summaries.append(m.recorder.failure)
       continue
-    member = _member(host_carry, i)
+    member = grouping.member(host_carry, i)
     summary = {
       'steps': base.steps,
       'episodes': m.episodes,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 
 from smoothrl.launch.run import config as config_lib
 from smoothrl.networks import method as method_lib
@@ -55,3 +59,13 @@ def members_per_program(member: int, device: int | None, share: float = MEMORY_S
       'dqn.replay_capacity'
     )
   return fits
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """The members' pytrees as one, with a leading member axis (what a vmapped program takes)."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def member(tree: Any, i: int) -> Any:
+  """Member `i`'s pytree of a stacked one."""
+  return jax.tree.map(lambda x: x[i], tree)

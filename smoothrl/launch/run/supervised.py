@@ -17,9 +17,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from smoothrl.launch.run import checkpoint
+from smoothrl.launch.run import checkpoint, grouping
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run import recorder as recorder_lib
 from smoothrl.launch.run.kind import RunKind, TrainOptions
@@ -173,14 +172,6 @@ class _Programs:
     return jax.eval_shape(self.trainer.init, jax.random.PRNGKey(0), jnp.float32(1.0))
 
 
-def _stack(trees: Sequence[Any]) -> Any:
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _member(tree: Any, i: int) -> Any:
-  return jax.tree.map(lambda x: np.asarray(x[i]), tree)
-
-
 def _train_group(configs: list[FitConfig], show_progress: bool, resume: bool) -> list[dict[str, Any]]:
   """Trains runs of one group; finished runs (on resume) return their summaries, the rest continue from their
   checkpoints, members that stopped at different steps in programs of their own."""
@@ -237,7 +228,7 @@ def _train_members(
     t0, elapsed = 0, 0.0
   else:
     template = programs.template()
-    state = _stack([checkpoint.restore(s.leaves['state'], template, c.out) for s, c in zip(saved, configs)])
+    state = grouping.stack([checkpoint.restore(s.leaves['state'], template, c.out) for s, c in zip(saved, configs)])
     t0, elapsed = saved[0].step, saved[0].meta['elapsed']
   for r, s in zip(recorders, saved):
     r.start(s)
@@ -276,7 +267,7 @@ def _train_members(
         host = jax.device_get(state)
         for i, r in enumerate(recorders):
           if not stopped[i]:
-            r.checkpoint(end, {'state': _member(host, i)}, {'elapsed': time.perf_counter() - start})
+            r.checkpoint(end, {'state': grouping.member(host, i)}, {'elapsed': time.perf_counter() - start})
       t = end
       shown = next(i for i in range(len(configs)) if not stopped[i])
       progress.update(
@@ -294,7 +285,7 @@ def _train_members(
       summaries.append(r.failure)
       continue
     summary = {'steps': c.steps, 'wall_seconds': wall, 'members_together': len(configs), 'final_eval': last[i]}
-    model = {'arrays': _member(host, i).params, 'meta': {'config': c.to_dict()}}
+    model = {'arrays': grouping.member(host, i).params, 'meta': {'config': c.to_dict()}}
     summaries.append(r.finish(summary, c.steps, model))
   return summaries
 
