@@ -132,7 +132,6 @@ def train(configs: Sequence[FitConfig], options: TrainOptions) -> list[dict[str,
   """Trains supervised runs: with `options.compiled`, each group of runs that differ only in seed and learning
   rate as one vmapped program (at most `options.max_members` runs each); otherwise one run after another."""
   configs = list(configs)
-  batches: list[list[int]] = []
   if options.compiled:
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(configs):
