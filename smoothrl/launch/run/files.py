@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -81,7 +82,10 @@ class MetricsWriter:
     if tensorboard_dir is not None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-      self._board = SummaryWriter(str(tensorboard_dir), purge_step=purge_step or None)
+      # tensorboardX names event files by the second they open in: a resume within the same second would reopen,
+      # and overwrite, the stopped attempt's file without a suffix of its own.
+      suffix = f'.{time.time_ns()}'
+      self._board = SummaryWriter(str(tensorboard_dir), purge_step=purge_step or None, filename_suffix=suffix)
 
   def write(self, record: dict[str, Any]) -> None:
     if 'step' not in record:

@@ -101,3 +101,13 @@ def test_the_eta_leaves_out_the_time_before_the_first_update(monkeypatch):
   now[0] = 61.0
   line.update(110)  # then 100 steps/s
   assert 'ETA 00:08' in stream.getvalue().splitlines()[-1]  # (1000 - 110) / 100 s, not (1000 - 110) / (110 / 61) s
+
+
+def test_a_writer_reopened_within_the_same_second_keeps_the_earlier_events(tmp_path):
+  """tensorboardX names event files by the second: a resume right after a stop must not overwrite them."""
+  for step, purge in ((1, None), (2, 2)):
+    writer = MetricsWriter(tmp_path / 'metrics.jsonl', tmp_path / 'tb', purge_step=purge)
+    writer.write({'step': step, 'kind': 'train', 'loss': 1.0})
+    writer.close()
+  files = sorted((tmp_path / 'tb').iterdir())
+  assert len(files) == 2 and all(f.stat().st_size > 0 for f in files)
