@@ -97,3 +97,26 @@ def test_the_library_never_imports_launch():
       continue
     for node in ast.walk(tree):
       assert not any(m.startswith('smoothrl.launch') for m in _imported(node, known)), name
+
+
+# What each library package may import of smoothrl (DESIGN.md's arrows): flows and games sit beside the optimisers.
+_ALLOWED = {
+  'smoothrl.flows': ('smoothrl.flows', 'smoothrl.curvature'),
+  'smoothrl.games': ('smoothrl.games', 'smoothrl.curvature', 'smoothrl.optimizers', 'smoothrl.flows'),
+}
+
+
+def test_flows_and_games_import_only_the_packages_below_them():
+  modules = _modules()
+  known = set(modules)
+  wrong = []
+  for name, tree in modules.items():
+    package = '.'.join(name.split('.')[:2])
+    if package not in _ALLOWED:
+      continue
+    for node in ast.walk(tree):
+      wrong += [(name, m) for m in _imported(node, known) if not m.startswith(_ALLOWED[package])]
+      if isinstance(node, (ast.Import, ast.ImportFrom)):
+        roots = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or '']
+        wrong += [(name, r) for r in roots if r.split('.')[0] in ('haiku', 'rlax', 'sklearn', 'matplotlib')]
+  assert not wrong, wrong
