@@ -1,9 +1,28 @@
 """One trainer for supervised runs: gradient descent (full batch or minibatch), heavy ball, Adam and the DAL family.
 
 A trainer is a handful of pure functions over a `TrainState` (DESIGN principle 1): `init(key, learning_rate)`,
-`train(state, steps)` (a `lax.scan` over steps, one compiled call per chunk) and `evaluate(state)` (the metrics of
-thesis Chapters 3 and 8). The learning rate is part of the state, so `jax.vmap` over learning rate × seed turns a
-learning-rate sweep of a small model into one program.
+`train(state, steps)` (a `lax.scan` over steps, one compiled call per chunk), `evaluate(state)` (the metrics of
+thesis Chapters 3 and 8) and `observe(state)` (the same metrics and the state with what an evaluation carries to the
+next one: the warm start of the edge-of-stability diagnostics). The learning rate is part of the state, so
+`jax.vmap` over learning rate × seed turns a learning-rate sweep of a small model into one program.
+
+Edge-of-stability diagnostics (`MetricsConfig.edge_of_stability`, thesis Sections 3.4-3.5). At each evaluation,
+with g = ∇E and (λ_0, u_0) the top eigenpair of H = ∇²E of the full-batch training loss, signed so that gᵀu_0 ≥ 0,
+and h the rate of the next step:
+
+| metric | what it is |
+|---|---|
+| `lambda_0`, `lambda_0_residual` | λ_0 by Lanczos warm-started from the last evaluation's u_0; ‖Hu_0 − λ_0u_0‖ (one HVP) |
+| `two_over_h` | 2/h: GD on a quadratic diverges along u_0 when λ_0 > 2/h (Remark 3.3.4) |
+| `g_u0` | gᵀu_0 |
+| `sc0_real`, `sc0_imag` | the stability coefficient sc_0 = α_PF(hλ_0)gᵀu_0 (Definition 3.3.4); Re sc_0 > 0 iff λ_0 > 2/h |
+| `next_g_u0` | g(θ_{t+1})ᵀu_0 after the next optimiser step on the full batch, u_0 held fixed (measured) |
+| `next_g_u0_pf` | the PF's prediction (1 − hλ_0)gᵀu_0 (Remark 3.4.2; exact for GD on a quadratic) |
+| `next_g_u0_ngf`, `next_g_u0_igr` | the NGF's e^{−hλ_0}gᵀu_0 and the IGR flow's e^{−hλ_0−h²λ_0²/2}gᵀu_0 (3.4.3–3.4.4) |
+| `next_loss_change` | E(θ_{t+1}) − E(θ_t) of that step (positive: the loss increases) |
+
+u_0 lives in `TrainState.top_vector` (a pytree like the parameters; the empty tuple when the diagnostics are off, so
+the state and its checkpoints are what they were without them), so it survives checkpoints and `jax.vmap`.
 """
 
 from __future__ import annotations
@@ -14,10 +33,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from smoothrl import optimizers
 from smoothrl.curvature import eigen, products
+from smoothrl.flows import coefficients
 from smoothrl.networks import smoothness
 from smoothrl.supervised import losses, regularisers
 from smoothrl.supervised.data import Dataset
@@ -73,6 +94,10 @@ class MetricsConfig:
       ‖θ_NGF(h; θ) − (θ − h∇E(θ))‖, the negative gradient flow θ̇ = −∇E run for time h from θ by `ngf_substeps`
       Euler steps (Theorem 3.7.1 estimates it by (h²/2)‖Hg‖, the `drift` metric).
     ngf_substeps: Euler steps of that flow.
+    edge_of_stability: the edge-of-stability diagnostics of the module docstring (λ_0 by warm-started Lanczos, 2/h,
+      gᵀu_0, sc_0, and the PF, NGF and IGR predictions of the next gᵀu_0 beside the measured one); they replace
+      `top_eigenvalue`'s cold-started λ_0.
+    eos_krylov_depth: the Krylov depth of the warm-started Lanczos run (at most the number of parameters).
   """
 
   gc: bool = True
@@ -81,10 +106,16 @@ class MetricsConfig:
   lanczos_depth: int = 20
   ngf_drift: bool = False
   ngf_substeps: int = 100
+  edge_of_stability: bool = False
+  eos_krylov_depth: int = 10
 
 
 class TrainState(NamedTuple):
-  """Everything a run carries from step to step; a pytree of arrays (checkpointable, vmappable)."""
+  """Everything a run carries from step to step; a pytree of arrays (checkpointable, vmappable).
+
+  `top_vector` is the unit vector u_0 the edge-of-stability diagnostics warm-start Lanczos from (a pytree like
+  `params`; at `init` a normal draw), or () when they are off.
+  """
 
   params: Any
   model_state: Any
@@ -92,15 +123,19 @@ class TrainState(NamedTuple):
   key: jax.Array
   learning_rate: jax.Array
   step: jax.Array
+  top_vector: Any = ()
 
 
 class Trainer(NamedTuple):
   """`init(key, learning_rate) -> TrainState`; `train(state, steps) -> TrainState` (`steps` static);
-  `evaluate(state) -> {name: scalar}`. All three are pure and unjitted: jit and vmap them as needed."""
+  `evaluate(state) -> {name: scalar}`; `observe(state) -> ({name: scalar}, state)`, the metrics of `evaluate` and
+  the state carrying this evaluation's u_0 (unchanged without the edge-of-stability diagnostics). All four are pure
+  and unjitted: jit and vmap them as needed."""
 
   init: Callable[[jax.Array, jax.Array], TrainState]
   train: Callable[[TrainState, int], TrainState]
   evaluate: Callable[[TrainState], dict[str, jax.Array]]
+  observe: Callable[[TrainState], tuple[dict[str, jax.Array], TrainState]]
 
 
 def validate(config: OptimizerConfig) -> list[str]:
@@ -181,6 +216,10 @@ def make_trainer(
   data_loss_fn = losses.loss_for(dataset.task)
   classification = dataset.task == 'classification'
   dal = optimizer.name in DAL_OPTIMIZERS
+  num_params = sum(
+    int(np.prod(s.shape)) for s in jax.tree.leaves(jax.eval_shape(model.init, jax.random.PRNGKey(0), x_train[:1])[0])
+  )
+  eos_depth = min(metrics.eos_krylov_depth, num_params)
 
   def objective(params, model_state, x, y, key):
     """The regularised training loss on a batch, with the model state the forward pass leaves (aux)."""
@@ -195,7 +234,8 @@ def make_trainer(
     params, model_state = model.init(init_key, x_train[:1])
     learning_rate = jnp.asarray(learning_rate, jnp.float32)
     opt_state = make_optimizer(optimizer, learning_rate).init(params)
-    return TrainState(params, model_state, opt_state, run_key, learning_rate, jnp.zeros((), jnp.int32))
+    top_vector = _random_unit(jax.random.fold_in(run_key, 3), params) if metrics.edge_of_stability else ()
+    return TrainState(params, model_state, opt_state, run_key, learning_rate, jnp.zeros((), jnp.int32), top_vector)
 
   def minibatch(key: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
     if batch == n:
@@ -206,9 +246,12 @@ def make_trainer(
     return x_train[rows], y_train[rows]
 
   def step(state: TrainState, _) -> tuple[TrainState, None]:
-    data_key = jax.random.fold_in(state.key, 0)
+    x, y = minibatch(jax.random.fold_in(state.key, 0), state.step)
+    return update(state, x, y), None
+
+  def update(state: TrainState, x: jax.Array, y: jax.Array) -> TrainState:
+    """One optimiser step on the batch (x, y)."""
     reg_key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.step)
-    x, y = minibatch(data_key, state.step)
     tx = make_optimizer(optimizer, state.learning_rate)
     loss = lambda p: objective(p, state.model_state, x, y, reg_key)
     if dal and optimizer.curvature == 'exact':
@@ -219,7 +262,7 @@ def make_trainer(
       extra = {'obj_fn': lambda p: loss(p)[0]} if dal else {}
       updates, opt_state = tx.update(g, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
-    return state._replace(params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1), None
+    return state._replace(params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1)
 
   def train(state: TrainState, steps: int) -> TrainState:
     return jax.lax.scan(step, state, length=steps)[0]
@@ -244,6 +287,9 @@ def make_trainer(
     return {'loss': loss, 'accuracy': acc} if classification else {'loss': loss}
 
   def evaluate(state: TrainState) -> dict[str, jax.Array]:
+    return observe(state)[0]
+
+  def observe(state: TrainState) -> tuple[dict[str, jax.Array], TrainState]:
     params, model_state = state.params, state.model_state
     out = {f'train_{k}': v for k, v in split_metrics(params, model_state, x_train, y_train).items()}
     out |= {f'test_{k}': v for k, v in split_metrics(params, model_state, x_test, y_test).items()}
@@ -271,14 +317,59 @@ def make_trainer(
       euler = lambda d, _: (jax.tree.map(lambda a, b: a - dt * b, d, jax.grad(full_loss)(shifted(d))), None)
       delta = jax.lax.scan(euler, jax.tree.map(jnp.zeros_like, params), length=metrics.ngf_substeps)[0]
       out['ngf_drift'] = products.tree_norm(jax.tree.map(lambda d, b: d + rate * b, delta, g))
-    if metrics.top_eigenvalue:
+    if metrics.edge_of_stability:
+      eos, top_vector = edge_of_stability(state, full_loss, g)
+      out |= eos
+      state = state._replace(top_vector=top_vector)
+    elif metrics.top_eigenvalue:
       pairs = eigen.top_eigenpairs(
         full_loss, params, k=1, krylov_depth=metrics.lanczos_depth, key=jax.random.fold_in(state.key, 2)
       )
       out['lambda_0'] = pairs.values[0]
-    return out
+    return out, state
 
-  return Trainer(init, train, evaluate)
+  def edge_of_stability(
+    state: TrainState, full_loss: Callable[[Any], jax.Array], g: Any
+  ) -> tuple[dict[str, jax.Array], Any]:
+    """The diagnostics of the module docstring at `state` (g = ∇E there), and the new u_0."""
+    pairs = eigen.top_eigenpairs(full_loss, state.params, k=1, krylov_depth=eos_depth, init=state.top_vector, g=g)
+    found = jnp.isfinite(pairs.values[0])
+    lambda_0 = pairs.values[0]
+    u0 = jax.tree.map(lambda v, old: jnp.where(found, v[0], old), pairs.vectors, state.top_vector)
+    after = update(state, x_train, y_train)  # the next step, on the full batch; the state itself is kept
+    h = _rate(optimizer, after.opt_state, state.learning_rate)
+    next_loss = lambda p: data_loss_fn(model.apply(p, after.model_state, x_train, False)[0], y_train)
+    x = products.tree_vdot(g, u0)  # real: gᵀu_0 ≥ 0 by `align_signs`
+    next_x = products.tree_vdot(jax.grad(next_loss)(after.params), u0)
+    z = h * lambda_0
+    sc0 = coefficients.alpha_pf(z.astype(jnp.result_type(z, jnp.complex64))) * x  # the complex branch beyond hλ_0 = 1
+    return {
+      'lambda_0': lambda_0,
+      'lambda_0_residual': products.tree_norm(
+        jax.tree.map(lambda a, b: a - lambda_0 * b, products.hvp(full_loss, state.params, u0), u0)
+      ),
+      'two_over_h': 2 / h,
+      'g_u0': x,
+      'sc0_real': jnp.real(sc0),
+      'sc0_imag': jnp.imag(sc0),
+      'next_g_u0': next_x,
+      'next_g_u0_pf': (1 - z) * x,  # Remark 3.4.2: one GD step on a quadratic
+      'next_g_u0_ngf': jnp.exp(-z) * x,  # Remark 3.4.3
+      'next_g_u0_igr': jnp.exp(-z - z**2 / 2) * x,  # Remark 3.4.4
+      'next_loss_change': next_loss(after.params) - full_loss(state.params),
+    }, u0
+
+  return Trainer(init, train, evaluate, observe)
+
+
+def _random_unit(key: jax.Array, params: Any) -> Any:
+  """A unit vector like `params` (a normal draw, normalised): the first cold start of Lanczos."""
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  draw = jax.tree.unflatten(
+    treedef, [jax.random.normal(k, jnp.shape(p), jnp.result_type(p)) for k, p in zip(keys, leaves)]
+  )
+  return products.tree_scale(1 / products.tree_norm(draw), draw)
 
 
 def member_metrics(metrics: Mapping[str, jax.Array], i: int) -> dict[str, float]:

@@ -3,7 +3,7 @@
 Runs that differ only in seed and learning rate (`group`) train as one program under `jax.vmap`: a learning-rate ×
 seed sweep of a small model compiles once. Training runs in chunks of `log_period` steps, each one call of a
 jitted `lax.scan`; between chunks the host writes one `eval` record per run (losses, accuracies, ‖g‖, ‖Hg‖, the rate
-and its drift, GC, λ₀ when asked) and, every `checkpoint_period` steps, a checkpoint of the whole train state.
+and its drift, GC, λ₀ and the edge-of-stability diagnostics when asked) and, every `checkpoint_period` steps, a checkpoint of the whole train state.
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ class FitConfig:
 PRESETS: dict[str, dict[str, Any]] = {
   # `smoothrl fit` on the 8×8 digits with DAL-0.5 (thesis Section 3.7, a CPU-sized proxy of Figure 3.26).
   'digits-dal': {'data.name': 'digits', 'model.widths': (100, 100), 'optimizer.name': 'dal-p', 'optimizer.p': 0.5},
+  # Edge of stability on Iris (thesis Figure 3.13): a tanh MLP of 4 hidden layers of 10 units, GD at h = 0.18.
+  'iris-eos': {
+    'data.name': 'iris',
+    'model.widths': (10, 10, 10, 10),
+    'model.activation': 'tanh',
+    'optimizer.learning_rate': 0.18,
+    'metrics.gc': False,
+    'metrics.edge_of_stability': True,
+    'log_period': 10,
+  },
   # Fashion-MNIST, an ELU MLP, full batch (Appendix A.3's MNIST setting at CPU scale).
   'fashion-mlp': {
     'data.name': 'fashion_mnist',
@@ -105,6 +115,14 @@ def validate(config: FitConfig, compiled_programs: bool = False) -> None:
   )
   check(
     integer(m.ngf_substeps) and m.ngf_substeps >= 1, f'metrics.ngf_substeps must be positive, got {m.ngf_substeps!r}'
+  )
+  check(
+    integer(m.eos_krylov_depth) and m.eos_krylov_depth >= 2,
+    f'metrics.eos_krylov_depth must be an integer >= 2, got {m.eos_krylov_depth!r}',
+  )
+  check(
+    isinstance(m.edge_of_stability, bool),
+    f'metrics.edge_of_stability must be true or false, got {m.edge_of_stability!r}',
   )
   problems += data.validate(c.data)
   problems += models.validate(c.model)
@@ -159,7 +177,7 @@ class _Programs:
     )
     self.trainer = t
     self.init = jax.jit(jax.vmap(t.init))
-    self.evaluate = jax.jit(jax.vmap(t.evaluate))
+    self.observe = jax.jit(jax.vmap(t.observe))  # the metrics, and the state carrying the EoS warm start
     self._train: dict[int, Any] = {}
 
   def train(self, state: trainer.TrainState, steps: int) -> trainer.TrainState:
@@ -236,8 +254,11 @@ def _train_members(
   label = ','.join(f'{c.seed}' for c in configs)
 
   def record(step: int, elapsed: float) -> None:
-    """Writes every live member's `eval` record at `step`; a member whose loss is not finite stops alone."""
-    metrics = jax.device_get(programs.evaluate(state))
+    """Writes every live member's `eval` record at `step`; a member whose loss is not finite stops alone. The
+    state takes what the evaluation carries forward (the warm start of the edge-of-stability diagnostics)."""
+    nonlocal state
+    metrics, state = programs.observe(state)
+    metrics = jax.device_get(metrics)
     for i, r in enumerate(recorders):
       if stopped[i]:
         continue
