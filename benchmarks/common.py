@@ -154,3 +154,14 @@ def timed(call: Callable[[], Any]) -> float:
   start = time.perf_counter()
   jax.block_until_ready(call())
   return time.perf_counter() - start
+
+
+def in_turn(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+  """Median seconds of each of `calls` (compiled already), timed one after another `repeats` times over."""
+  for call in calls.values():
+    jax.block_until_ready(call())  # a first call after compiling: allocations, thread pools
+  times: dict[str, list[float]] = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
+      times[name].append(timed(call))
+  return {name: statistics.median(ts) for name, ts in times.items()}

@@ -32,11 +32,11 @@ import argparse
 import collections
 import platform
 import re
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,24 +119,6 @@ def check_sizes(args: argparse.Namespace, num_train: int, inputs: int, outputs: 
     raise SystemExit('; '.join(problems))
 
 
-def timed(call: Callable[[], Any]) -> float:
-  """Seconds that `call()` takes, until its result is ready."""
-  start = time.perf_counter()
-  jax.block_until_ready(call())
-  return time.perf_counter() - start
-
-
-def in_turn(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-  """Median seconds of each of `calls` (compiled already), timed one after another `repeats` times over."""
-  for call in calls.values():
-    jax.block_until_ready(call())  # a first call after compiling: allocations, thread pools
-  times: dict[str, list[float]] = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name, call in calls.items():
-      times[name].append(timed(call))
-  return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def compiled(fun: Callable[..., Any], *args: Any) -> tuple[Callable[[], Any], collections.Counter]:
   """`fun` jitted and compiled for `args`, as a call of no arguments, and a count of its compiled HLO's ops."""
   program = jax.jit(fun).lower(*args).compile()
@@ -173,7 +155,7 @@ def product_costs(
     'fd_grad_and_hvp': compiled(lambda p, x, y: products.fd_grad_and_hvp(loss, p, x, y), params, x, y),
     'hvp': compiled(lambda p, v, x, y: products.hvp(loss, p, v, x, y), params, v, x, y),
   }
-  seconds = in_turn({name: call for name, (call, _) in programs.items()}, repeats)
+  seconds = common.in_turn({name: call for name, (call, _) in programs.items()}, repeats)
   return seconds, {name: ops for name, (_, ops) in programs.items()}, num_params(params)
 
 
@@ -192,7 +174,7 @@ def trainer_rates(model: models.Model, dataset: data.Dataset, steps: int, repeat
     tr = trainer.make_trainer(model, dataset, config)
     state = jax.jit(tr.init)(jax.random.PRNGKey(0), config.learning_rate)
     calls[name], _ = compiled(lambda s, tr=tr: tr.train(s, steps), state)
-  return {name: steps / seconds for name, seconds in in_turn(calls, repeats).items()}
+  return {name: steps / seconds for name, seconds in common.in_turn(calls, repeats).items()}
 
 
 class LanczosCost(NamedTuple):
@@ -223,7 +205,7 @@ def lanczos_cost(model: models.Model, x: jax.Array, y: jax.Array, k: int, depth:
     'hvp': compiled(lambda p, u, x, y: products.hvp(loss, p, u, x, y), params, u, x, y)[0],
     'bookkeeping': compiled(bookkeeping, key)[0],
   }
-  seconds = in_turn(calls, rounds)
+  seconds = common.in_turn(calls, rounds)
   pairs = calls['lanczos']()
 
   def residuals(p, vectors, values, x, y):
@@ -253,7 +235,7 @@ def sweep_rates(
   def one_after_another():
     return [jax.block_until_ready(one(key, rate)) for key, rate in zip(keys, rates)]
 
-  seconds = in_turn({'vmapped': vmapped, 'sequential': one_after_another}, rounds)
+  seconds = common.in_turn({'vmapped': vmapped, 'sequential': one_after_another}, rounds)
   together, apart = vmapped(), one_after_another()
   gap = max(
     float(products.tree_norm(jax.tree.map(lambda a, b, i=i: a[i] - b, together, p)) / products.tree_norm(p))

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,23 +103,6 @@ def check(args: argparse.Namespace) -> None:
     raise SystemExit('; '.join(problems))
 
 
-def timed(call: Callable[[], Any]) -> float:
-  start = time.perf_counter()
-  jax.block_until_ready(call())
-  return time.perf_counter() - start
-
-
-def in_turn(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-  """Median seconds of each of `calls` (compiled already), timed one after another `repeats` times over."""
-  for call in calls.values():
-    jax.block_until_ready(call())
-  times: dict[str, list[float]] = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name, call in calls.items():
-      times[name].append(timed(call))
-  return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def compiled(fun: Callable[..., Any], *args: Any) -> Callable[[], Any]:
   program = jax.jit(fun).lower(*args).compile()
   return lambda: program(*args)
@@ -185,7 +168,7 @@ def hvp_cost(args: argparse.Namespace, dtype: Any) -> dict[str, Any]:
     'hvp': lambda: hvp(params, v, x, labels),
     'pf': compiled(pf(k), params, x, labels),
   }
-  seconds = in_turn(calls, args.repeats)
+  seconds = common.in_turn(calls, args.repeats)
   gap = relative(calls['pf'](), compiled(pf(2 * k), params, x, labels)())
   return {'seconds': seconds, 'n': num_params(params), 'lambda_0': lambda_0, 'h': h, 'gap': gap, 'sizes': sizes}
 
@@ -204,7 +187,7 @@ def dense_against_lanczos(args: argparse.Namespace, dtype: Any) -> dict[str, Any
   for depth in args.depths:
     field = fields.principal(squared_error, h, method='lanczos', krylov_depth=depth)
     calls[f'lanczos {depth}'] = compiled(field, params, x, y)
-  seconds = in_turn(calls, args.repeats)
+  seconds = common.in_turn(calls, args.repeats)
   dense = calls['dense']()
   gaps = {depth: relative(calls[f'lanczos {depth}'](), dense) for depth in args.depths}
   return {'seconds': seconds, 'gaps': gaps, 'n': num_params(params), 'lambda_0': lambda_0, 'h': h, 'sizes': sizes}
