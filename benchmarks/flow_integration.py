@@ -89,12 +89,9 @@ def _problems(args: argparse.Namespace) -> list[str]:
   return out
 
 
-def mlp_init(key: jax.Array, sizes: Sequence[int]) -> list[dict[str, jax.Array]]:
-  """LeCun-normal weights and zero biases for the layer sizes (inputs, hidden…, outputs)."""
-  keys = jax.random.split(key, len(sizes) - 1)
-  return [
-    {'w': jax.random.normal(k, (a, b)) / np.sqrt(a), 'b': jnp.zeros(b)} for k, a, b in zip(keys, sizes[:-1], sizes[1:])
-  ]
+def mlp_init(rng: np.random.Generator, sizes: Sequence[int]) -> list[dict[str, np.ndarray]]:
+  """LeCun-normal weights and zero biases for the layer sizes (inputs, hidden…, outputs), in float64 numpy."""
+  return [{'w': rng.normal(size=(a, b)) / np.sqrt(a), 'b': np.zeros(b)} for a, b in zip(sizes[:-1], sizes[1:])]
 
 
 def mlp_loss(params: list[dict[str, jax.Array]], x: jax.Array, y: jax.Array) -> jax.Array:
@@ -105,11 +102,10 @@ def mlp_loss(params: list[dict[str, jax.Array]], x: jax.Array, y: jax.Array) -> 
   return 0.5 * jnp.mean((out[:, 0] - y) ** 2)
 
 
-def _batch(key: jax.Array, inputs: int, batch: int) -> tuple[jax.Array, jax.Array]:
-  kx, kv = jax.random.split(key)
-  x = jax.random.normal(kx, (batch, inputs))
-  y = jnp.sin(x @ jax.random.normal(kv, (inputs,)) / np.sqrt(inputs) * 2)
-  return x, y
+def _batch(rng: np.random.Generator, inputs: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+  """Gaussian inputs and targets sin(2xᵀv/√inputs) for a random direction v."""
+  x = rng.normal(size=(batch, inputs))
+  return x, np.sin(x @ rng.normal(size=inputs) / np.sqrt(inputs) * 2)
 
 
 def _cast(tree: Any, dtype: Any) -> Any:
@@ -175,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
   dtype = jnp.float32 if args.dtype == 'float32' else jnp.float64
-  key_init, key_data = jax.random.split(jax.random.PRNGKey(args.seed))
-  params64 = _cast(mlp_init(key_init, (args.inputs, *args.widths, 1)), jnp.float64)
-  batch64 = _cast(_batch(key_data, args.inputs, args.batch), jnp.float64)
+  rng = np.random.default_rng(args.seed)
+  params64 = _cast(mlp_init(rng, (args.inputs, *args.widths, 1)), jnp.float64)
+  batch64 = _cast(_batch(rng, args.inputs, args.batch), jnp.float64)
   size = sum(a.size for a in jax.tree.leaves(params64))
   print(f'machine: {platform.node()}, {jax.devices()[0].device_kind}, jax {jax.__version__}')
   print(

@@ -3,15 +3,12 @@ set), and refuses a budget too small to measure before any work."""
 
 from __future__ import annotations
 
-import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import figures, run
 
-SCRIPT = Path(__file__).resolve().parent.parent / 'benchmarks' / 'curvature_throughput.py'
+SCRIPT = 'curvature_throughput.py'
 TINY = (
   *('--repeats', '3', '--rounds', '3', '--mlp-widths', '16', '--mlp-batch', '32', '--cnn-channels', '4'),
   *('--cnn-widths', '8', '--cnn-batch', '4', '--train-steps', '2', '--eigen-widths', '16', '--k', '3'),
@@ -19,24 +16,8 @@ TINY = (
 )
 
 
-def _run(*args: str, returncode: int = 0) -> str:
-  done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900, check=False)
-  assert done.returncode == returncode, done.stderr[-3000:]
-  return done.stdout + done.stderr
-
-
-def _figures(label: str, text: str, count: int = 1) -> list[float]:
-  """The `count` numbers after `label` on its line, each finite."""
-  lines = [line for line in text.splitlines() if line.startswith(label)]
-  assert len(lines) == 1, f'{label!r}: {lines} in:\n{text}'
-  values = [float(v) for v in re.findall(r'-?\d[\d,]*\.?\d*(?:e[-+]?\d+)?', lines[0][len(label) :].replace(',', ''))]
-  assert len(values) >= count, lines[0]
-  assert all(math.isfinite(v) for v in values[:count]), lines[0]
-  return values[:count]
-
-
 def test_a_budget_too_small_to_measure_is_refused_before_any_work():
-  out = _run('--repeats', '2', '--sweep-steps', '0', returncode=1)
+  out = run(SCRIPT, '--repeats', '2', '--sweep-steps', '0', returncode=1)
   assert '--repeats 2: a median needs at least 3 timed calls' in out
   assert '--sweep-steps 0: nothing to time' in out
   assert 'machine:' not in out and 'ratios' not in out
@@ -44,9 +25,9 @@ def test_a_budget_too_small_to_measure_is_refused_before_any_work():
 
 @pytest.mark.slow
 def test_every_row_prints_a_finite_figure():
-  out = _run(*TINY)
+  out = run(SCRIPT, *TINY)
   for kind in ('MLP 64-16-10, digits batch 32', 'CNN conv 4 + 8-10, 28x28x1 batch 4'):
-    params, *ms = _figures(kind, out, 5)
+    params, *ms = figures(kind, out, 5)
     assert params > 0 and min(ms) > 0
   for label in (
     'trainer steps/s, sgd ',
@@ -67,11 +48,11 @@ def test_every_row_prints_a_finite_figure():
     'Lanczos HVP-equivalents / HVPs',
     'sweep, vmapped / one after another',
   ):
-    assert _figures(label, out)[0] > 0, label
-  assert _figures('Lanczos HVPs (Krylov depth)', out) == [12]
+    assert figures(label, out)[0] > 0, label
+  assert figures('Lanczos HVPs (Krylov depth)', out) == [12]
   for i in range(3):
-    value, estimate, residual = _figures(f'lambda_{i}', out, 3)
+    value, estimate, residual = figures(f'lambda_{i}', out, 3)
     assert residual <= estimate + 1e-4 * max(1.0, abs(value))  # the Lanczos estimate is what the pair misses by
-  assert _figures('sweep, largest relative parameter difference', out)[0] < 1e-3
+  assert figures('sweep, largest relative parameter difference', out)[0] < 1e-3
   assert re.search(r'grad_and_hvp / gradient, MLP\s+[\d.]+\s+target <= 2\.2: (met|missed by \d+%)', out)
   assert re.search(r'DAL step / SGD step\s+[\d.]+\s+target <= 2\.5: (met|missed by \d+%)', out)

@@ -17,12 +17,16 @@ Two ways to φ(hH)g (`method`):
 
 - 'dense': the dense Hessian of the flattened parameters (D HVPs, from one linearisation of ∇E) and its
   eigendecomposition; for models of up to a few thousand parameters and for reference values.
-- 'lanczos': matrix-free, `krylov_depth` = m HVPs. Lanczos with full re-orthogonalisation from g
-  (`curvature.eigen.lanczos`, on matfree's Arnoldi iteration) gives H Q ≈ Q T with T = QᵀHQ tridiagonal, and
-  φ(hH)g ≈ ‖g‖ Q φ(hT) e_1 with φ(hT) = S diag(α(hθ_j)) Sᵀ from the Ritz pairs (θ_j, S_j) of T. This is the
+- 'lanczos': matrix-free, `krylov_depth` = m HVPs. Lanczos with full re-orthogonalisation from g gives
+  H Q ≈ Q T with T = QᵀHQ tridiagonal, and φ(hH)g ≈ ‖g‖ Q φ(hT) e_1 with φ(hT) = S diag(α(hθ_j)) Sᵀ from the
+  Ritz pairs (θ_j, S_j) of T (the matrix-function product of `matfree.funm.funm_lanczos_sym`). This is the
   polynomial of degree m − 1 that interpolates φ at the Ritz values, so it is exact when the Krylov space of g is
   invariant (m = D at most) and otherwise most accurate in the directions of the extreme eigenvalues, which
   Lanczos resolves first. φ(z) = log(1 − z)/z is singular at z = 1: with hλ_i close to 1 more depth is needed.
+  The iteration (`_arnoldi`: the three-term recurrence and one Gram–Schmidt pass against the whole basis, the
+  basis stored by rows; steps past an invariant Krylov space dropped as in `curvature.eigen.lanczos`) is written
+  here because matfree 0.6.3's `decomp.hessenberg` (columns, Gram–Schmidt twice) made the field about twice as
+  costly at D ≈ 100k (benchmarks/principal_flow_cost.py).
 
 Real and complex parameters. At real θ the derivatives are real (one real linearisation of ∇E, `eigh`,
 symmetric Lanczos), and the principal flows return a complex θ̇ (complex64 for float32 parameters): α_PF(hλ) is
@@ -50,7 +54,6 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matfree import decomp
 
 from smoothrl.curvature import eigen
 from smoothrl.flows import coefficients, holomorphic
@@ -83,12 +86,17 @@ class Spectrum(NamedTuple):
 
 
 class _Local(NamedTuple):
-  """g = ∇E(θ), v ↦ Hv linearised at θ, θ ↦ ∇E(θ), and whether θ is complex."""
+  """g = ∇E(θ), v ↦ Hv linearised at θ, θ ↦ ∇E(θ), whether θ is complex, and θ."""
 
   g: Params
   hvp: Callable[[Params], Params]
   grad: Callable[[Params], Params]
   complex: bool
+  params: Params
+
+  def jvp(self, v: Params) -> Params:
+    """Hv as the JVP of ∇E at θ: inside a loop as fast as the linearised `hvp` and faster once flattened."""
+    return jax.jvp(self.grad, (self.params,), (v,))[1]
 
 
 def _check_h(h: Any) -> None:
@@ -152,7 +160,7 @@ def _local(fun: Loss, params: Params, args: tuple[Any, ...]) -> _Local:
   is_complex = _check_loss(fun, params, args)
   grad = jax.grad(lambda p: fun(p, *args), holomorphic=is_complex)
   g, hvp = jax.linearize(grad, params)
-  return _Local(g, hvp, grad, is_complex)
+  return _Local(g, hvp, grad, is_complex, params)
 
 
 def _third(local: _Local, params: Params) -> Params:
@@ -223,65 +231,104 @@ def dense_spectrum(fun: Loss, params: Params, *args: Any) -> Spectrum:
   return Spectrum(values, vectors * signs[None], projections * signs)
 
 
-def _start(g: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(‖g‖, a start vector): g, or the ones vector when g = 0 (then the field is ‖g‖ times a finite vector, 0)."""
-  norm = jnp.linalg.norm(g)
-  return norm, jnp.where(norm > 0, g, jnp.ones_like(g))
+class _Arnoldi(NamedTuple):
+  """m = `depth` Arnoldi steps A Qᵀ ≈ Qᵀ H_m: the rows q_i of `basis` (zero where dropped), H_m with the dropped
+  steps decoupled and parked on its diagonal, and which steps are valid."""
+
+  basis: jax.Array
+  hessenberg: jax.Array
+  valid: jax.Array
 
 
-def _krylov_real(local: _Local, h: Any, alpha: Coefficient, krylov_depth: int | None) -> Params:
-  """‖g‖ Q S α(hθ) Sᵀe_1 by symmetric Lanczos from g (θ_j, S: the Ritz pairs of T, descending)."""
+def _arnoldi(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, depth: int, symmetric: bool) -> _Arnoldi:
+  """The Arnoldi iteration from v0 with full re-orthogonalisation, the basis stored by rows.
+
+  symmetric (A real symmetric): Lanczos' three-term recurrence, then one Gram–Schmidt pass against the whole
+  basis; H_m is the tridiagonal T up to rounding. Otherwise classical Gram–Schmidt twice in the Hermitian inner
+  product. Steps from the first non-finite vector, or the first with |q_iᴴq_j| > √eps for some j < i, on are
+  dropped, as in `curvature.eigen.lanczos` (the Krylov space became invariant, or nearly, and the next vector is
+  noise); their block of H_m is decoupled and parked on the diagonal at −3b, b ≥ the spectral radius of the
+  valid block, so that no eigensolver mixes it with the valid block and its eigenvectors can be told apart.
+  """
+  steps = jnp.arange(depth)
+
+  def step(i, carry):
+    basis, hm, v = carry
+    q = v / jnp.sqrt(jnp.real(jnp.vdot(v, v))).astype(v.dtype)
+    basis = basis.at[i].set(q)
+    w = matvec(q)
+    if symmetric:
+      alpha = jnp.vdot(q, w)
+      beta = jnp.where(i > 0, hm[i, jnp.maximum(i - 1, 0)], 0)
+      w = w - alpha * q - beta * basis[jnp.maximum(i - 1, 0)]
+      h1 = jnp.where(steps == i, alpha, jnp.where(steps == i - 1, beta, 0))
+    else:
+      h1 = jnp.matmul(jnp.conj(basis), w, precision=_HIGHEST)  # zero beyond step i
+      w = w - jnp.matmul(h1, basis, precision=_HIGHEST)
+    h2 = jnp.matmul(jnp.conj(basis), w, precision=_HIGHEST)
+    w = w - jnp.matmul(h2, basis, precision=_HIGHEST)
+    norm = jnp.sqrt(jnp.real(jnp.vdot(w, w))).astype(hm.dtype)
+    hm = hm.at[:, i].set(jnp.where(steps == i + 1, norm, h1 + h2))
+    return basis, hm, w
+
+  init = (jnp.zeros((depth, v0.shape[0]), v0.dtype), jnp.zeros((depth, depth), v0.dtype), v0)
+  basis, hm, _ = jax.lax.fori_loop(0, depth, step, init)
+  finite = jnp.all(jnp.isfinite(basis), axis=1) & jnp.all(jnp.isfinite(hm), axis=0)
+  gram = jnp.tril(jnp.matmul(jnp.conj(basis), basis.T, precision=_HIGHEST), -1)
+  orthogonal = jnp.all(jnp.abs(gram) <= jnp.sqrt(jnp.finfo(basis.dtype).eps), axis=1)  # False where NaN
+  valid = jnp.cumprod(finite & orthogonal).astype(bool)
+  hm = jnp.where(valid[:, None] & valid[None, :], hm, 0)
+  bound = jnp.max(jnp.sum(jnp.abs(hm), axis=1))
+  park = jnp.where(bound > 0, -3 * bound, -1)
+  hm = hm + jnp.diag(jnp.where(valid, 0, park).astype(hm.dtype))
+  return _Arnoldi(jnp.where(valid[:, None], basis, 0), hm, valid)
+
+
+def _tree_norm(v: Params) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.real(jnp.conj(x) * x)) for x in jax.tree.leaves(v)))
+
+
+def _dots(vectors: Params, v: Params) -> jax.Array:
+  """(k,) u_jᵀv (bilinear) for the k vectors u_j of `vectors` (a pytree like v with a leading axis k)."""
+  return sum(jnp.tensordot(u, x, axes=x.ndim) for u, x in zip(jax.tree.leaves(vectors), jax.tree.leaves(v)))
+
+
+def _combine(coefficients_: jax.Array, vectors: Params) -> Params:
+  """Σ_j c_j u_j over the vectors of `vectors`."""
+  return jax.tree.map(lambda u: jnp.tensordot(coefficients_, u, axes=1), vectors)
+
+
+def _krylov(local: _Local, h: Any, alpha: Coefficient, krylov_depth: int | None) -> Params:
+  """‖g‖ Q φ(hH_m) e_1 from `depth` Arnoldi steps from g, φ(hH_m) = W diag(α(hμ_j)) W⁻¹ for the eigenpairs
+  (μ_j, W_j) of H_m: at real θ the Ritz pairs of the symmetric tridiagonal (`eigh`, W⁻¹ = Wᵀ), at complex θ those of
+  the Hessenberg matrix (`eig`). alpha sees the values of the valid steps in descending order, NaN for the
+  dropped ones, whose coefficients are not used. g = 0 starts from the ones vector, and θ̇ = 0·(finite) = 0."""
   g, unflatten = _flatten(local.g)
   depth = _depth(krylov_depth, g.shape[0])
-  norm, start = _start(g)
-  krylov = eigen.lanczos(lambda v: _flatten(local.hvp(unflatten(v)))[0], start, depth)
-  theta, s = eigen.ritz(krylov)  # ascending, the dropped steps (NaN) first
-  theta, s = theta[::-1], s[:, ::-1]
-  c = jnp.where(jnp.isnan(theta), 0, _coefficients(alpha, h * theta))
-  small = jnp.matmul(s, c * s[0], precision=_HIGHEST)  # φ(hT) e_1
-  return unflatten(norm * jnp.matmul(krylov.basis.T, small, precision=_HIGHEST))
-
-
-def _krylov_complex(local: _Local, h: Any, alpha: Coefficient, krylov_depth: int | None) -> Params:
-  """‖g‖ Q W α(hΛ) W⁻¹e_1 by the Arnoldi iteration from g, H_m = W Λ W⁻¹ the small Hessenberg matrix.
-
-  As in `curvature.eigen.lanczos`, the steps from the first non-finite basis vector, or the first that is not
-  orthogonal to the earlier ones to √eps, on are dropped (the Krylov space became invariant); their block is
-  decoupled and parked far from the spectrum of the valid block, with coefficient 0.
-  """
-  g, unflatten = _flatten(local.g)
-  n = g.shape[0]
-  depth = _depth(krylov_depth, n)
-  norm, start = _start(g)
-  arnoldi = decomp.hessenberg(depth, reortho='full', custom_vjp=False)
-  basis, small, _, _ = arnoldi(lambda v: _flatten(local.hvp(unflatten(v)))[0], start)  # basis: (depth, n)
-  finite = jnp.all(jnp.isfinite(basis), axis=1) & jnp.isfinite(jnp.diagonal(small))
-  gram = jnp.tril(jnp.matmul(jnp.conj(basis), basis.T, precision=_HIGHEST), -1)
-  orthogonal = jnp.all(jnp.abs(gram) <= jnp.sqrt(jnp.finfo(basis.dtype).eps), axis=1)
-  valid = jnp.cumprod(finite & orthogonal).astype(bool)
-  pair = valid[:, None] & valid[None, :]
-  small = jnp.where(pair, small, 0)
-  bound = jnp.max(jnp.sum(jnp.abs(small), axis=1))
-  park = jnp.where(bound > 0, -3 * bound, -1)
-  small = small + jnp.diag(jnp.where(valid, 0, park).astype(small.dtype))
-  values, w = jnp.linalg.eig(small)
-  on_valid = jnp.sum(jnp.abs(w) ** 2 * valid[:, None], axis=0) > 0.5
-  order = _descending(jnp.where(on_valid, values, jnp.nan))
-  c_sorted = _coefficients(alpha, h * jnp.where(on_valid, values, jnp.nan)[order])
-  c = jnp.zeros_like(c_sorted).at[order].set(c_sorted)
-  c = jnp.where(on_valid, c, 0)
-  e1 = jnp.zeros(depth, w.dtype).at[0].set(1)
-  phi_e1 = jnp.matmul(w, c * jnp.linalg.solve(w, e1), precision=_HIGHEST)
-  basis = jnp.where(valid[:, None], basis, 0)
-  return unflatten(norm * jnp.matmul(basis.T, jnp.where(valid, phi_e1, 0), precision=_HIGHEST))
+  norm = jnp.linalg.norm(g)
+  start = jnp.where(norm > 0, g, jnp.ones_like(g))
+  matvec = lambda v: _flatten(local.jvp(unflatten(v)))[0]
+  krylov = _arnoldi(matvec, start, depth, symmetric=not local.complex)
+  if local.complex:
+    values, w = jnp.linalg.eig(krylov.hessenberg)
+    left = jnp.linalg.solve(w, jnp.eye(depth, dtype=w.dtype)[0])  # W⁻¹ e_1
+  else:
+    band = jnp.abs(jnp.arange(depth)[:, None] - jnp.arange(depth)[None, :]) <= 1
+    values, w = jnp.linalg.eigh(jnp.where(band, 0.5 * (krylov.hessenberg + krylov.hessenberg.T), 0))
+    left = w[0]
+  on_valid = jnp.sum(jnp.abs(w) ** 2 * krylov.valid[:, None], axis=0) > 0.5  # an eigenvector of one block
+  values = jnp.where(on_valid, values, jnp.nan)
+  order = _descending(values)
+  sorted_c = _coefficients(alpha, h * values[order])
+  c = jnp.where(on_valid, jnp.zeros_like(sorted_c).at[order].set(sorted_c), 0)
+  small = jnp.where(krylov.valid, jnp.matmul(w, c * left, precision=_HIGHEST), 0)  # φ(hH_m) e_1
+  return unflatten(norm * jnp.matmul(small, krylov.basis, precision=_HIGHEST))
 
 
 def _spectral(local: _Local, params: Params, h: Any, alpha: Coefficient, method: str, depth: int | None) -> Params:
   if method == 'dense':
     return _spectral_dense(local, params, h, alpha)
-  if local.complex:
-    return _krylov_complex(local, h, alpha, depth)
-  return _krylov_real(local, h, alpha, depth)
+  return _krylov(local, h, alpha, depth)
 
 
 def _alpha_pf_branch(z: jax.Array) -> jax.Array:
@@ -393,11 +440,12 @@ def spectral_topk(
 
   θ̇ = f_base + Σ_{i<k} [top_alpha(z)_i − α_base(z_i)](gᵀu_i)u_i, z = (hλ_0, …, hλ_{k−1}) descending, with
   f_base = −g (base='ngf') or the principal flow φ(hH)g by Lanczos from g of depth `base_depth` ('pf', complex
-  θ̇; the correction assumes its coefficient on u_i is α_PF(hλ_i), which holds once Lanczos resolves λ_i), and (λ_i, u_i) from `curvature.eigen.top_eigenpairs` (`krylov_depth` HVPs, its default when
-  None) started from g, or from a normal draw from `key` when given (then eigendirections almost orthogonal to g
-  are found too). The flow of Figure 3.17 is `spectral_topk(fun, h, jnp.ones_like)`: coefficient +1 on u_0, −1
-  elsewhere. Real parameters only (use `spectral(..., method='lanczos')` at complex θ). Eigenpairs Lanczos could
-  not provide (NaN) add nothing.
+  θ̇; the correction assumes its coefficient on u_i is α_PF(hλ_i), which holds once Lanczos resolves λ_i), and
+  (λ_i, u_i) from `curvature.eigen.top_eigenpairs` (`krylov_depth` HVPs, its default when None) started from g,
+  or from a normal draw from `key` when given (then eigendirections almost orthogonal to g are found too). The
+  flow of Figure 3.17 is `spectral_topk(fun, h, jnp.ones_like)`: coefficient +1 on u_0, −1 elsewhere. Real
+  parameters only (use `spectral(..., method='lanczos')` at complex θ). Eigenpairs Lanczos could not provide
+  (NaN) add nothing.
   """
   _check_h(h)
   _check_depth(krylov_depth)
@@ -416,19 +464,17 @@ def spectral_topk(
     if base == 'ngf':
       out = jax.tree.map(jnp.negative, local.g)
     else:
-      out = _krylov_real(local, h, _alpha_pf_branch, base_depth)
-    g, unflatten = _flatten(local.g)
-    _, start = _start(g)
+      out = _krylov(local, h, _alpha_pf_branch, base_depth)
+    norm = _tree_norm(local.g)
+    start = jax.tree.map(lambda x: jnp.where(norm > 0, x, jnp.ones_like(x)), local.g)
     pairs = eigen.top_eigenpairs(
-      fun, params, *args, k=k, krylov_depth=krylov_depth, key=key, init=None if key is not None else unflatten(start)
+      fun, params, *args, k=k, krylov_depth=krylov_depth, key=key, init=None if key is not None else start
     )
-    vectors = jax.vmap(lambda u: _flatten(u)[0])(pairs.vectors).T  # (D, k)
-    z = h * pairs.values
-    c = _coefficients(top_alpha, z) - _BASE_ALPHA[base](z)
     found = ~jnp.isnan(pairs.values)
-    weights = jnp.where(found, c * jnp.matmul(g, jnp.where(found[None], vectors, 0), precision=_HIGHEST), 0)
-    correction = jnp.matmul(jnp.where(found[None], vectors, 0), weights, precision=_HIGHEST)
-    return _add(out, unflatten(correction))
+    vectors = jax.tree.map(lambda u: jnp.where(found.reshape((-1,) + (1,) * (u.ndim - 1)), u, 0), pairs.vectors)
+    z = h * pairs.values
+    c = jnp.where(found, _coefficients(top_alpha, z) - _BASE_ALPHA[base](z), 0)
+    return _add(out, _combine(c * _dots(vectors, local.g), vectors))  # real vectors: uᵀg
 
   return field
 

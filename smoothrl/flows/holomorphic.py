@@ -41,7 +41,10 @@ class NotHolomorphicError(ValueError):
 
 
 _MAXMIN = 'max/min (ReLU, jnp.maximum/minimum, clipping, max-pooling, the hinge loss)'
-_PARTS = 'real/imaginary parts or conjugates (jnp.real, jnp.imag, jnp.conj, |z|² as z·conj(z), or comparisons on complex values such as x > 0 in ReLU, leaky ReLU, ELU or jnp.where)'
+_PARTS = (
+  'real/imaginary parts or conjugates (jnp.real, jnp.imag, jnp.conj, |z|² as z·conj(z), or comparisons on complex '
+  'values such as x > 0 in ReLU, leaky ReLU, ELU or jnp.where)'
+)
 _COMPARE = 'a comparison (x > 0 in ELU, leaky ReLU, the hinge loss or jnp.where(x > 0, ...))'
 _ROUND = 'rounding or sign (jnp.sign, floor, ceil, round)'
 _HERMITIAN = 'a Hermitian decomposition (eigh, svd, cholesky, qr conjugate their input)'
@@ -237,7 +240,8 @@ def check_holomorphic(
   `NON_HOLOMORPHIC`'s primitives to values that depend on the parameters and reach the loss (other than under
   `stop_gradient`), and satisfies the Cauchy–Riemann equations J(iv) = iJ(v) for the JVPs of E and of
   ∇E = `jax.grad(fun, holomorphic=True)` at params in a random complex direction v (drawn from the bits of
-  `key`; a fixed draw when None) to relative tolerance `rtol` (default √eps of the complex dtype). Runs eagerly (not under `jit`).
+  `key`; a fixed draw when None) to relative tolerance `rtol` (default √eps of the complex dtype). Call it outside
+  `jit`: it raises on concrete values.
   """
   z = complexify(params)
   is_complex(z)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from smoothrl import optimizers
 from smoothrl.curvature import eigen, products
@@ -363,13 +364,11 @@ def make_trainer(
 
 
 def _random_unit(key: jax.Array, params: Any) -> Any:
-  """A unit vector like `params` (a normal draw, normalised): the first cold start of Lanczos."""
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  draw = jax.tree.unflatten(
-    treedef, [jax.random.normal(k, jnp.shape(p), jnp.result_type(p)) for k, p in zip(keys, leaves)]
-  )
-  return products.tree_scale(1 / products.tree_norm(draw), draw)
+  """A unit vector like `params` (one normal draw of the flattened parameters, normalised): the first, cold start
+  of Lanczos."""
+  flat, unravel = ravel_pytree(params)
+  draw = jax.random.normal(key, flat.shape, flat.dtype)
+  return unravel(draw / jnp.linalg.norm(draw))
 
 
 def member_metrics(metrics: Mapping[str, jax.Array], i: int) -> dict[str, float]:

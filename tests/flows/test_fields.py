@@ -208,7 +208,8 @@ def _mlp_fields(p, x, y, h):
   else:
     made['pf lanczos 12'] = fields.principal(_mlp_loss, h, method='lanczos', krylov_depth=12)
   out = {name: _flat(field(p, x, y)) for name, field in made.items()}
-  out['spectrum'] = fields.dense_spectrum(_mlp_loss, p, x, y)
+  if holo:
+    out['spectrum'] = fields.dense_spectrum(_mlp_loss, p, x, y)
   out['g'] = jax.grad(f, holomorphic=holo)(flat)
   out['hessian'] = jax.hessian(f, holomorphic=holo)(flat)
   return out
@@ -240,21 +241,32 @@ def test_lanczos_pf_matches_the_dense_pf_on_a_tanh_mlp_beyond_one_over_h(mlp):
   assert float(jnp.linalg.norm(real['pf lanczos 12'] - dense) / jnp.linalg.norm(dense)) < 1e-2
 
 
-def test_third_order_terms_against_the_dense_third_derivative_tensor():
-  """Eq 3.4 and Eq 3.11 with T[g, g]_k = Σ_ij g_i T_ikj g_j from jax.jacfwd(jax.hessian) of a 4-parameter loss."""
-  loss = lambda p: jnp.sum(jnp.exp(0.3 * p)) + p[0] * p[1] * p[2] + jnp.sin(p[3] * p[0]) + 0.5 * p @ p
-  h = 0.3
+SMALL_H = 0.3
+
+
+def _small_loss(p):
+  return jnp.sum(jnp.exp(0.3 * p)) + p[0] * p[1] * p[2] + jnp.sin(p[3] * p[0]) + 0.5 * p @ p
+
+
+@pytest.fixture(scope='module')
+def small():
+  """A non-quadratic 4-parameter loss: g, H and the third-derivative tensor by jax.grad, jax.hessian and
+  jax.jacfwd(jax.hessian), its third-order fields and its dense spectrum (one compiled program)."""
 
   @jax.jit
   def evaluate(theta):
+    loss, h = _small_loss, SMALL_H
     references = jax.grad(loss)(theta), jax.hessian(loss)(theta), jax.jacfwd(jax.hessian(loss))(theta)
-    made = {
-      'third': fields.third_order(loss, h),
-      'pf+third': fields.principal_third(loss, h),
-    }
-    return references, {name: field(theta) for name, field in made.items()}
+    made = {'third': fields.third_order(loss, h), 'pf+third': fields.principal_third(loss, h)}
+    return references, {name: field(theta) for name, field in made.items()}, fields.dense_spectrum(loss, theta)
 
-  (g, hess, t3), out = evaluate(jnp.array([0.3, -0.7, 0.5, 1.1]))
+  return evaluate(jnp.array([0.3, -0.7, 0.5, 1.1]))
+
+
+def test_third_order_terms_against_the_dense_third_derivative_tensor(small):
+  """Eq 3.4 and Eq 3.11 with T[g, g]_k = Σ_ij g_i T_ikj g_j."""
+  (g, hess, t3), out, _ = small
+  h = SMALL_H
   tgg = jnp.einsum('ikj,i,j->k', t3, g, g)
   expected = -g - (h / 2) * hess @ g - h**2 * (hess @ hess @ g / 3 + tgg / 12)
   np.testing.assert_allclose(out['third'], expected, rtol=1e-12)
@@ -282,13 +294,14 @@ def test_hvp_fields_at_complex_theta_use_holomorphic_derivatives(mlp):
   np.testing.assert_allclose(out['igr'], -g - (h / 2) * hess @ g, rtol=1e-10)
 
 
-def test_dense_spectrum_is_bilinear_orthonormal_at_complex_theta_and_signed_by_g(mlp):
-  *_, real, out = mlp
-  spectrum = real['spectrum']
-  np.testing.assert_allclose(
-    spectrum.vectors @ np.diag(spectrum.values) @ spectrum.vectors.T, real['hessian'], atol=1e-10
-  )
-  assert np.all(np.diff(spectrum.values) <= 0) and np.all(spectrum.projections >= 0)
+def test_dense_spectrum_is_bilinear_orthonormal_at_complex_theta_and_signed_by_g(small, mlp):
+  (g, hess, _), _, spectrum = small
+  u, lam = np.asarray(spectrum.vectors), np.asarray(spectrum.values)
+  np.testing.assert_allclose(u.T @ u, np.eye(4), atol=1e-12)
+  np.testing.assert_allclose(u @ np.diag(lam) @ u.T, hess, atol=1e-12)
+  np.testing.assert_allclose(spectrum.projections, g @ u, atol=1e-12)
+  assert np.all(np.diff(lam) <= 0) and np.all(spectrum.projections >= 0)
+  *_, out = mlp
   spectrum = out['spectrum']
   u, lam = np.asarray(spectrum.vectors), np.asarray(spectrum.values)
   np.testing.assert_allclose(u.T @ u, np.eye(21), atol=1e-8)

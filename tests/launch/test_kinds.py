@@ -93,7 +93,7 @@ def test_a_sweep_of_another_kind_is_checked_against_its_own_config(toy_kind, tmp
     sweep.parse_spec({'name': 't', 'kind': 'toy', 'grid': {'learning_rat': [0.1]}})
   with pytest.raises(sweep.SweepError, match='learning_rate must be positive'):
     sweep.parse_spec({'name': 't', 'kind': 'toy', 'grid': {'learning_rate': [-1.0]}})
-  with pytest.raises(sweep.SweepError, match="unknown run kind 'nope'; valid: rl, supervised, toy"):
+  with pytest.raises(sweep.SweepError, match="unknown run kind 'nope'; valid: rl, supervised, flow, toy"):
     sweep.parse_spec({'name': 't', 'kind': 'nope'})
 
 

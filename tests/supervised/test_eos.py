@@ -2,7 +2,8 @@
 
 On linear least squares the loss is an exact quadratic: H = JᵀJ/n (J the Jacobian of the predictions in the
 flattened parameters) is constant, so λ_0, u_0, gᵀu_0, sc_0 = α_PF(hλ_0)gᵀu_0 and the next gᵀu_0 after a GD step,
-(1 − hλ_0)gᵀu_0, are known exactly; a tanh MLP shows the warm start at work where H changes.
+(1 − hλ_0)gᵀu_0, are known exactly. A DAL run of a tanh MLP through the runner checks the rate the diagnostics
+take and the warm start where H changes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from smoothrl.launch.run import config as config_lib
+from smoothrl.launch.run import supervised
+from smoothrl.launch.run.files import read_metrics
+from smoothrl.launch.run.kind import TrainOptions
 from smoothrl.supervised import models, trainer
 from smoothrl.supervised.data import Dataset
 
@@ -121,17 +126,37 @@ def test_the_pf_predicts_the_next_projection_of_gradient_descent_exactly(quadrat
     assert metrics['next_loss_change'][i] == pytest.approx(change, rel=1e-4, abs=1e-4 * loss)
 
 
-def test_a_dal_rate_gives_two_over_h_below_lambda_0():
-  """DAL takes h = 2/‖Hĝ‖ at θ (Eq 3.20), so 2/h = ‖Hĝ‖ ≤ λ_0: DAL runs at or beyond the edge of stability."""
-  data, model = _regression()
-  t = _eos_trainer(data, model, name='dal', max_rate=50.0)
-  state = t.init(jax.random.PRNGKey(1), 0.1)
-  metrics = jax.jit(t.evaluate)(state)
-  hessian, g, _ = _dense(model, data, state.params)
-  hg_hat = np.linalg.norm(hessian @ g) / np.linalg.norm(g)
-  assert float(metrics['two_over_h']) == pytest.approx(hg_hat, rel=1e-4)
-  assert float(metrics['two_over_h']) < float(metrics['lambda_0'])
-  assert float(metrics['sc0_real']) > 0  # hλ_0 > 2
+def test_a_supervised_run_records_the_diagnostics_of_a_dal_rate(tmp_path):
+  """Through the runner (one vmapped member, evaluations every 2 steps): DAL takes h = 2/‖Hĝ‖ at θ (Eq 3.20), so
+  the recorded 2/h is ‖Hg‖/‖g‖ ≤ λ_0 (DAL runs at or beyond the edge of stability); the state carries u_0 from
+  one evaluation to the next through the vmapped program and its checkpoints."""
+  fields = {
+    'steps': 6,
+    'log_period': 2,
+    'checkpoint_period': 2,
+    'data.name': 'iris',
+    'model.widths': (6,),
+    'model.activation': 'tanh',
+    'optimizer.name': 'dal',
+    'optimizer.max_rate': 100.0,
+    'metrics.gc': False,
+    'metrics.edge_of_stability': True,
+    'metrics.eos_krylov_depth': 4,
+  }
+  config = config_lib.replace(supervised.FitConfig(out=str(tmp_path / 'dal')), **fields)
+  supervised.validate(config)
+  supervised.train([config], TrainOptions(show_progress=False, compiled=True))
+  records = [r for r in read_metrics(tmp_path / 'dal' / 'metrics.jsonl') if r['kind'] == 'eval']
+  assert [r['step'] for r in records] == [0, 2, 4, 6]
+  for r in records:
+    assert r['two_over_h'] == pytest.approx(r['hg_norm'] / r['grad_norm'], rel=1e-3)
+    assert r['two_over_h'] <= r['lambda_0'] * (1 + 1e-4) and r['g_u0'] >= 0
+    h = 2 / r['two_over_h']
+    assert r['next_g_u0_pf'] == pytest.approx((1 - h * r['lambda_0']) * r['g_u0'], rel=1e-4, abs=1e-9)
+  # The last u_0, warm-started through 3 evaluations of 4 Krylov steps, is an eigenvector to 2% of λ_0.
+  assert records[-1]['lambda_0_residual'] < 2e-2 * records[-1]['lambda_0']
+  residuals = [r['lambda_0_residual'] for r in records]
+  assert all(a > b for a, b in zip(residuals, residuals[1:]))  # each warm start improves on the last
 
 
 def test_without_the_diagnostics_the_state_is_what_it_was():

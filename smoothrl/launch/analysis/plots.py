@@ -46,6 +46,7 @@ __all__ = [
   'method_bars',
   'performance_profiles',
   'aggregate_intervals',
+  'edge_of_stability',
   'plot_all',
   'plot_runs',
   'figure_files',
@@ -666,6 +667,62 @@ def aggregate_intervals(
   return save_figure(fig, path)
 
 
+EOS_FIELDS = ('lambda_0', 'two_over_h', 'g_u0', 'sc0_real', 'sc0_imag', 'next_g_u0', 'next_g_u0_pf', 'next_loss_change')
+
+
+def _has_eos(run: Run) -> bool:
+  return any(all(k in e for k in EOS_FIELDS) for e in run.evals)
+
+
+def edge_of_stability(runs: Sequence[Run], path: str | os.PathLike, max_runs: int = 4) -> Path:
+  """The edge-of-stability diagnostics of supervised runs (`MetricsConfig.edge_of_stability`, thesis Section 3.5),
+  a row per run: the train loss (steps whose next step raised it shaded), λ_0 with the 2/h line, the next gᵀu_0
+  measured beside the PF's, NGF's and IGR flow's predictions (Remarks 3.4.2-3.4.4), and sc_0 = α_PF(hλ_0)gᵀu_0.
+
+  Draws the first `max_runs` runs whose `eval` records carry the diagnostics.
+
+  Raises:
+    ValueError: no run carries them.
+
+  Returns:
+    `path`.
+  """
+  _require_matplotlib()
+  shown = [r for r in runs if _has_eos(r)][:max_runs]
+  if not shown:
+    raise ValueError('no run carries the edge-of-stability diagnostics (metrics.edge_of_stability)')
+  fig = Figure(figsize=(17, 3.3 * len(shown) + 0.6), layout='constrained')
+  axes = fig.subplots(len(shown), 4, squeeze=False)
+  for (ax_loss, ax_lam, ax_gu, ax_sc), run in zip(axes, shown):
+    records = [e for e in run.evals if all(k in e for k in EOS_FIELDS)]
+    steps = np.asarray([e['step'] for e in records])
+    col = lambda k, records=records: np.asarray([e.get(k, np.nan) for e in records], dtype=np.float64)
+    up = steps[col('next_loss_change') > 0]
+    ax_loss.plot(steps, col('train_loss'), color='C3')
+    for s in up:
+      ax_loss.axvline(s, color='C3', alpha=0.15, lw=1)
+    ax_loss.set_yscale('log')
+    ax_loss.set(xlabel='optimiser step', ylabel='train loss', title=f'{run.path.name}: loss (shaded: next step rises)')
+    ax_lam.plot(steps, col('lambda_0'), color='C0', label='λ_0')
+    ax_lam.plot(steps, col('two_over_h'), color='k', ls='--', label='2/h')
+    ax_lam.set(xlabel='optimiser step', ylabel='λ_0', title='top Hessian eigenvalue')
+    ax_lam.legend(fontsize=8)
+    ax_gu.plot(steps, col('next_g_u0'), color='k', lw=1.2, label='measured')
+    for name, label, ls in (('pf', 'PF (1 − hλ_0)x', '--'), ('ngf', 'NGF e^{−hλ_0}x', ':'), ('igr', 'IGR', '-.')):
+      ax_gu.plot(steps, col(f'next_g_u0_{name}'), ls=ls, label=label)
+    ax_gu.set_yscale('symlog', linthresh=1e-6)
+    ax_gu.set(xlabel='optimiser step', ylabel='next gᵀu_0', title='next gᵀu_0: measured and predicted')
+    ax_gu.legend(fontsize=7)
+    ax_sc.plot(steps, col('sc0_real'), color='C2', label='Re sc_0')
+    ax_sc.plot(steps, col('sc0_imag'), color='C4', lw=0.8, label='Im sc_0')
+    ax_sc.axhline(0, color='k', lw=0.6)
+    ax_sc.set_yscale('symlog', linthresh=1e-6)
+    ax_sc.set(xlabel='optimiser step', ylabel='sc_0', title='stability coefficient α_PF(hλ_0)gᵀu_0')
+    ax_sc.legend(fontsize=8)
+  fig.suptitle('Edge-of-stability diagnostics (thesis Section 3.5)')
+  return save_figure(fig, path)
+
+
 def _varies(runs: Sequence[Run], field: str) -> bool:
   return len({results.flatten(r.config_dict).get(field) for r in runs}) > 1
 
@@ -701,8 +758,9 @@ def plot_runs(
   `results.failed_runs`) vary both the learning rate and Adam's ε, `sensitivity_final.png` and
   `sensitivity_best.png` are heatmaps (`sensitivity_heatmap`); when they vary only one of them, the same files are
   `sensitivity_curves` against it; both mark the settings of failed runs. `method_bars.png` when the runs vary the
-  method. With `aggregates` (as `smoothrl plot` asks), `performance_profiles.png` and `aggregate_intervals.png` of
-  the final scores across games and seeds when there are at least 2 settings or 2 games to aggregate.
+  method. `edge_of_stability.png` when runs carry the edge-of-stability diagnostics. With `aggregates` (as
+  `smoothrl plot` asks), `performance_profiles.png` and `aggregate_intervals.png` of the final scores across games
+  and seeds when there are at least 2 settings or 2 games to aggregate.
   """
   _require_matplotlib()
   out = Path(out_dir)
@@ -730,6 +788,8 @@ def plot_runs(
       warnings.warn(f'no sensitivity figure: {e}', stacklevel=2)
   if _varies(runs, 'method.method'):
     written.append(method_bars(runs, out / 'method_bars.png', normalise=normalise))
+  if any(_has_eos(r) for r in runs):
+    written.append(edge_of_stability(runs, out / 'edge_of_stability.png'))
   if aggregates:
     try:
       matrices = _matrices(runs, 'final', normalise)

@@ -82,6 +82,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     'metrics.gc': False,
     'metrics.edge_of_stability': True,
     'log_period': 10,
+    'steps': 1300,
+  },
+  # Edge of stability on the 8x8 digits (thesis Figure 3.15): a tanh MLP (32, 32, 32), GD at h = 0.6, every step.
+  'digits-eos': {
+    'data.name': 'digits',
+    'model.widths': (32, 32, 32),
+    'model.activation': 'tanh',
+    'optimizer.learning_rate': 0.6,
+    'metrics.gc': False,
+    'metrics.edge_of_stability': True,
+    'log_period': 1,
+    'steps': 200,
   },
   # Fashion-MNIST, an ELU MLP, full batch (Appendix A.3's MNIST setting at CPU scale).
   'fashion-mlp': {

@@ -707,3 +707,37 @@ def test_aggregate_figures(method_runs, tmp_path, figures):
   assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes[1:])
   with pytest.raises(ValueError, match='not comparable'):
     plots.performance_profiles(method_runs, tmp_path / 'raw.png', normalise=False)
+
+
+def _eos_record(step: int, loss: float, next_change: float) -> str:
+  record = {
+    'step': step,
+    'kind': 'eval',
+    'return_mean': 1.0,
+    'train_loss': loss,
+    'lambda_0': 9.0 + step / 100,
+    'two_over_h': 10.0,
+    'g_u0': 0.1,
+    'sc0_real': 0.05 if next_change > 0 else -0.05,
+    'sc0_imag': 0.0,
+    'next_g_u0': -0.09,
+    'next_g_u0_pf': -0.09,
+    'next_g_u0_ngf': 0.04,
+    'next_g_u0_igr': -0.01,
+    'next_loss_change': next_change,
+  }
+  return json.dumps(record) + '\n'
+
+
+def test_edge_of_stability_figure_is_drawn_only_for_runs_with_the_diagnostics(tmp_path):
+  lines = [_eos_record(s, 1.0 / (1 + s), (-1) ** s * 0.01) for s in range(1, 40)]
+  write_run(tmp_path / 'eos', [], extra_lines=lines)
+  write_run(tmp_path / 'plain', [(100, 1.0), (200, 2.0)], seed=1)
+  runs = results.load_runs(tmp_path)
+  plain = [r for r in runs if r.path.name == 'plain']
+  with pytest.raises(ValueError, match='edge-of-stability'):
+    plots.edge_of_stability(plain, tmp_path / 'none.png')
+  path = plots.edge_of_stability(runs, tmp_path / 'eos.png')
+  assert path.read_bytes()[:8] == PNG_SIGNATURE and Image.open(path).size[1] > 0
+  eos = [r for r in runs if r.path.name == 'eos']
+  assert tmp_path / 'p' / 'edge_of_stability.png' in plots.plot_runs(eos, tmp_path / 'p')
