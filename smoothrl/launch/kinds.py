@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from smoothrl.launch.run import flows, rl, supervised
+from smoothrl.launch.run import flows, gan, rl, supervised
 from smoothrl.launch.run.config import ConfigError
 from smoothrl.launch.run.kind import RunKind
 
-KINDS: dict[str, RunKind] = {kind.name: kind for kind in (rl.KIND, supervised.KIND, flows.KIND)}
+KINDS: dict[str, RunKind] = {kind.name: kind for kind in (rl.KIND, supervised.KIND, flows.KIND, gan.KIND)}
 DEFAULT = 'rl'
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from smoothrl.launch import kinds
-from smoothrl.launch.analysis import results
+from smoothrl.launch.analysis import report, results
 from smoothrl.launch.run import checkpoint, recorder
 from smoothrl.launch.run import config as config_lib
 from smoothrl.launch.run.files import read_metrics
@@ -93,7 +93,7 @@ def test_a_sweep_of_another_kind_is_checked_against_its_own_config(toy_kind, tmp
     sweep.parse_spec({'name': 't', 'kind': 'toy', 'grid': {'learning_rat': [0.1]}})
   with pytest.raises(sweep.SweepError, match='learning_rate must be positive'):
     sweep.parse_spec({'name': 't', 'kind': 'toy', 'grid': {'learning_rate': [-1.0]}})
-  with pytest.raises(sweep.SweepError, match="unknown run kind 'nope'; valid: rl, supervised, flow, toy"):
+  with pytest.raises(sweep.SweepError, match="unknown run kind 'nope'; valid: rl, supervised, flow, gan, toy"):
     sweep.parse_spec({'name': 't', 'kind': 'nope'})
 
 
@@ -120,3 +120,21 @@ def test_a_stopped_run_of_another_kind_resumes_where_it_stopped(toy_kind, tmp_pa
   assert _train([config], TrainOptions(resume=True))[0]['x'] == pytest.approx(0.9**6)
   steps = [r['step'] for r in read_metrics(tmp_path / 'r' / 'metrics.jsonl')]
   assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize('higher_is_better', [True, False])
+def test_best_scores_and_rankings_follow_the_kinds_direction(monkeypatch, tmp_path, higher_is_better):
+  monkeypatch.setitem(kinds.KINDS, 'toy', dataclasses.replace(TOY, higher_is_better=higher_is_better))
+  _train([Toy(out=str(tmp_path / f'lr{lr}'), learning_rate=lr) for lr in (0.1, 0.5)], TrainOptions())
+  groups = results.group_runs(results.load_runs(tmp_path))
+  best = {g.params['learning_rate']: g.score('best', normalise=False).mean for g in groups}
+  # accuracy 1 − 0.9^t and 1 − 0.5^t for t = 1..4: rising, so the best is the last when higher is better.
+  expected = {0.1: 1 - 0.9**4, 0.5: 1 - 0.5**4} if higher_is_better else {0.1: 0.1, 0.5: 0.5}
+  assert best == pytest.approx(expected)
+  first = results.rank_labels(groups, 'final', normalise=False)[0]
+  assert first == ('learning_rate=0.5' if higher_is_better else 'learning_rate=0.1')
+  if higher_is_better:
+    assert report.score_matrices(results.load_runs(tmp_path), normalise=False).scores
+  else:
+    with pytest.raises(ValueError, match='better when lower'):
+      report.score_matrices(results.load_runs(tmp_path), normalise=False)

@@ -69,13 +69,19 @@ def score_matrices(
   ones among them) are counted in `runs_left_out`.
 
   Raises:
-    ValueError: no runs, or games whose scores are not comparable: raw returns (or different normalised scores)
-      of several games.
+    ValueError: no runs, scores where lower is better (an FID, an error: the aggregates and the probability of
+      improvement rank higher scores as better), or games whose scores are not comparable: raw returns (or
+      different normalised scores) of several games.
   """
   scored = {id(r) for r in runs}
   groups = results.group_runs([*runs, *(r for r in failed if id(r) not in scored)])
   if not groups:
     raise ValueError('no runs')
+  lower = sorted({g.runs[0].kind for g in groups if g.runs and not g.higher_is_better})
+  if lower:
+    raise ValueError(
+      f'the scores of {", ".join(lower)} runs are better when lower; the aggregates take higher as better'
+    )
   envs = sorted({g.env for g in groups})
   unit = results.common_unit(envs, normalise)
   kept = envs

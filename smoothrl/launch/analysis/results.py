@@ -433,12 +433,12 @@ def _curve(steps: np.ndarray, matrix: np.ndarray, confidence: float) -> Curve:
   )
 
 
-def _metric(values: np.ndarray, metric: str) -> np.ndarray:
-  """Final (last column) or best (max over columns) score of each row of `values`."""
+def _metric(values: np.ndarray, metric: str, higher_is_better: bool = True) -> np.ndarray:
+  """Final (last column) or best (max over columns, or min where lower scores are better) score of each row."""
   if metric == 'final':
     return values[:, -1]
   if metric == 'best':
-    return np.max(values, axis=1)
+    return np.max(values, axis=1) if higher_is_better else np.min(values, axis=1)
   raise ValueError(f'unknown metric {metric!r}; valid: {", ".join(METRICS)}')
 
 
@@ -593,6 +593,11 @@ class Group:
   def unit(self, normalise: bool = True) -> str:
     return score_unit(self.env, normalise)
 
+  @property
+  def higher_is_better(self) -> bool:
+    """Whether the runs' kind scores larger as better (`RunKind.higher_is_better`)."""
+    return kinds.get(self.runs[0].kind).higher_is_better if self.runs else True
+
   def common_steps(self) -> np.ndarray:
     """The evaluation steps every seed has."""
     steps = functools.reduce(np.intersect1d, [r.eval_steps for r in self.runs])
@@ -612,7 +617,7 @@ class Group:
     steps, values = self.matrix(normalise)
     if steps.size == 0:
       raise ValueError(f'the seeds of {self.label or self.env} share no evaluation step')
-    return dict(zip(self.seeds, map(float, _metric(values, metric))))
+    return dict(zip(self.seeds, map(float, _metric(values, metric, self.higher_is_better))))
 
   def score(self, metric: str = 'final', normalise: bool = True, confidence: float = 0.95) -> Interval:
     """Mean over seeds and CI of the final or best score."""
@@ -675,10 +680,13 @@ def by_label(groups: Sequence[Group]) -> dict[str, dict[str, Group]]:
 
 
 def rank_labels(groups: Sequence[Group], metric: str = 'final', normalise: bool = True) -> list[str]:
-  """The groups' labels, best first: by the mean over games of each label's rank (0 best) by mean score."""
+  """The groups' labels, best first: by the mean over games of each label's rank (0 best) by mean score (the
+  lowest first where the kind scores lower as better)."""
   ranks: dict[str, list[int]] = {}
   for env in sorted({g.env for g in groups}):
-    ordered = sorted((g for g in groups if g.env == env), key=lambda g: -_nan_low(g.score(metric, normalise).mean))
+    members = [g for g in groups if g.env == env]
+    sign = 1.0 if members[0].higher_is_better else -1.0
+    ordered = sorted(members, key=lambda g: -_nan_low(sign * g.score(metric, normalise).mean))
     for rank, group in enumerate(ordered):
       ranks.setdefault(group.label, []).append(rank)
   return sorted(ranks, key=lambda label: float(np.mean(ranks[label])))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any
+from typing import Any, Self
 
 from smoothrl import envs, keys
 from smoothrl.agents.c51 import SupportConfig
@@ -52,6 +52,21 @@ class TrainingError(RuntimeError):
   """A run stopped for a reason it names (a non-finite loss, say)."""
 
 
+class JsonConfig:
+  """The JSON side of a run kind's config dataclass (`kind.RunConfig`): `to_dict`, `to_json`, and `from_dict`,
+  which refuses unknown fields (`build`)."""
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, data: dict[str, Any]) -> Self:
+    return build(cls, data)
+
+
 @dataclasses.dataclass(frozen=True)
 class AtariConfig:
   """Atari protocol options (`atari/<Game>` environments; see `smoothrl.envs.atari`).
@@ -74,7 +89,7 @@ class AtariConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
   """One training run."""
 
   agent: str = 'dqn'
@@ -101,16 +116,6 @@ class TrainConfig:
   def env_kwargs(self) -> dict[str, Any]:
     """Options for `envs.make` beyond name and seed."""
     return self.atari.env_kwargs() if self.env.startswith('atari/') else {}
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-    return build(cls, data)
 
 
 def build(cls: type, data: Any, path: str = ''):

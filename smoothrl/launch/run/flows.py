@@ -120,7 +120,7 @@ class IntegratorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowConfig:
+class FlowConfig(config_lib.JsonConfig):
   """One flow run.
 
   Attributes:
@@ -149,16 +149,6 @@ class FlowConfig:
   x64: bool = True
   problem: ProblemConfig = ProblemConfig()
   integrator: IntegratorConfig = IntegratorConfig()
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> FlowConfig:
-    return config_lib.build(cls, d)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -707,10 +697,7 @@ def _run(config: FlowConfig, rec: recorder_lib.Recorder, show_progress: bool) ->
 def train(configs: Sequence[FlowConfig], options: TrainOptions) -> list[dict[str, Any]]:
   """Runs flow runs one after another (each through its own `Recorder`); on resume, finished runs are read back.
   A run whose GD loss turns non-finite stops alone with its failure record."""
-  summaries = []
-  for n, config in enumerate(configs):
-    summaries.append(_train_one(config, options.show_progress and n == 0, options.resume))
-  return summaries
+  return [_train_one(c, options.show_progress and n == 0, options.resume) for n, c in enumerate(configs)]
 
 
 KIND = RunKind(
@@ -722,6 +709,7 @@ KIND = RunKind(
   canonical=canonical,
   group=None,
   score=SCORE,
+  higher_is_better=False,
   subject=lambda config: f'flow/{config.get("problem", {}).get("name", "?")}',
   step_name='iterations',
 )

@@ -61,6 +61,8 @@ class RunKind:
     subject: what a run of this kind learns on, from its config as a dict: the environment for RL, 'data/<name>'
       for supervised runs. Summaries and plots make a panel (and a column) per subject.
     step_name: what a run's steps count, as axis labels say.
+    higher_is_better: whether a larger `score` is better (returns, accuracies) or a smaller one (an FID, an
+      error): a run's 'best' score and the ranking of settings in summaries follow it.
   """
 
   name: str
@@ -73,3 +75,4 @@ class RunKind:
   score: str = 'return_mean'
   subject: Callable[[Mapping[str, Any]], str] = lambda config: str(config.get('env', '?'))
   step_name: str = 'environment steps'
+  higher_is_better: bool = True

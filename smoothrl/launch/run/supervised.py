@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +33,7 @@ MAX_SEED = 2**32 - 1
 
 
 @dataclasses.dataclass(frozen=True)
-class FitConfig:
+class FitConfig(config_lib.JsonConfig):
   """One supervised training run (`smoothrl fit`).
 
   Attributes:
@@ -58,16 +57,6 @@ class FitConfig:
   optimizer: OptimizerConfig = OptimizerConfig()
   regulariser: RegulariserConfig = RegulariserConfig()
   metrics: MetricsConfig = MetricsConfig()
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> FitConfig:
-    return config_lib.build(cls, d)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
