@@ -7,9 +7,11 @@ small-scale proxies of the thesis' experiments, which used ResNets on CIFAR-10 a
 
 from __future__ import annotations
 
-from smoothrl.launch.reproductions import dal, dirac_gan, edge_of_stability, flows, gc, smoothness_toys
+from smoothrl.launch.reproductions import dal, dirac_gan, edge_of_stability, flows, gans, gc, smoothness_toys
 from smoothrl.launch.reproductions.common import Reproduction
 
 REPRODUCTIONS: dict[str, Reproduction] = {
-  r.name: r for module in (gc, dal, smoothness_toys, dirac_gan, edge_of_stability, flows) for r in module.REPRODUCTIONS
+  r.name: r
+  for module in (gc, dal, smoothness_toys, dirac_gan, edge_of_stability, flows, gans)
+  for r in module.REPRODUCTIONS
 }
