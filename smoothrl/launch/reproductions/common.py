@@ -90,6 +90,17 @@ def write_result(out: Path | str, reproduction: Reproduction, numbers: Mapping[s
   return result
 
 
+def finish(
+  out: Path | str, reproduction: Reproduction, fig: Any, numbers: dict[str, Any], settings: Any, quick: bool
+) -> dict[str, Any]:
+  """Saves `fig` (`save`) and writes `out/result.json` (`write_result`) with `numbers`, the settings the runs used
+  ('settings_used': `settings`, a dataclass or a mapping) and whether they were the quick ones."""
+  save(fig, out)
+  numbers['settings_used'] = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+  numbers['quick'] = quick
+  return write_result(out, reproduction, numbers)
+
+
 def save(fig: Any, out: Path | str) -> Path:
   """Writes the reproduction's figure as `out/figure.png` (and PDF, SVG beside it)."""
   return plots.save_figure(fig, Path(out) / FIGURE_FILE)

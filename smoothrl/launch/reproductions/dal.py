@@ -240,10 +240,7 @@ def run_drift(out: Path | str, quick: bool = False) -> dict[str, Any]:
   configs = drift_configs(out, settings)
   common.train(configs)
   numbers = drift_numbers(configs)
-  common.save(_drift_figure(configs, settings, numbers), out)
-  numbers['settings_used'] = dataclasses.asdict(settings)
-  numbers['quick'] = quick
-  return common.write_result(out, DRIFT, numbers)
+  return common.finish(out, DRIFT, _drift_figure(configs, settings, numbers), numbers, settings, quick)
 
 
 DRIFT = common.Reproduction(
@@ -446,10 +443,7 @@ def run_dal(out: Path | str, quick: bool = False) -> dict[str, Any]:
   runs = dal_configs(out, settings)
   common.train([c for configs in runs.values() for c in configs])
   numbers = dal_numbers(runs, settings)
-  common.save(_dal_figure(runs, settings, numbers), out)
-  numbers['settings_used'] = dataclasses.asdict(settings)
-  numbers['quick'] = quick
-  return common.write_result(out, DAL, numbers)
+  return common.finish(out, DAL, _dal_figure(runs, settings, numbers), numbers, settings, quick)
 
 
 DAL = common.Reproduction(

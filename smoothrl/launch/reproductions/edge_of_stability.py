@@ -401,10 +401,7 @@ def run_iris(out: Path | str, quick: bool = False) -> dict[str, Any]:
   _write_arrays(out, local_errors(load_trained(config.out), settings))
   arrays = _read_arrays(out)
   numbers = iris_numbers(config, arrays, settings)
-  common.save(_iris_figure(config, arrays, numbers), out)
-  numbers['settings_used'] = dataclasses.asdict(settings)
-  numbers['quick'] = quick
-  return common.write_result(out, EOS_IRIS, numbers)
+  return common.finish(out, EOS_IRIS, _iris_figure(config, arrays, numbers), numbers, settings, quick)
 
 
 EOS_IRIS = common.Reproduction(
@@ -640,10 +637,7 @@ def run_stability(out: Path | str, quick: bool = False) -> dict[str, Any]:
   _write_arrays(out, flip_and_ngf(load_trained(config.out), settings))
   arrays = _read_arrays(out)
   numbers = stability_numbers(config, arrays, settings)
-  common.save(_stability_figure(config, arrays, numbers), out)
-  numbers['settings_used'] = dataclasses.asdict(settings)
-  numbers['quick'] = quick
-  return common.write_result(out, EOS_STABILITY, numbers)
+  return common.finish(out, EOS_STABILITY, _stability_figure(config, arrays, numbers), numbers, settings, quick)
 
 
 EOS_STABILITY = common.Reproduction(

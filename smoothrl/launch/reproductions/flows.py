@@ -173,15 +173,6 @@ def _error_axes(ax: Any, config: flow_runs.FlowConfig, flows: Sequence[str], kin
   ax.set_ylabel('‖θ(nh) − θ_n‖' if kind == 'global' else '‖θ(h; θ_{n−1}) − θ_n‖')
 
 
-def _finish(
-  out: Path, reproduction: common.Reproduction, fig: Any, numbers: dict[str, Any], settings: Settings, quick: bool
-) -> dict[str, Any]:
-  common.save(fig, out)
-  numbers['settings_used'] = dataclasses.asdict(settings)
-  numbers['quick'] = quick
-  return common.write_result(out, reproduction, numbers)
-
-
 # ----------------------------------------------------------------------------
 # Figures 3.2 and 3.7: quadratics in two dimensions.
 # ----------------------------------------------------------------------------
@@ -252,7 +243,7 @@ def run_quadratic(out: Path | str, quick: bool = False) -> dict[str, Any]:
   configs = configs_for(out, 'quadratic', settings, **{'problem.name': 'quadratic'})
   train(configs)
   numbers = quadratic_numbers(configs)
-  return _finish(out, PF_QUADRATIC, _quadratic_figure(configs, numbers), numbers, settings, quick)
+  return common.finish(out, PF_QUADRATIC, _quadratic_figure(configs, numbers), numbers, settings, quick)
 
 
 PF_QUADRATIC = common.Reproduction(
@@ -368,7 +359,7 @@ def run_one_d(out: Path | str, quick: bool = False) -> dict[str, Any]:
   runs = one_d_configs(out, settings)
   train([c for v in runs.values() for c in v])
   numbers = one_d_numbers(runs)
-  return _finish(out, PF_1D, _one_d_figure(runs), numbers, settings, quick)
+  return common.finish(out, PF_1D, _one_d_figure(runs), numbers, settings, quick)
 
 
 PF_1D = common.Reproduction(
@@ -466,7 +457,7 @@ def run_banana(out: Path | str, quick: bool = False) -> dict[str, Any]:
   configs = configs_for(out, 'banana', settings, **{'problem.name': 'rosenbrock'})
   train(configs)
   numbers = banana_numbers(configs)
-  return _finish(out, PF_BANANA, _banana_figure(configs, numbers), numbers, settings, quick)
+  return common.finish(out, PF_BANANA, _banana_figure(configs, numbers), numbers, settings, quick)
 
 
 PF_BANANA = common.Reproduction(
@@ -549,7 +540,7 @@ def run_cos(out: Path | str, quick: bool = False) -> dict[str, Any]:
   configs = configs_for(out, 'cos', settings, **{'problem.name': 'cos', 'complex': False})
   train(configs)
   numbers = cos_numbers(configs)
-  return _finish(out, PF_COS, _cos_figure(configs), numbers, settings, quick)
+  return common.finish(out, PF_COS, _cos_figure(configs), numbers, settings, quick)
 
 
 PF_COS = common.Reproduction(
@@ -625,7 +616,7 @@ def run_mlp(out: Path | str, quick: bool = False) -> dict[str, Any]:
   fig = _network_figure(
     configs, numbers, 'MLP 2 → 10 → 1 (tanh), 5 Gaussian points, MSE: global error ‖θ(nh) − θ_n‖ (Figure 3.9)'
   )
-  return _finish(out, PF_MLP, fig, numbers, settings, quick)
+  return common.finish(out, PF_MLP, fig, numbers, settings, quick)
 
 
 PF_MLP = common.Reproduction(
@@ -686,7 +677,7 @@ def run_cancer(out: Path | str, quick: bool = False) -> dict[str, Any]:
   fig = _network_figure(
     configs, numbers, 'MLP 30 → 10 → 1 (tanh) on breast cancer, BCE: global error of IGR and PF (Figure A.7)'
   )
-  return _finish(out, PF_BREAST_CANCER, fig, numbers, settings, quick)
+  return common.finish(out, PF_BREAST_CANCER, fig, numbers, settings, quick)
 
 
 PF_BREAST_CANCER = common.Reproduction(

@@ -456,10 +456,14 @@ def reproduce(name: str, out: Path | str, quick_run: bool = False) -> dict[str, 
   experiments = spec.quick_experiments if quick_run else spec.experiments
   train(configs(out, experiments))
   result = numbers(out, spec, experiments)
-  common.save(_figure(out, experiments, spec.title), out)
-  result['settings_used'] = {e.name: _settings(e) for e in experiments}
-  result['quick'] = quick_run
-  return common.write_result(out, REPRODUCTIONS_BY_NAME[name], result)
+  return common.finish(
+    out,
+    REPRODUCTIONS_BY_NAME[name],
+    _figure(out, experiments, spec.title),
+    result,
+    {e.name: _settings(e) for e in experiments},
+    quick_run,
+  )
 
 
 def _settings(experiment: Experiment) -> dict[str, Any]:
